@@ -1,0 +1,67 @@
+"""Google clients, built lazily and injectable.
+
+Nothing is created at import time; each client is built the first time it is asked for, from
+:class:`~warden.settings.Settings`, unless a test or the CLI injected one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from warden.settings import Settings
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+
+
+class Clients:
+    """A bag of lazily built Google clients. Pass instances to override any of them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: storage.Client | None = None,
+        monitoring: Any | None = None,
+        publisher: Any | None = None,
+    ) -> None:
+        self.settings = settings
+        self._storage = storage
+        self._monitoring = monitoring
+        self._publisher = publisher
+
+    @property
+    def storage(self) -> storage.Client:
+        if self._storage is None:
+            from google.cloud import storage as gcs
+
+            self._storage = gcs.Client(project=self.settings.project)
+        return self._storage
+
+    @property
+    def monitoring(self) -> Any:
+        """A ``MetricServiceClient``; over a plaintext channel when a local endpoint is set."""
+        if self._monitoring is None:
+            from google.cloud import monitoring_v3
+
+            endpoint = self.settings.monitoring_endpoint
+            if endpoint:
+                import grpc
+                from google.cloud.monitoring_v3.services.metric_service.transports import (
+                    MetricServiceGrpcTransport,
+                )
+
+                transport = MetricServiceGrpcTransport(channel=grpc.insecure_channel(endpoint))
+                self._monitoring = monitoring_v3.MetricServiceClient(transport=transport)
+            else:
+                self._monitoring = monitoring_v3.MetricServiceClient()
+        return self._monitoring
+
+    @property
+    def publisher(self) -> Any:
+        """A Pub/Sub ``PublisherClient`` (honours ``PUBSUB_EMULATOR_HOST`` by itself)."""
+        if self._publisher is None:
+            from google.cloud import pubsub_v1
+
+            self._publisher = pubsub_v1.PublisherClient()
+        return self._publisher

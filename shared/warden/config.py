@@ -1,0 +1,253 @@
+"""``warden.yaml``: the one source of truth for the models Warden looks after.
+
+Pure: no I/O except reading the file in :func:`load_config`, no Google or scikit-learn imports.
+Every validation error names the file, the key (as a dotted path) and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from warden.errors import ConfigError, UnknownModelError
+from warden.estimators import ALLOWED, FACTORY_PATTERN, TASK_FINAL_KIND
+
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+Task = Literal["clustering", "classification"]
+Metric = Literal["silhouette", "roc_auc", "f1", "accuracy"]
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "clustering": ("silhouette",),
+    "classification": ("roc_auc", "f1", "accuracy"),
+}
+DEFAULT_METRIC = {"clustering": "silhouette", "classification": "roc_auc"}
+#: Default absolute floors: better than no structure / better than chance.
+DEFAULT_FLOOR = {"silhouette": 0.0, "roc_auc": 0.5, "f1": 0.0, "accuracy": 0.5}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Step(_Strict):
+    cls: str = Field(alias="class", description="An allow-listed scikit-learn class name.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+
+    @field_validator("cls")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        if value not in ALLOWED:
+            raise ValueError(
+                f"{value!r} is not an allowed estimator; allowed: {', '.join(sorted(ALLOWED))}"
+            )
+        return value
+
+
+class EstimatorSpec(_Strict):
+    steps: list[Step] = Field(default_factory=list)
+    factory: str | None = Field(default=None, description="'module:function' shipped with the code")
+    factory_params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EstimatorSpec:
+        if bool(self.steps) == bool(self.factory):
+            raise ValueError("give exactly one of 'steps' or 'factory'")
+        if self.factory and not FACTORY_PATTERN.match(self.factory):
+            raise ValueError(f"factory must look like 'package.module:function', got {self.factory!r}")
+        return self
+
+
+class DataSpec(_Strict):
+    bucket: str | None = Field(default=None, description="default: the data bucket setting")
+    prefix: str = Field(min_length=1, description="folder holding dt=YYYY-MM-DD/ partitions")
+    format: Literal["csv", "parquet"] = "parquet"
+    window_days: int = Field(default=30, ge=1, le=3660)
+    min_rows: int = Field(default=50, ge=10)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value or value.startswith("gs:") or ".." in value.split("/"):
+            raise ValueError("must be a folder inside the bucket, like 'customers/daily'")
+        return value
+
+
+class Schedule(_Strict):
+    cron: str
+    timezone: str = "Etc/UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter  # small, pure-python
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid 5-field cron expression")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone") from exc
+        return value
+
+
+class Schedules(_Strict):
+    retrain: Schedule | None = None
+    monitor: Schedule | None = None
+    housekeeping: Schedule | None = None
+
+
+class GateSpec(_Strict):
+    metric: Metric | None = None
+    min: float | None = Field(default=None, description="absolute floor for the metric")
+    max_relative_drop: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="largest allowed drop vs the champion, relative"
+    )
+
+
+class EvaluationSpec(_Strict):
+    holdout_fraction: float = Field(default=0.25, gt=0.0, le=0.5)
+    seed: int = 0
+    silhouette_exact_max_rows: int = Field(default=10_000, ge=100, le=200_000)
+    silhouette_sample_size: int = Field(default=10_000, ge=100, le=200_000)
+    silhouette_confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
+
+
+class ModelConfig(_Strict):
+    name: str
+    task: Task
+    description: str = ""
+    estimator: EstimatorSpec
+    data: DataSpec
+    features: list[str] = Field(min_length=1)
+    target: str | None = None
+    positive_label: int | str = 1
+    schedules: Schedules = Field(default_factory=Schedules)
+    gate: GateSpec = Field(default_factory=GateSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not MODEL_NAME.match(value):
+            raise ValueError(
+                "model names are 1-40 characters of a-z, 0-9 and '-', starting with a letter"
+            )
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: list[str]) -> list[str]:
+        dupes = sorted({f for f in value if value.count(f) > 1})
+        if dupes:
+            raise ValueError(f"duplicate features: {dupes}")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ModelConfig:
+        if self.task == "classification" and not self.target:
+            raise ValueError("classification models need a 'target' column")
+        if self.task == "clustering" and self.target:
+            raise ValueError("clustering models take no 'target'")
+        if self.target and self.target in self.features:
+            raise ValueError(f"target {self.target!r} is also listed in features")
+        if self.estimator.steps:
+            final = self.estimator.steps[-1].cls
+            want = TASK_FINAL_KIND[self.task]
+            if ALLOWED[final][1] != want:
+                raise ValueError(f"the last estimator step must be a {want} for task "
+                                 f"{self.task!r}, got {final!r}")
+            for step in self.estimator.steps[:-1]:
+                if ALLOWED[step.cls][1] != "transformer":
+                    raise ValueError(f"{step.cls!r} can only be the last step")
+        if self.gate.metric and self.gate.metric not in TASK_METRICS[self.task]:
+            raise ValueError(f"gate.metric {self.gate.metric!r} does not apply to task "
+                             f"{self.task!r}; use one of {TASK_METRICS[self.task]}")
+        return self
+
+    @property
+    def gate_metric(self) -> str:
+        return self.gate.metric or DEFAULT_METRIC[self.task]
+
+    @property
+    def gate_floor(self) -> float:
+        return self.gate.min if self.gate.min is not None else DEFAULT_FLOOR[self.gate_metric]
+
+    def data_bucket(self, default: str) -> str:
+        return self.data.bucket or default
+
+
+class WardenConfig(_Strict):
+    version: Literal[1] = 1
+    models: dict[str, ModelConfig]
+
+    def model(self, name: str) -> ModelConfig:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise UnknownModelError(f"unknown model {name!r}; warden.yaml declares: {known}") from None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(raw: Any, *, source: str = "warden.yaml") -> WardenConfig:
+    """Validate an already-parsed YAML document. Raise :class:`ConfigError` naming the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with a 'models' key")
+    models = raw.get("models")
+    if isinstance(models, dict):
+        # The mapping key is the model's name; fill it in so errors and code see one name.
+        raw = {**raw, "models": {
+            k: ({**v, "name": k} if isinstance(v, dict) and "name" not in v else v)
+            for k, v in models.items()
+        }}
+    try:
+        config = WardenConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = msg.removeprefix("Value error, ")
+            problems.append(f"{source}: {_loc(tuple(err['loc']))}: {msg}")
+        raise ConfigError("\n".join(problems)) from None
+    for key, model in config.models.items():
+        if model.name != key:
+            raise ConfigError(f"{source}: models.{key}.name: must equal its key {key!r}")
+    if not config.models:
+        raise ConfigError(f"{source}: models: declare at least one model")
+    return config
+
+
+def load_config(path: str | Path) -> WardenConfig:
+    """Read and validate ``warden.yaml``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw, source=str(path))

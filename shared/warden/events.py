@@ -1,0 +1,48 @@
+"""Publishing ``model-events`` on Pub/Sub.
+
+Payload: ``{"schema": 1, "kind": ..., "model": ..., "at": ..., ...}``; attributes ``model`` and
+``kind`` so subscriptions can filter without decoding. With no topic configured, events are only
+logged (still one structured line each, so nothing is silently dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from warden.logs import fields
+
+log = logging.getLogger(__name__)
+
+KINDS = ("version_registered", "promoted", "rejected", "failed", "rolled_back",
+         "drift_detected", "performance_degraded")
+SCHEMA = 1
+
+
+class EventPublisher:
+    def __init__(self, publisher_factory: Callable[[], Any] | None, project: str, topic: str,
+                 *, timeout: float = 30.0) -> None:
+        self._factory = publisher_factory
+        self._publisher: Any = None
+        self.project = project
+        self.topic = topic
+        self.timeout = timeout
+
+    def publish(self, kind: str, model: str, **payload: Any) -> str | None:
+        """Publish one event; return its message id (None when only logged)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        body = {"schema": SCHEMA, "kind": kind, "model": model,
+                "at": datetime.now(UTC).isoformat(), **payload}
+        log.info("model event %s", kind, extra=fields(event=body))
+        if not self.topic or self._factory is None:
+            return None
+        if self._publisher is None:
+            self._publisher = self._factory()
+        path = self._publisher.topic_path(self.project, self.topic)
+        data = json.dumps(body, sort_keys=True, default=str).encode()
+        future = self._publisher.publish(path, data, model=model, kind=kind)
+        return str(future.result(timeout=self.timeout))

@@ -1,0 +1,180 @@
+"""Run ledger: makes at-least-once delivery do the work once, and records the last outcome.
+
+One small JSON marker per request key (message id or scheduled time), under
+``MODEL/runs/KIND/<sha256(key)[:32]>.json`` in the registry bucket:
+
+* ``begin`` creates it create-only with ``status: running`` and a lease. A redelivery finds it:
+  ``done``/``failed`` → nothing to do (acknowledge); ``running`` within its lease → another
+  instance is on it (raise :class:`RunInProgress`, Pub/Sub redelivers later); ``running`` past
+  its lease or ``aborted`` → take it over by compare-and-swap on the marker's generation.
+* ``finish`` moves it to its final state by compare-and-swap; losing that race means another
+  instance took over a lease we overran, and its outcome wins.
+
+``MODEL/status/KIND.json`` keeps the last run, last success and last failure for ``health``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from warden.errors import ConflictError, RunInProgress
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+
+log = logging.getLogger(__name__)
+
+FINAL = ("done", "failed")
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    model: str
+    kind: str
+    key: str
+    run_id: str
+    name: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class PriorRun:
+    """A request that already finished: its marker's content."""
+
+    record: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status"))
+
+
+class RunLedger:
+    def __init__(
+        self,
+        client: storage.Client,
+        bucket: str,
+        *,
+        lease: timedelta = timedelta(minutes=20),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._client = client
+        self.bucket_name = bucket
+        self.lease = lease
+        self._clock = clock
+
+    @property
+    def bucket(self) -> storage.Bucket:
+        return self._client.bucket(self.bucket_name)
+
+    @staticmethod
+    def marker_name(model: str, kind: str, key: str) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return f"{model}/runs/{kind}/{digest}.json"
+
+    def _upload(self, name: str, record: dict[str, Any], generation: int) -> int:
+        blob = self.bucket.blob(name)
+        blob.upload_from_string(json.dumps(record, sort_keys=True), content_type="application/json",
+                                if_generation_match=generation)
+        return int(blob.generation or 0)
+
+    def begin(self, model: str, kind: str, key: str, run_id: str) -> RunClaim | PriorRun:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        name = self.marker_name(model, kind, key)
+        now = self._clock()
+        record = {"model": model, "kind": kind, "key": key, "run_id": run_id,
+                  "status": "running", "started_at": _iso(now),
+                  "lease_until": _iso(now + self.lease), "attempt": 1}
+        for _ in range(10):
+            try:
+                gen = self._upload(name, record, 0)
+                return RunClaim(model, kind, key, run_id, name, gen)
+            except PreconditionFailed:
+                pass
+            blob = self.bucket.blob(name)
+            try:
+                existing = json.loads(blob.download_as_bytes())
+            except NotFound:
+                continue  # expired and purged between our two calls: try to create again
+            if existing.get("status") in FINAL:
+                return PriorRun(existing)
+            if existing.get("status") == "running" and _parse(existing["lease_until"]) > now:
+                raise RunInProgress(
+                    f"{model}: {kind} for {key} is already running (run {existing.get('run_id')},"
+                    f" lease until {existing['lease_until']})"
+                )
+            takeover = {**record, "attempt": int(existing.get("attempt", 1)) + 1,
+                        "previous_run_id": existing.get("run_id")}
+            try:
+                gen = self._upload(name, takeover, int(blob.generation or 0))
+            except PreconditionFailed:
+                continue
+            log.warning("taking over a stale or aborted run", extra={"json_fields": {
+                "model": model, "kind": kind, "key": key,
+                "previous_run_id": existing.get("run_id")}})
+            return RunClaim(model, kind, key, run_id, name, gen)
+        raise ConflictError(f"{model}: could not claim run marker {name}")
+
+    def finish(self, claim: RunClaim, status: str, result: dict[str, Any]) -> bool:
+        """Record the final (or ``aborted``) state. False if another instance took over."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        record = {"model": claim.model, "kind": claim.kind, "key": claim.key,
+                  "run_id": claim.run_id, "status": status, "finished_at": _iso(self._clock()),
+                  "result": result}
+        try:
+            self._upload(claim.name, record, claim.generation)
+        except PreconditionFailed:
+            log.warning("run marker changed under us; another instance took over",
+                        extra={"json_fields": {"model": claim.model, "key": claim.key}})
+            return False
+        return True
+
+    # -- last outcome per model and kind (read by health) -----------------------------------
+    def status(self, model: str, kind: str) -> dict[str, Any] | None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return json.loads(self.bucket.blob(f"{model}/status/{kind}.json").download_as_bytes())
+        except NotFound:
+            return None
+
+    def record_status(self, model: str, kind: str, *, outcome: str, detail: dict[str, Any]) -> None:
+        """Fold one run's outcome into ``MODEL/status/KIND.json`` by compare-and-swap."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        name = f"{model}/status/{kind}.json"
+        now = _iso(self._clock())
+        for _ in range(20):
+            blob = self.bucket.blob(name)
+            try:
+                current = json.loads(blob.download_as_bytes())
+                generation = int(blob.generation or 0)
+            except NotFound:
+                current, generation = {}, 0
+            entry = {"at": now, "outcome": outcome, **detail}
+            new = {**current, "model": model, "kind": kind, "last_run": entry}
+            if outcome == "failed":
+                new["last_failure"] = entry
+            else:
+                new["last_success"] = entry
+            try:
+                self._upload(name, new, generation)
+                return
+            except PreconditionFailed:
+                continue
+        raise ConflictError(f"{model}: status {kind} kept changing under us")

@@ -1,0 +1,90 @@
+"""Per-process wiring: settings, config and clients, built once and replaceable in tests.
+
+Function entry points call :func:`current`; tests and the local stack call :func:`install`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from warden.clients import Clients
+from warden.config import WardenConfig, load_config
+from warden.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clients: Clients
+    _config: WardenConfig | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> WardenConfig:
+        if self._config is None:
+            self._config = load_config(self.settings.config_path)
+        return self._config
+
+    def registry(self):  # -> warden.registry.Registry
+        from warden.registry import Registry
+
+        if "registry" not in self._cache:
+            self._cache["registry"] = Registry(self.clients.storage, self.settings.registry_bucket)
+        return self._cache["registry"]
+
+    def ledger(self):  # -> warden.runs.RunLedger
+        from warden.runs import RunLedger
+
+        if "ledger" not in self._cache:
+            self._cache["ledger"] = RunLedger(self.clients.storage, self.settings.registry_bucket)
+        return self._cache["ledger"]
+
+    def metrics(self):  # -> warden.metrics.MetricsWriter
+        from warden.metrics import from_clients
+
+        if "metrics" not in self._cache:
+            self._cache["metrics"] = from_clients(self.clients)
+        return self._cache["metrics"]
+
+    def events(self):  # -> warden.events.EventPublisher
+        from warden.events import EventPublisher
+
+        if "events" not in self._cache:
+            s = self.settings
+            self._cache["events"] = EventPublisher(
+                (lambda: self.clients.publisher) if s.events_topic else None,
+                s.project, s.events_topic)
+        return self._cache["events"]
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def build(settings: Settings | None = None, *, config: WardenConfig | None = None,
+          **clients: Any) -> Runtime:
+    settings = settings or Settings.from_env()
+    return Runtime(settings=settings, clients=Clients(settings, **clients), _config=config)
+
+
+def current(default_config: Path | None = None) -> Runtime:
+    """The installed runtime, or one built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            from warden.logs import setup_logging
+
+            settings = Settings.from_env(default_config=default_config)
+            setup_logging(project=settings.project, level=settings.log_level)
+            _current = build(settings)
+        return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    """Replace the process's runtime (None: rebuild from the environment on next use)."""
+    global _current
+    with _lock:
+        _current = runtime

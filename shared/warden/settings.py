@@ -1,0 +1,73 @@
+"""The one place that reads environment variables.
+
+Terraform sets exactly the variables listed in :data:`ENV_VARS` on each function (a test over the
+parsed HCL holds the two together). The Google client libraries read a few of their own
+(``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``, ``GOOGLE_CLOUD_PROJECT``); we read
+``STORAGE_EMULATOR_HOST`` only to know whether we run locally.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from warden.errors import ConfigError
+
+#: Every variable Warden itself reads, with what it means.
+ENV_VARS: dict[str, str] = {
+    "WARDEN_PROJECT": "Google Cloud project id (falls back to GOOGLE_CLOUD_PROJECT).",
+    "WARDEN_CONFIG": "Path of warden.yaml (default: warden.yaml beside the function's main.py).",
+    "WARDEN_REGISTRY_BUCKET": "Bucket holding the model registry.",
+    "WARDEN_DATA_BUCKET": "Default bucket for training data.",
+    "WARDEN_EVENTS_TOPIC": "Pub/Sub topic id for model-events (empty: events are only logged).",
+    "WARDEN_MONITORING_ENDPOINT": "host:port of a plaintext MetricService (local stand-in only).",
+    "WARDEN_METRICS": "'on' (default) or 'off' to skip Cloud Monitoring writes.",
+    "WARDEN_CODE_VERSION": "Version string of the deployed code (bundle hash or git sha).",
+    "WARDEN_LOG_LEVEL": "Root log level (default INFO).",
+}
+
+DEFAULT_PROJECT = "warden-local"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings, built once from the environment (or given directly in tests)."""
+
+    project: str = DEFAULT_PROJECT
+    config_path: Path = Path("warden.yaml")
+    registry_bucket: str = "warden-registry"
+    data_bucket: str = "warden-data"
+    events_topic: str = ""
+    monitoring_endpoint: str = ""
+    metrics_enabled: bool = True
+    code_version: str = "dev"
+    log_level: str = "INFO"
+    storage_emulator_host: str = ""
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_config: Path | None = None
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        metrics = env.get("WARDEN_METRICS", "on").strip().lower()
+        if metrics not in {"on", "off"}:
+            raise ConfigError(f"environment: WARDEN_METRICS must be 'on' or 'off', got {metrics!r}")
+        config_path = env.get("WARDEN_CONFIG") or (default_config or Path("warden.yaml"))
+        return cls(
+            project=env.get("WARDEN_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT,
+            config_path=Path(config_path),
+            registry_bucket=env.get("WARDEN_REGISTRY_BUCKET", cls.registry_bucket),
+            data_bucket=env.get("WARDEN_DATA_BUCKET", cls.data_bucket),
+            events_topic=env.get("WARDEN_EVENTS_TOPIC", ""),
+            monitoring_endpoint=env.get("WARDEN_MONITORING_ENDPOINT", ""),
+            metrics_enabled=metrics == "on",
+            code_version=env.get("WARDEN_CODE_VERSION", "dev"),
+            log_level=env.get("WARDEN_LOG_LEVEL", "INFO").upper(),
+            storage_emulator_host=env.get("STORAGE_EMULATOR_HOST", ""),
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return bool(self.storage_emulator_host)
