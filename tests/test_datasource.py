@@ -1,0 +1,424 @@
+"""warden.datasource against a real fake-gcs-server, and the example data in warden.examples."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from warden.config import DataSpec, load_config
+from warden.datasource import DataWindow, read_training_frame
+from warden.errors import DataError, RetryableError
+from warden.examples import (
+    CUSTOMER_FEATURES,
+    breast_cancer_frame,
+    customer_frame,
+    write_partitions,
+)
+
+pytestmark = pytest.mark.emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = date(2026, 3, 10)
+COLS = ["a", "b"]
+
+
+def _upload(client, bucket: str, name: str, data: bytes | str) -> int:
+    blob = client.bucket(bucket).blob(name)
+    blob.upload_from_string(data)
+    return int(blob.generation)
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _spec(fmt: str = "csv", *, window_days: int = 3, min_rows: int = 10) -> DataSpec:
+    return DataSpec(prefix="p", format=fmt, window_days=window_days, min_rows=min_rows)
+
+
+def _read(client, bucket: str, spec: DataSpec, **kwargs):
+    kwargs.setdefault("columns", COLS)
+    return read_training_frame(client, bucket=bucket, spec=spec, as_of=AS_OF, **kwargs)
+
+
+def _ab(n: int, start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({"a": np.arange(start, start + n), "b": np.arange(n) * 0.5, "z": "x"})
+
+
+# --- round trips --------------------------------------------------------------------------------
+
+
+def test_parquet_round_trip_reads_only_the_window(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    spec = DataSpec(prefix="customers", format="parquet", window_days=7, min_rows=50)
+    inside = customer_frame(700, seed=1)
+    write_partitions(
+        storage_client, bucket=bucket, prefix="customers", frame=inside, fmt="parquet",
+        end=AS_OF, days=7,
+    )  # fmt: skip
+    # Rows just outside the window on both sides, marked by an impossible recency.
+    marker = customer_frame(40, seed=2).assign(recency_days=-1)
+    for day in (AS_OF - timedelta(days=7), AS_OF + timedelta(days=1)):
+        _upload(storage_client, bucket, f"customers/dt={day}/part-00000.parquet", _parquet(marker))
+
+    frame, window = read_training_frame(
+        storage_client, bucket=bucket, spec=spec, columns=CUSTOMER_FEATURES, as_of=AS_OF
+    )
+
+    assert list(frame.columns) == CUSTOMER_FEATURES
+    assert all(str(t) == "float64" for t in frame.dtypes)
+    assert len(frame) == window.rows == 700
+    assert (frame["recency_days"] >= 0).all()
+    pd.testing.assert_frame_equal(frame, inside[CUSTOMER_FEATURES].astype("float64"))
+    assert (window.start, window.end) == (AS_OF - timedelta(days=6), AS_OF)
+    assert window.partitions == [f"dt={AS_OF - timedelta(days=6 - i)}" for i in range(7)]
+    assert window.missing == dict.fromkeys(CUSTOMER_FEATURES, 0.0)
+
+
+def test_csv_round_trip_keeps_target_dtype_and_column_order(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    model = load_config(ROOT / "warden.yaml").model("breast-cancer-risk")
+    data = breast_cancer_frame()
+    write_partitions(
+        storage_client, bucket=bucket, prefix=model.data.prefix, frame=data, fmt="csv",
+        end=AS_OF, days=5,
+    )  # fmt: skip
+    columns = list(reversed(model.features))
+
+    frame, window = read_training_frame(
+        storage_client, bucket=bucket, spec=model.data, columns=columns, as_of=AS_OF,
+        target=model.target,
+    )  # fmt: skip
+
+    assert list(frame.columns) == [*columns, "malignant"]
+    assert frame["malignant"].dtype == np.int64
+    assert int(frame["malignant"].sum()) == 212
+    assert all(frame[c].dtype == np.float64 for c in columns)
+    np.testing.assert_allclose(frame[columns].to_numpy(), data[columns].to_numpy(), rtol=1e-12)
+    assert window.rows == 569
+    assert len(window.files) == 5
+    assert window.missing["malignant"] == 0.0
+
+
+def test_files_pin_the_generation_read(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    name = f"p/dt={AS_OF}/part-0.csv"
+    first = _upload(storage_client, bucket, name, _ab(12).to_csv(index=False))
+
+    frame1, window1 = _read(storage_client, bucket, _spec())
+    assert window1.files == [f"gs://{bucket}/{name}#{first}"]
+
+    second = _upload(storage_client, bucket, name, _ab(15, start=100).to_csv(index=False))
+    frame2, window2 = _read(storage_client, bucket, _spec())
+    assert second != first
+    assert window2.files == [f"gs://{bucket}/{name}#{second}"]
+    assert frame1["a"].min() == 0
+    assert frame2["a"].min() == 100
+    assert len(frame2) == 15
+
+
+def test_many_files_per_partition_markers_and_junk_ignored(storage_client, bucket_names, caplog):
+    bucket = bucket_names["data"]
+    day = f"p/dt={AS_OF}"
+    gens = [
+        _upload(storage_client, bucket, f"{day}/part-00001.parquet", _parquet(_ab(6, start=10))),
+        _upload(storage_client, bucket, f"{day}/part-00000.parquet", _parquet(_ab(5))),
+    ]
+    earlier = f"p/dt={AS_OF - timedelta(days=1)}"
+    gens.append(_upload(storage_client, bucket, f"{earlier}/x.parquet", _parquet(_ab(4, start=20))))
+    _upload(storage_client, bucket, f"{day}/_SUCCESS", b"")
+    _upload(storage_client, bucket, f"{day}/.part-00000.parquet.crc", b"junk")
+    _upload(storage_client, bucket, f"{day}/_temporary/0/part-9.parquet", b"not parquet")
+    _upload(storage_client, bucket, f"{day}/extra.csv", "a,b\n999,999\n")  # wrong format
+    _upload(storage_client, bucket, "p/dt=latest/part-0.parquet", b"not parquet")
+    _upload(storage_client, bucket, "p/dt=2026-02-30/part-0.parquet", b"not parquet")
+    _upload(storage_client, bucket, "p/other/part-0.parquet", b"not parquet")
+
+    with caplog.at_level(logging.WARNING, logger="warden.datasource"):
+        frame, window = _read(storage_client, bucket, _spec("parquet"))
+
+    assert sorted(frame["a"].tolist()) == [*range(5), *range(10, 16), *range(20, 24)]
+    assert window.rows == 15
+    assert window.partitions == [f"dt={AS_OF - timedelta(days=1)}", f"dt={AS_OF}"]
+    assert window.files == [
+        f"gs://{bucket}/{earlier}/x.parquet#{gens[2]}",
+        f"gs://{bucket}/{day}/part-00000.parquet#{gens[1]}",
+        f"gs://{bucket}/{day}/part-00001.parquet#{gens[0]}",
+    ]
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "dt=latest" in warned
+    assert "dt=2026-02-30" in warned
+
+
+def test_missing_values_are_kept_and_reported(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    csv = "a,b\n" + "\n".join(f"{i},{'' if i % 4 == 0 else i}" for i in range(20)) + "\n"
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+
+    frame, window = _read(storage_client, bucket, _spec())
+
+    assert len(frame) == 20
+    assert int(frame["b"].isna().sum()) == 5
+    assert window.missing == {"a": 0.0, "b": 0.25}
+    restored = DataWindow.from_dict(json.loads(json.dumps(window.to_dict())))
+    assert restored == window
+    assert window.to_dict()["start"] == str(AS_OF - timedelta(days=2))
+
+
+def test_numeric_strings_in_parquet_are_converted(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    data = pd.DataFrame({"a": [str(i) for i in range(12)], "b": [" 1.5 "] * 11 + [""]})
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.parquet", _parquet(data))
+
+    frame, window = _read(storage_client, bucket, _spec("parquet"))
+
+    assert frame["a"].tolist() == [float(i) for i in range(12)]
+    assert frame["b"].iloc[0] == 1.5
+    assert window.missing["b"] == pytest.approx(1 / 12, abs=1e-6)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def test_no_partitions_in_window_names_window_and_latest(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    old = AS_OF - timedelta(days=10)
+    _upload(storage_client, bucket, f"p/dt={old}/part.csv", _ab(20).to_csv(index=False))
+
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec())
+    msg = str(info.value)
+    assert f"gs://{bucket}/p/" in msg
+    assert f"{AS_OF - timedelta(days=2)}..{AS_OF}" in msg
+    assert f"latest partition found: dt={old}" in msg
+
+
+def test_no_partitions_at_all(storage_client, bucket_names):
+    with pytest.raises(DataError, match=r"no dt= partitions .*latest partition found: none"):
+        _read(storage_client, bucket_names["data"], _spec())
+
+
+def test_partition_without_files_of_the_format(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/_SUCCESS", b"")
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", _ab(20).to_csv(index=False))
+    with pytest.raises(DataError, match=r"no \.parquet files .*part\.csv.*data\.format"):
+        _read(storage_client, bucket, _spec("parquet"))
+
+
+def test_files_with_zero_rows(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part-0.csv", "a,b\n")
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part-1.csv", b"")
+    with pytest.raises(DataError, match=rf"gs://{bucket}/p/: 2 \.csv file\(s\).*zero rows"):
+        _read(storage_client, bucket, _spec())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "payload"),
+    [
+        ("parquet", b"this is not parquet at all"),
+        ("csv", b'a,b\n1,2\n3,4,5,6,7\n"unterminated'),
+    ],
+)
+def test_unparsable_file_is_named(storage_client, bucket_names, fmt, payload):
+    bucket = bucket_names["data"]
+    good = _ab(20).to_csv(index=False) if fmt == "csv" else _parquet(_ab(20))
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/good.{fmt}", good)
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/bad.{fmt}", payload)
+    with pytest.raises(DataError, match=rf"gs://{bucket}/p/dt={AS_OF}/bad\.{fmt}: cannot parse"):
+        _read(storage_client, bucket, _spec(fmt))
+
+
+def test_missing_columns_names_them_the_file_and_what_exists(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/ok.parquet", _parquet(_ab(20)))
+    bad = _ab(20).rename(columns={"b": "bee"})
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/renamed.parquet", _parquet(bad))
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec("parquet"))
+    msg = str(info.value)
+    assert f"gs://{bucket}/p/dt={AS_OF}/renamed.parquet" in msg
+    assert "missing column(s) ['b']" in msg
+    assert "available: ['a', 'bee', 'z']" in msg
+
+
+def test_non_numeric_value_names_column_and_example(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    csv = "a,b\n" + "".join(f"{i},{i}\n" for i in range(15)) + "7,seven\n"
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+    with pytest.raises(DataError, match=r"column 'b' has 1 non-numeric value\(s\), e\.g\. 'seven'"):
+        _read(storage_client, bucket, _spec())
+
+
+def test_infinite_value_is_rejected(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    csv = "a,b\n" + "".join(f"{i},{i}\n" for i in range(15)) + "7,inf\n"
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+    with pytest.raises(DataError, match=r"column 'b' has 1 infinite value"):
+        _read(storage_client, bucket, _spec())
+
+
+def test_column_without_any_value_is_rejected(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    csv = "a,b\n" + "".join(f"{i},\n" for i in range(15))
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+    with pytest.raises(DataError, match=r"\['b'\] have no values"):
+        _read(storage_client, bucket, _spec())
+
+
+def test_null_target_is_rejected(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    csv = "a,b,y\n" + "".join(f"{i},{i},{'' if i == 3 else i % 2}\n" for i in range(15))
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+    with pytest.raises(DataError, match=r"part\.csv: target column 'y' has 1 missing"):
+        _read(storage_client, bucket, _spec(), target="y")
+    # A string target is fine and not converted.
+    csv = "a,b,y\n" + "".join(f"{i},{i},{'yes' if i % 2 else 'no'}\n" for i in range(15))
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+    frame, _ = _read(storage_client, bucket, _spec(), target="y")
+    assert set(frame["y"]) == {"yes", "no"}
+
+
+def test_too_few_rows(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", _ab(20).to_csv(index=False))
+    with pytest.raises(DataError, match=r"only 20 rows .*need at least 50 \(data\.min_rows\)"):
+        _read(storage_client, bucket, _spec(min_rows=50))
+    frame, _ = _read(storage_client, bucket, _spec(min_rows=20))
+    assert len(frame) == 20
+
+
+def test_missing_bucket(storage_client, bucket_names):
+    with pytest.raises(DataError, match=r"gs://no-such-bucket-warden: bucket not found"):
+        _read(storage_client, "no-such-bucket-warden", _spec())
+
+
+def test_import_does_not_load_heavy_libraries():
+    code = (
+        "import sys, warden.datasource, warden.examples\n"
+        "heavy = [m for m in ('pandas', 'pyarrow', 'numpy', 'sklearn') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == ""
+
+
+# --- example data -------------------------------------------------------------------------------
+
+
+def test_example_columns_match_warden_yaml():
+    config = load_config(ROOT / "warden.yaml")
+    segments = config.model("customer-segments")
+    assert segments.features == CUSTOMER_FEATURES
+    assert list(customer_frame(50).columns) == [*segments.features, "segment"]
+    cancer = config.model("breast-cancer-risk")
+    frame = breast_cancer_frame()
+    assert set(cancer.features) <= set(frame.columns)
+    assert cancer.target in frame.columns
+    assert frame.shape == (569, 31)
+
+
+def test_customer_frame_is_plausible_and_deterministic():
+    frame = customer_frame(1000, seed=3)
+    assert len(frame) == 1000
+    assert frame["segment"].value_counts().to_dict() == {
+        "bargain": 300, "dormant": 300, "loyal": 200, "new": 200,
+    }  # fmt: skip
+    assert (frame[["recency_days", "orders_per_year", "tenure_months"]] >= 0).all().all()
+    assert (frame["avg_order_value"] > 0).all()
+    for share in ("discount_share", "web_share"):
+        assert frame[share].between(0, 1).all()
+    medians = frame.groupby("segment")["recency_days"].median()
+    assert medians["dormant"] > 5 * medians["loyal"]
+    pd.testing.assert_frame_equal(frame, customer_frame(1000, seed=3))
+    assert not frame.equals(customer_frame(1000, seed=4))
+    with pytest.raises(ValueError, match="shift"):
+        customer_frame(10, shift=1.5)
+
+
+def test_shift_lowers_the_silhouette():
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.preprocessing import StandardScaler
+
+    def score(shift: float) -> float:
+        data = customer_frame(1500, seed=5, shift=shift)[CUSTOMER_FEATURES].astype(float)
+        x = StandardScaler().fit_transform(data)
+        labels = KMeans(n_clusters=4, n_init=10, random_state=0).fit_predict(x)
+        return float(silhouette_score(x, labels))
+
+    base, shifted = score(0.0), score(1.0)
+    assert base >= 0.35
+    assert shifted <= 0.8 * base
+
+
+def test_breast_cancer_labels_and_noise():
+    clean = breast_cancer_frame()
+    assert clean["malignant"].value_counts().to_dict() == {1: 212, 0: 357}
+    assert {"mean_radius", "mean_concave_points", "worst_concave_points"} <= set(clean.columns)
+    # sklearn's first sample is malignant (target 0) with mean radius 17.99.
+    assert clean.loc[0, "mean_radius"] == pytest.approx(17.99)
+    assert clean.loc[0, "malignant"] == 1
+
+    noisy = breast_cancer_frame(label_noise=0.1, seed=7)
+    flipped = int((noisy["malignant"] != clean["malignant"]).sum())
+    assert flipped == round(0.1 * 569) == 57
+    pd.testing.assert_frame_equal(noisy, breast_cancer_frame(label_noise=0.1, seed=7))
+    pd.testing.assert_frame_equal(noisy.drop(columns="malignant"), clean.drop(columns="malignant"))
+
+
+def test_write_partitions_layout(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    names = write_partitions(
+        storage_client, bucket=bucket, prefix="/c/", frame=_ab(10), fmt="csv", end=AS_OF, days=3
+    )
+    assert names == [f"c/dt={AS_OF - timedelta(days=2 - i)}/part-00000.csv" for i in range(3)]
+    chunks = [
+        pd.read_csv(io.BytesIO(storage_client.bucket(bucket).blob(n).download_as_bytes()))
+        for n in names
+    ]
+    assert [len(c) for c in chunks] == [3, 4, 3]
+    assert pd.concat(chunks)["a"].tolist() == list(range(10))
+
+
+def test_object_replaced_after_listing_is_not_read_silently(
+    storage_client, bucket_names, monkeypatch
+):
+    bucket = bucket_names["data"]
+    name = f"p/dt={AS_OF}/part.csv"
+    _upload(storage_client, bucket, name, _ab(12).to_csv(index=False))
+    listing = storage_client.list_blobs
+
+    def list_then_replace(*args, **kwargs):
+        blobs = list(listing(*args, **kwargs))
+        _upload(storage_client, bucket, name, _ab(30, start=500).to_csv(index=False))
+        return iter(blobs)
+
+    monkeypatch.setattr(storage_client, "list_blobs", list_then_replace)
+    # The listed generation is gone: reading the newer one would make the manifest lie.
+    with pytest.raises(RetryableError, match="changed while being read"):
+        _read(storage_client, bucket, _spec())
+
+
+def test_transient_google_errors_propagate(storage_client, bucket_names, monkeypatch):
+    from google.api_core.exceptions import ServiceUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise ServiceUnavailable("try again")
+
+    monkeypatch.setattr(storage_client, "list_blobs", unavailable)
+    with pytest.raises(ServiceUnavailable):
+        _read(storage_client, bucket_names["data"], _spec())

@@ -1,0 +1,326 @@
+"""warden.evaluation on real scikit-learn data: silhouette exactness, sampling bound, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import warden.evaluation as ev
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine, make_blobs
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    roc_auc_score,
+    silhouette_samples,
+    silhouette_score,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from warden.config import EvaluationSpec
+from warden.errors import DataError
+from warden.evaluation import (
+    block_shape,
+    classification_metrics,
+    evaluate,
+    hoeffding_bound,
+    silhouette,
+)
+
+SPEC = EvaluationSpec()
+
+
+class FixedLabels:
+    """A 'clusterer' whose assignment is given, to isolate what evaluate does with X."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+
+    def predict(self, X: object) -> np.ndarray:
+        return self.labels
+
+
+@pytest.fixture(scope="module")
+def iris_kmeans() -> tuple[np.ndarray, np.ndarray]:
+    X = load_iris().data
+    return X, KMeans(n_clusters=3, n_init=10, random_state=0).fit_predict(X)
+
+
+@pytest.fixture(scope="module")
+def cancer() -> tuple[np.ndarray, np.ndarray]:
+    data = load_breast_cancer()
+    return data.data, data.target
+
+
+# ------------------------------------------------------------------------- exact silhouette
+
+
+def test_exact_silhouette_matches_sklearn_on_iris_kmeans(iris_kmeans) -> None:
+    X, labels = iris_kmeans
+    result = silhouette(X, labels)
+    assert result.exact
+    assert result.n_rows == result.n_evaluated == 150
+    assert result.error_bound == 0.0
+    assert result.std_error == 0.0
+    assert result.value == pytest.approx(silhouette_score(X, labels), abs=1e-9)
+
+
+def test_exact_silhouette_matches_sklearn_on_wine() -> None:
+    wine = load_wine()
+    expected = silhouette_score(wine.data, wine.target)
+    assert silhouette(wine.data, wine.target).value == pytest.approx(expected, abs=1e-9)
+    # String labels are just names: same answer.
+    names = np.asarray(wine.target_names)[wine.target]
+    assert silhouette(wine.data, names).value == pytest.approx(expected, abs=1e-9)
+
+
+def test_singleton_clusters_score_zero_like_sklearn(iris_kmeans) -> None:
+    X, labels = iris_kmeans
+    labels = labels.copy()
+    labels[[0, 60]] = [7, 8]  # two points alone in their own clusters
+    expected = silhouette_score(X, labels)
+    assert silhouette(X, labels).value == pytest.approx(expected, abs=1e-9)
+    assert silhouette_samples(X, labels)[[0, 60]].tolist() == [0.0, 0.0]
+
+
+def test_tiny_buffer_forces_many_blocks_and_gives_the_same_answer(iris_kmeans, monkeypatch) -> None:
+    X, labels = iris_kmeans
+    # 40 float64 per block: many query and reference blocks, self-distances across block edges.
+    monkeypatch.setattr(ev, "DISTANCE_BUFFER_BYTES", 8 * 40)
+    assert block_shape(150, 150, 3) == (3, 13)
+    assert silhouette(X, labels).value == pytest.approx(silhouette_score(X, labels), abs=1e-9)
+
+
+def test_each_sampled_row_is_scored_exactly_against_all_rows(iris_kmeans) -> None:
+    X, labels = iris_kmeans
+    _, codes = np.unique(labels, return_inverse=True)
+    sizes = np.bincount(codes).astype(float)
+    query = np.array([3, 50, 51, 149])
+    got = ev._silhouette_samples(np.ascontiguousarray(X, float), codes, sizes, query)
+    np.testing.assert_allclose(got, silhouette_samples(X, labels)[query], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("labels", [np.zeros(150), np.arange(150)], ids=["one", "all-distinct"])
+def test_silhouette_undefined_raises_data_error(iris_kmeans, labels) -> None:
+    X, _ = iris_kmeans
+    with pytest.raises(DataError, match="silhouette is undefined"):
+        silhouette(X, labels)
+
+
+def test_silhouette_rejects_non_finite_features(iris_kmeans) -> None:
+    X, labels = iris_kmeans
+    X = X.copy()
+    X[4, 2] = np.nan
+    with pytest.raises(DataError, match="finite"):
+        silhouette(X, labels)
+
+
+# ---------------------------------------------------------------------- sampled silhouette
+
+
+@pytest.fixture(scope="module")
+def blobs_30k() -> tuple[np.ndarray, np.ndarray, float]:
+    X, y = make_blobs(n_samples=30_000, centers=4, n_features=3, cluster_std=2.0, random_state=0)
+    exact = silhouette(X, y, exact_max_rows=30_000)
+    assert exact.exact
+    return X, y, exact.value
+
+
+def test_sampled_silhouette_lands_within_its_error_bound(blobs_30k) -> None:
+    X, y, exact = blobs_30k
+    result = silhouette(X, y, exact_max_rows=10_000, sample_size=10_000, confidence=0.99, seed=0)
+    assert not result.exact
+    assert (result.n_rows, result.n_evaluated) == (30_000, 10_000)
+    assert result.error_bound == pytest.approx(math.sqrt(2 * math.log(2 / 0.01) / 10_000))
+    assert round(result.error_bound, 4) == 0.0326
+    assert abs(result.value - exact) <= result.error_bound
+    # The CLT standard error is much tighter than the worst-case bound, and honest here too.
+    assert 0 < result.std_error < result.error_bound
+    assert abs(result.value - exact) <= 4 * result.std_error
+
+
+def test_sampled_silhouette_is_reproducible_by_seed(blobs_30k) -> None:
+    X, y, _ = blobs_30k
+    a = silhouette(X, y, sample_size=500, seed=1)
+    b = silhouette(X, y, sample_size=500, seed=1)
+    c = silhouette(X, y, sample_size=500, seed=2)
+    assert a == b
+    assert a.value != c.value
+
+
+def test_sample_as_large_as_the_data_is_exact(iris_kmeans) -> None:
+    X, labels = iris_kmeans
+    result = silhouette(X, labels, exact_max_rows=100, sample_size=150)
+    assert result.exact
+    assert result.value == pytest.approx(silhouette_score(X, labels), abs=1e-9)
+
+
+def test_hoeffding_bound_formula() -> None:
+    assert hoeffding_bound(10_000, 0.99) == pytest.approx(0.032552, abs=1e-6)
+    assert hoeffding_bound(2_500, 0.95) == pytest.approx(math.sqrt(2 * math.log(40) / 2_500))
+    # Four times the rows, half the width.
+    assert hoeffding_bound(40_000, 0.99) == pytest.approx(hoeffding_bound(10_000, 0.99) / 2)
+
+
+# --------------------------------------------------------------------------- memory bound
+
+
+@pytest.mark.parametrize(
+    ("n_query", "n_ref", "k"),
+    [(10_000, 30_000, 4), (10_000, 200_000, 8), (1, 5_000_000, 3), (50_000, 50_000, 20_000)],
+)
+def test_block_shape_keeps_every_work_array_within_16_mib(n_query, n_ref, k) -> None:
+    budget = 16 * 1024 * 1024
+    q, r = block_shape(n_query, n_ref, k)
+    assert 1 <= q <= n_query
+    assert 1 <= r <= n_ref
+    assert q * r * 8 <= budget  # distances
+    assert r * k * 8 <= budget  # reference one-hot
+    assert q * k * 8 <= budget  # per-cluster sums
+
+
+def test_block_shape_uses_the_budget() -> None:
+    # Small problems go in one block; large ones fill (nearly) the whole buffer.
+    assert block_shape(150, 150, 3) == (150, 150)
+    q, r = block_shape(10_000, 30_000, 4)
+    assert r == 30_000
+    assert q * r * 8 > 16 * 1024 * 1024 - 30_000 * 8
+    assert block_shape(10, 10, 10**9) == (1, 1)  # degrades, never zero
+
+
+# ------------------------------------------------------------------- classification metrics
+
+
+def test_classification_metrics_match_sklearn(cancer) -> None:
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    proba, pred = model.predict_proba(X), model.predict(X)
+    got = classification_metrics(y, proba[:, 1], pred, positive_label=1)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y, proba[:, 1]))
+    assert got["f1"] == pytest.approx(f1_score(y, pred))
+    assert got["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert got["positive_rate"] == pytest.approx(np.mean(pred == 1))
+    assert got["predicted_classes"] == 2
+    assert isinstance(got["predicted_classes"], int)
+
+    neg = classification_metrics(y, proba[:, 0], pred, positive_label=0)
+    assert neg["f1"] == pytest.approx(f1_score(y, pred, pos_label=0))
+    assert neg["positive_rate"] == pytest.approx(np.mean(pred == 0))
+
+
+def test_classification_metrics_need_both_classes(cancer) -> None:
+    _, y = cancer
+    ones = y[y == 1]
+    with pytest.raises(DataError, match="ROC AUC needs both classes in the held-out data"):
+        classification_metrics(ones, np.linspace(0, 1, ones.size), ones, positive_label=1)
+
+
+def test_classification_metrics_reject_multiclass_and_unknown_positive() -> None:
+    y = load_iris().target
+    with pytest.raises(DataError, match="binary"):
+        classification_metrics(y, np.zeros(150), y, positive_label=1)
+    with pytest.raises(DataError, match="positive_label 'yes'"):
+        classification_metrics(y[:100], np.zeros(100), y[:100], positive_label="yes")
+
+
+# ------------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_classification_with_predict_proba_and_string_labels(cancer) -> None:
+    X, y = cancer
+    names = np.asarray(load_breast_cancer().target_names)[y]  # 'malignant' / 'benign'
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, names)
+    result = evaluate(model, "classification", X, names, spec=SPEC, positive_label="malignant")
+    col = list(model.classes_).index("malignant")
+    expected = roc_auc_score(names == "malignant", model.predict_proba(X)[:, col])
+    assert result.sane
+    assert result.problems == []
+    assert result.metrics["roc_auc"] == pytest.approx(expected)
+    assert set(result.metrics) == {"roc_auc", "f1", "accuracy", "positive_rate"}
+    assert result.details["predicted_classes"] == 2
+    assert result.details["class_counts"] == {"benign": 357, "malignant": 212}
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("positive_label", [0, 1])
+def test_evaluate_classification_falls_back_to_decision_function(cancer, positive_label) -> None:
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), LinearSVC()).fit(X, y)
+    assert not hasattr(model, "predict_proba")
+    result = evaluate(model, "classification", X, y, spec=SPEC, positive_label=positive_label)
+    score = model.decision_function(X)
+    expected = roc_auc_score(y == positive_label, score if positive_label == 1 else -score)
+    assert result.metrics["roc_auc"] == pytest.approx(expected)
+    assert result.metrics["roc_auc"] > 0.9  # the sign is right for either positive label
+
+
+def test_one_class_predictions_are_not_sane(cancer) -> None:
+    X, y = cancer
+    model = DummyClassifier(strategy="most_frequent").fit(X, y)
+    result = evaluate(model, "classification", X, y, spec=SPEC, positive_label=1)
+    assert not result.sane
+    assert result.problems == ["all predictions are 1"]
+    assert result.metrics["roc_auc"] == pytest.approx(0.5)
+    assert result.metrics["positive_rate"] == 1.0
+
+
+def test_evaluate_classification_needs_y(cancer) -> None:
+    X, y = cancer
+    model = LogisticRegression(max_iter=50).fit(X[:, :3], y)
+    with pytest.raises(DataError, match="target"):
+        evaluate(model, "classification", X[:, :3], None, spec=SPEC)
+
+
+def test_evaluate_clustering_scores_in_the_standardised_holdout_space() -> None:
+    iris = load_iris(as_frame=True)
+    X = iris.data  # a DataFrame, passed to the model as given
+    model = make_pipeline(StandardScaler(), KMeans(n_clusters=3, n_init=10, random_state=0))
+    model.fit(X)
+    labels = model.predict(X)
+    result = evaluate(model, "clustering", X, spec=SPEC)
+    expected = silhouette_score(StandardScaler().fit_transform(X), labels)
+    assert result.sane
+    assert result.metrics == {"silhouette": pytest.approx(expected, abs=1e-9)}
+    assert result.details["n_clusters"] == 3
+    assert sum(result.details["cluster_sizes"].values()) == 150
+    assert result.details["exact"] is True
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_clustering_silhouette_ignores_units_and_constant_columns(iris_kmeans) -> None:
+    X, labels = iris_kmeans
+    model = FixedLabels(labels)
+    base = evaluate(model, "clustering", X, spec=SPEC).metrics["silhouette"]
+    # Same assignment, features in other units plus a constant column: same geometry.
+    rescaled = np.column_stack([X * [1000.0, 1.0, 0.01, 3.0], np.full(150, 42.0)])
+    other = evaluate(model, "clustering", rescaled, spec=SPEC).metrics["silhouette"]
+    assert other == pytest.approx(base, abs=1e-9)
+    # And a different assignment of the same rows scores differently.
+    worse = evaluate(FixedLabels(np.arange(150) % 3), "clustering", X, spec=SPEC)
+    assert worse.metrics["silhouette"] < base - 0.3
+
+
+def test_one_cluster_model_is_not_sane() -> None:
+    X = load_iris().data
+    model = KMeans(n_clusters=1, n_init=1, random_state=0).fit(X)
+    result = evaluate(model, "clustering", X, spec=SPEC)
+    assert not result.sane
+    assert result.metrics == {}
+    assert result.problems == ["all 150 rows are in cluster 0: silhouette is undefined"]
+    assert result.details["cluster_sizes"] == {"0": 150}
+
+
+def test_evaluate_clustering_samples_when_the_holdout_is_large() -> None:
+    wine = load_wine()
+    spec = EvaluationSpec(silhouette_exact_max_rows=100, silhouette_sample_size=100, seed=3)
+    result = evaluate(FixedLabels(wine.target), "clustering", wine.data, spec=spec)
+    details = result.details
+    assert (details["exact"], details["n_rows"], details["n_evaluated"]) == (False, 178, 100)
+    assert details["error_bound"] == pytest.approx(hoeffding_bound(100, 0.99))
+    exact = silhouette_score(StandardScaler().fit_transform(wine.data), wine.target)
+    assert abs(result.metrics["silhouette"] - exact) <= details["error_bound"]

@@ -1,0 +1,282 @@
+"""retrain_model end to end: a real functions-framework app receiving Eventarc-shaped binary
+CloudEvents, a real fake-gcs-server, and the Monitoring stand-in behind the real client."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+from functions_framework import create_app
+
+from events import binary_headers, envelope, retrain_payload
+from warden import runtime
+from warden.config import parse_config
+from warden.examples import breast_cancer_frame, customer_frame, write_partitions
+from warden.logs import setup_logging
+from warden.messages import decode_pubsub_event, parse_run_request
+from warden.registry import ARTIFACT
+from warden.retrain import retrain
+from warden.settings import Settings
+from warden_local.monitoring import MonitoringStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW_CONFIG = yaml.safe_load((ROOT / "warden.yaml").read_text())
+AS_OF = date(2026, 11, 20)
+SEG, RISK = "customer-segments", "breast-cancer-risk"
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> Iterator[MonitoringStandIn]:
+    with MonitoringStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def rt(storage_client, bucket_names, monitoring):
+    settings = Settings(project="warden-test", registry_bucket=bucket_names["registry"],
+                        data_bucket=bucket_names["data"], monitoring_endpoint=monitoring.endpoint,
+                        config_path=ROOT / "warden.yaml")
+    write_partitions(storage_client, bucket=bucket_names["data"], prefix="customers",
+                     frame=customer_frame(2400, seed=1), fmt="parquet", end=AS_OF, days=14)
+    write_partitions(storage_client, bucket=bucket_names["data"], prefix="breast-cancer",
+                     frame=breast_cancer_frame(), fmt="csv", end=AS_OF, days=10)
+    built = runtime.build(settings, storage=storage_client)
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+
+
+@pytest.fixture
+def client():
+    app = create_app("retrain_model", str(ROOT / "functions/retrain_model/main.py"), "cloudevent")
+    return app.test_client()
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = setup_logging(project="warden-test", stream=stream)
+    yield stream
+    import logging
+
+    logging.getLogger().removeHandler(handler)
+
+
+def post(client, payload, **kw):
+    body = envelope(payload, **kw)
+    return client.post("/", data=json.dumps(body), headers=binary_headers(body))
+
+
+def _versions(rt, model: str) -> list[int]:
+    return rt.registry().version_numbers(model)
+
+
+def _all_objects(rt) -> list[str]:
+    return sorted(b.name for b in rt.clients.storage.list_blobs(rt.settings.registry_bucket))
+
+
+def test_first_retrain_registers_and_promotes_both_models(rt, client, monitoring) -> None:
+    before = len(monitoring.requests)
+    for model in (SEG, RISK):
+        resp = post(client, retrain_payload(model, as_of=AS_OF.isoformat()))
+        assert resp.status_code == 200, resp.data
+        assert _versions(rt, model) == [1]
+        manifest = rt.registry().manifest(model, "champion")
+        assert manifest["version"] == 1
+        assert manifest["gate"]["passed"] is True
+        assert any("first version" in r for r in manifest["gate"]["reasons"])
+        assert set(manifest["files"]) == {ARTIFACT, "profile.json", "report.html"}
+        assert manifest["data"]["rows"] > 0 and manifest["data"]["files"]
+        estimator, _ = rt.registry().load(model)
+        assert hasattr(estimator, "predict")
+    seg = rt.registry().manifest(SEG)
+    assert seg["metrics"]["candidate"]["silhouette"] > 0.4
+    assert seg["evaluation"]["candidate"]["exact"] is True
+    risk = rt.registry().manifest(RISK)
+    assert risk["metrics"]["candidate"]["roc_auc"] > 0.95
+    # Metrics reached the Monitoring stand-in as real CreateTimeSeries requests.
+    sent = monitoring.requests[before:]
+    types = {ts.metric.type for req in sent for ts in req.time_series}
+    assert {"custom.googleapis.com/warden/model/silhouette",
+            "custom.googleapis.com/warden/model/roc_auc",
+            "custom.googleapis.com/warden/run/success",
+            "custom.googleapis.com/warden/retrain/duration"} <= types
+    auc = monitoring.points("custom.googleapis.com/warden/model/roc_auc", model=RISK)
+    assert auc and auc[-1][2] == pytest.approx(risk["metrics"]["candidate"]["roc_auc"])
+    status = rt.ledger().status(RISK, "retrain")
+    assert status["last_success"]["version"] == 1
+
+
+def test_twenty_redeliveries_create_exactly_one_version(rt, client) -> None:
+    payload = retrain_payload(RISK, as_of=AS_OF.isoformat())
+    codes = [post(client, payload, message_id="same-message").status_code for _ in range(20)]
+    assert codes == [200] * 20
+    assert _versions(rt, RISK) == [1]
+    assert len(rt.registry().history(RISK)) == 1
+
+
+def test_concurrent_redeliveries_create_exactly_one_version(rt) -> None:
+    """Redeliveries racing in threads: one trains, the others retry (5xx) or find it done."""
+    body = envelope(retrain_payload(RISK, as_of=AS_OF.isoformat()), message_id="dup")
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        app = create_app("retrain_model", str(ROOT / "functions/retrain_model/main.py"),
+                         "cloudevent")
+        resp = app.test_client().post("/", data=json.dumps(body), headers=binary_headers(body))
+        with lock:
+            codes.append(resp.status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _versions(rt, RISK) == [1]
+    assert 200 in codes and set(codes) <= {200, 500}
+
+
+def test_racing_retrains_get_distinct_versions_and_a_whole_champion(rt) -> None:
+    outcomes = []
+    errors: list[BaseException] = []
+
+    def run(message_id: str) -> None:
+        body = envelope(retrain_payload(SEG, as_of=AS_OF.isoformat()), message_id=message_id)
+        from cloudevents.http import CloudEvent
+
+        event = CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished",
+                            "source": "//pubsub.googleapis.com/projects/p/topics/t",
+                            "id": message_id}, body)
+        try:
+            req = parse_run_request(decode_pubsub_event(event), rt.config, job="retrain")
+            outcomes.append(retrain(req, rt))
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"race-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(o.version for o in outcomes) == [1, 2, 3]
+    assert _versions(rt, SEG) == [1, 2, 3]
+    champion = rt.registry().alias(SEG)
+    assert champion is not None and champion.version in {1, 2, 3}
+    assert rt.registry().verify(SEG).ok
+    history = rt.registry().history(SEG)
+    assert [h.seq for h in history] == list(range(1, len(history) + 1))
+    assert history[-1].version == champion.version
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"message": {"data": "%%%", "messageId": "1"}}, "not valid base64"),
+        (envelope(b"{oops"), "not valid JSON"),
+        (envelope({"model": "churn-model"}), "unknown model 'churn-model'"),
+        (envelope({"reason": "manual"}), "no 'model'"),
+        (envelope([1, 2, 3]), "must be a JSON object"),
+        ({"subscription": "s"}, "no 'message' object"),
+    ],
+)
+def test_malformed_events_are_acknowledged_logged_and_leave_nothing(
+    rt, client, logs, body, problem: str
+) -> None:
+    headers = {"ce-id": "bad-1", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+               "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+               "ce-specversion": "1.0", "ce-time": "2026-11-20T00:00:00Z",
+               "Content-Type": "application/json"}
+    resp = client.post("/", data=json.dumps(body), headers=headers)
+    assert resp.status_code == 200  # acknowledged: Pub/Sub must not redeliver it
+    records = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+    errors = [r for r in records if r["severity"] == "ERROR"]
+    assert len(errors) == 1 and problem in errors[0]["message"]
+    assert errors[0]["error_type"].endswith("Error")
+    assert _all_objects(rt) == []  # not even a run marker
+
+
+def test_missing_data_fails_permanently_without_a_version(rt, client, logs) -> None:
+    resp = post(client, retrain_payload(SEG, as_of="2020-01-01"), message_id="old")
+    assert resp.status_code == 200
+    assert _versions(rt, SEG) == []
+    error = next(json.loads(line) for line in logs.getvalue().splitlines()
+                 if '"ERROR"' in line)
+    assert "no dt= partitions in the window" in error["message"]
+    status = rt.ledger().status(SEG, "retrain")
+    assert status["last_failure"]["outcome"] == "failed"
+    # A redelivery of the same failed message is acknowledged without retrying the work.
+    assert post(client, retrain_payload(SEG, as_of="2020-01-01"),
+                message_id="old").status_code == 200
+    assert _versions(rt, SEG) == []
+
+
+def test_transient_failure_is_retried_then_succeeds(rt, client, storage_client) -> None:
+    rt.registry().bucket_name  # noqa: B018 - touch: the bucket name is what we break below
+    storage_client.bucket(rt.settings.registry_bucket).delete(force=True)
+    payload = retrain_payload(RISK, as_of=AS_OF.isoformat())
+    assert post(client, payload, message_id="m1").status_code == 500  # retry, not ack
+    storage_client.create_bucket(rt.settings.registry_bucket)
+    assert post(client, payload, message_id="m1").status_code == 200
+    assert _versions(rt, RISK) == [1]
+
+
+def _with_config(rt, mutate) -> None:
+    raw = copy.deepcopy(RAW_CONFIG)
+    mutate(raw)
+    rt._config = parse_config(raw)
+
+
+def test_worse_candidate_is_registered_not_promoted_with_reasons(rt, client) -> None:
+    assert post(client, retrain_payload(SEG, as_of=AS_OF.isoformat())).status_code == 200
+    # Someone changes the estimator to 9 clusters: a clearly lower silhouette on 4 segments.
+    _with_config(rt, lambda r: r["models"][SEG]["estimator"]["steps"][1]["params"].update(
+        n_clusters=9))
+    assert post(client, retrain_payload(SEG, as_of=AS_OF.isoformat())).status_code == 200
+    assert _versions(rt, SEG) == [1, 2]
+    assert rt.registry().resolve(SEG) == 1
+    manifest = rt.registry().manifest(SEG, 2)
+    assert manifest["gate"]["passed"] is False
+    assert manifest["metrics"]["champion"]["silhouette"] > manifest["metrics"]["candidate"][
+        "silhouette"]
+    assert any("champion v1" in r and "rejected" in r for r in manifest["gate"]["reasons"])
+    report = rt.registry().read_file(SEG, 2, "report.html", manifest).decode()
+    assert "REJECTED" in report
+
+
+def test_shifted_data_below_floor_is_rejected_then_rollback(rt, client, storage_client) -> None:
+    post(client, retrain_payload(SEG, as_of=AS_OF.isoformat()))
+    # A better-or-equal retrain on the same data is promoted (v2) ...
+    post(client, retrain_payload(SEG, as_of=AS_OF.isoformat()))
+    assert rt.registry().resolve(SEG) == 2
+    # ... then the population shifts: the candidate falls below the absolute floor.
+    write_partitions(storage_client, bucket=rt.settings.data_bucket, prefix="customers",
+                     frame=customer_frame(2400, seed=2, shift=1.0), fmt="parquet",
+                     end=date(2026, 12, 31), days=14)
+    post(client, retrain_payload(SEG, as_of="2026-12-31"))
+    m3 = rt.registry().manifest(SEG, 3)
+    assert not m3["gate"]["passed"]
+    assert any("floor" in r and "0.25" in r for r in m3["gate"]["reasons"])
+    assert rt.registry().resolve(SEG) == 2
+    back = rt.registry().rollback(SEG, reason="v2 misbehaves", actor="oncall")
+    assert back.version == 1
+    assert [(h.action, h.version) for h in rt.registry().history(SEG)] == [
+        ("promote", 1), ("promote", 2), ("rollback", 1)]
+
+
+def test_tampered_champion_is_reported_and_never_loaded(rt, client, logs) -> None:
+    post(client, retrain_payload(RISK, as_of=AS_OF.isoformat()))
+    blob = rt.registry().bucket.blob(f"{RISK}/versions/000001/{ARTIFACT}")
+    blob.upload_from_string(b"not the artifact you registered")
+    assert post(client, retrain_payload(RISK, as_of=AS_OF.isoformat())).status_code == 200
+    manifest = rt.registry().manifest(RISK, 2)
+    assert "does not match the manifest" in manifest["gate"]["champion_error"]
+    assert any("sha256" in line and '"ERROR"' in line for line in logs.getvalue().splitlines())
