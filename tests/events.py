@@ -11,9 +11,14 @@ from typing import Any
 TOPIC_SOURCE = "//pubsub.googleapis.com/projects/warden-test/topics/retrain-requests"
 
 
-def envelope(data: bytes | str | dict | list | None, *, attributes: dict[str, str] | None = None,
-             message_id: str | None = None, publish_time: datetime | None = None,
-             raw_data: Any = None) -> dict[str, Any]:
+def envelope(
+    data: bytes | str | dict | list | None,
+    *,
+    attributes: dict[str, str] | None = None,
+    message_id: str | None = None,
+    publish_time: datetime | None = None,
+    raw_data: Any = None,
+) -> dict[str, Any]:
     if isinstance(data, dict | list):
         data = json.dumps(data)
     if isinstance(data, str):
@@ -22,17 +27,25 @@ def envelope(data: bytes | str | dict | list | None, *, attributes: dict[str, st
     ts = (publish_time or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     message: dict[str, Any] = {
         "data": raw_data if raw_data is not None else base64.b64encode(data or b"").decode(),
-        "messageId": message_id, "message_id": message_id,
-        "publishTime": ts, "publish_time": ts,
+        "messageId": message_id,
+        "message_id": message_id,
+        "publishTime": ts,
+        "publish_time": ts,
     }
     if attributes:
         message["attributes"] = attributes
-    return {"subscription": "projects/warden-test/subscriptions/eventarc-retrain", "message": message}
+    return {
+        "subscription": "projects/warden-test/subscriptions/eventarc-retrain",
+        "message": message,
+    }
 
 
-def binary_headers(body: dict[str, Any], *, ce_type: str =
-                   "google.cloud.pubsub.topic.v1.messagePublished",
-                   source: str = TOPIC_SOURCE) -> dict[str, str]:
+def binary_headers(
+    body: dict[str, Any],
+    *,
+    ce_type: str = "google.cloud.pubsub.topic.v1.messagePublished",
+    source: str = TOPIC_SOURCE,
+) -> dict[str, str]:
     return {
         "ce-id": body["message"]["messageId"],
         "ce-source": source,

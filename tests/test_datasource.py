@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from warden.config import DataSpec, load_config
 from warden.datasource import DataWindow, read_training_frame
 from warden.errors import DataError, RetryableError

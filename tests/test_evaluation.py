@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import warden.evaluation as ev
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine, make_blobs
 from sklearn.dummy import DummyClassifier
@@ -22,6 +21,8 @@ from sklearn.metrics import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
+
+import warden.evaluation as ev
 from warden.config import EvaluationSpec
 from warden.errors import DataError
 from warden.evaluation import (

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
 from warden.config import EvaluationSpec
 from warden.evaluation import Evaluation, evaluate
 from warden.gate import GateDecision, decide

@@ -21,14 +21,22 @@ PUBSUB = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
 def _event(body, *, ce_type: str = PUBSUB) -> CloudEvent:
-    return CloudEvent({"type": ce_type, "source": "//pubsub.googleapis.com/projects/p/topics/t",
-                       "id": "evt-1", "specversion": "1.0"}, body)
+    return CloudEvent(
+        {
+            "type": ce_type,
+            "source": "//pubsub.googleapis.com/projects/p/topics/t",
+            "id": "evt-1",
+            "specversion": "1.0",
+        },
+        body,
+    )
 
 
 def test_decodes_an_eventarc_envelope() -> None:
     published = datetime(2026, 11, 23, 2, 0, 5, tzinfo=UTC)
-    body = envelope({"model": "m"}, attributes={"model": "m"}, message_id="42",
-                    publish_time=published)
+    body = envelope(
+        {"model": "m"}, attributes={"model": "m"}, message_id="42", publish_time=published
+    )
     msg = decode_pubsub_event(_event(body))
     assert json.loads(msg.data) == {"model": "m"}
     assert msg.attributes == {"model": "m"}
@@ -46,8 +54,11 @@ def test_decodes_an_eventarc_envelope() -> None:
         ("plain text", PUBSUB, "not a JSON Pub/Sub envelope"),
         ({"message": {"data": "", "attributes": {"a": 1}}}, PUBSUB, "attributes must map"),
         ({"message": {"data": "", "publishTime": "yesterday"}}, PUBSUB, "not an RFC 3339"),
-        ({"message": {"data": ""}}, "google.cloud.storage.object.v1.finalized",
-         "unexpected event type"),
+        (
+            {"message": {"data": ""}},
+            "google.cloud.storage.object.v1.finalized",
+            "unexpected event type",
+        ),
     ],
 )
 def test_malformed_envelopes_are_event_errors(body, ce_type: str, problem: str) -> None:
@@ -89,8 +100,9 @@ def test_attribute_and_payload_must_agree() -> None:
 
 
 def test_manual_requests_are_keyed_by_message_id() -> None:
-    body = envelope({"model": "customer-segments", "reason": "manual", "as_of": "2026-11-01"},
-                    message_id="777")
+    body = envelope(
+        {"model": "customer-segments", "reason": "manual", "as_of": "2026-11-01"}, message_id="777"
+    )
     req = parse_run_request(decode_pubsub_event(_event(body)), CONFIG, job="retrain")
     assert req.key == "retrain:customer-segments:message:777"
     assert req.as_of == date(2026, 11, 1)
@@ -101,23 +113,32 @@ def test_scheduled_ticks_are_keyed_by_their_cron_slot_whatever_the_message_id() 
     keys = set()
     for message_id, second in (("a", 4), ("b", 40), ("c", 600)):
         published = datetime(2026, 11, 23, 2, 0, second % 60, tzinfo=UTC).replace(
-            minute=second // 60)
-        body = envelope({"model": "customer-segments", "reason": "schedule"},
-                        message_id=message_id, publish_time=published)
+            minute=second // 60
+        )
+        body = envelope(
+            {"model": "customer-segments", "reason": "schedule"},
+            message_id=message_id,
+            publish_time=published,
+        )
         req = parse_run_request(decode_pubsub_event(_event(body)), CONFIG, job="retrain")
         keys.add(req.key)
         assert req.scheduled_time == datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     assert keys == {"retrain:customer-segments:scheduled:2026-11-23T02:00:00+00:00"}
     # A forced run long after the slot is its own request.
-    late = envelope({"model": "customer-segments", "reason": "schedule"}, message_id="z",
-                    publish_time=datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    late = envelope(
+        {"model": "customer-segments", "reason": "schedule"},
+        message_id="z",
+        publish_time=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
+    )
     req = parse_run_request(decode_pubsub_event(_event(late)), CONFIG, job="retrain")
     assert req.key == "retrain:customer-segments:message:z"
 
 
 def test_explicit_scheduled_time_wins() -> None:
-    body = envelope({"model": "customer-segments", "reason": "schedule"},
-                    attributes={"scheduled_time": "2026-11-16T02:00:00Z"})
+    body = envelope(
+        {"model": "customer-segments", "reason": "schedule"},
+        attributes={"scheduled_time": "2026-11-16T02:00:00Z"},
+    )
     req = parse_run_request(decode_pubsub_event(_event(body)), CONFIG, job="retrain")
     assert req.key.endswith("scheduled:2026-11-16T02:00:00+00:00")
     assert req.as_of == date(2026, 11, 16)

@@ -1,8 +1,9 @@
-"""The GCS registry against a real fake-gcs-server: claims, immutability, CAS, history, integrity."""
+"""The GCS registry on a real fake-gcs-server: claims, immutability, CAS, history, integrity."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import threading
 
@@ -29,8 +30,12 @@ def registry(storage_client, bucket_names) -> Registry:
 
 def _register(registry: Registry, model: str = "m", scale: float = 1.0) -> int:
     version = registry.claim_version(model, run_id="test")
-    registry.register(model, version, {ARTIFACT: _artifact(scale), "profile.json": b"{}"},
-                      {"task": "clustering", "features": ["a"]})
+    registry.register(
+        model,
+        version,
+        {ARTIFACT: _artifact(scale), "profile.json": b"{}"},
+        {"task": "clustering", "features": ["a"]},
+    )
     return version
 
 
@@ -102,7 +107,12 @@ def test_promote_rollback_and_history(registry: Registry) -> None:
     assert to_one.version == v1
     history = registry.history("m")
     assert [(h.action, h.version) for h in history] == [
-        ("promote", v1), ("promote", v2), ("promote", v3), ("rollback", v2), ("rollback", v1)]
+        ("promote", v1),
+        ("promote", v2),
+        ("promote", v3),
+        ("rollback", v2),
+        ("rollback", v1),
+    ]
     assert [h.seq for h in history] == [1, 2, 3, 4, 5]
     assert history[3].reason == "bad predictions"
 
@@ -111,7 +121,8 @@ def test_promote_is_idempotent_and_conditional(registry: Registry) -> None:
     v1, v2 = _register(registry), _register(registry, scale=2.0)
     registry.promote("m", v1, reason="r", actor="t")
     again = registry.promote("m", v1, reason="r", actor="t")
-    assert again is not None and again.seq == 1  # no new move, no new history entry
+    assert again is not None
+    assert again.seq == 1
     # A run that compared against "no champion" must not replace v1.
     assert registry.promote("m", v2, reason="r", actor="t", only_if_current=None) is None
     assert registry.resolve("m") == v1
@@ -157,12 +168,14 @@ def test_concurrent_alias_moves_never_tear_or_lose_history(registry: Registry) -
     # Every promote landed exactly once, in one unbroken chain.
     assert sorted(h.version for h in history) == versions
     assert [h.seq for h in history] == list(range(1, len(versions) + 1))
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         assert after.previous_version == before.version
     state = registry.alias("m")
-    assert state is not None and state.version == history[-1].version
+    assert state is not None
+    assert state.version == history[-1].version
     raw = json.loads(registry.bucket.blob("m/aliases/champion.json").download_as_bytes())
-    assert raw["version"] == state.version and raw["seq"] == len(versions)
+    assert raw["version"] == state.version
+    assert raw["seq"] == len(versions)
 
 
 def test_history_survives_a_crash_between_alias_write_and_history_write(
@@ -175,13 +188,19 @@ def test_history_survives_a_crash_between_alias_write_and_history_write(
     assert alias is not None
     crashed = {**alias.to_json(), "version": v2, "previous_version": v1, "seq": 2}
     registry.bucket.blob("m/aliases/champion.json").upload_from_string(
-        json.dumps(crashed), if_generation_match=alias.generation)
+        json.dumps(crashed), if_generation_match=alias.generation
+    )
     assert [h.version for h in registry.history("m")] == [v1, v2]  # reconstructed on read
     registry.rollback("m", actor="t")  # the next mover writes the missing entry for good
-    names = sorted(b.name for b in registry._client.list_blobs(
-        registry.bucket_name, prefix="m/aliases/history/"))
-    assert [n.rsplit("/", 1)[-1] for n in names] == ["00000001.json", "00000002.json",
-                                                     "00000003.json"]
+    names = sorted(
+        b.name
+        for b in registry._client.list_blobs(registry.bucket_name, prefix="m/aliases/history/")
+    )
+    assert [n.rsplit("/", 1)[-1] for n in names] == [
+        "00000001.json",
+        "00000002.json",
+        "00000003.json",
+    ]
 
 
 def test_parse_ref() -> None:

@@ -40,13 +40,31 @@ def monitoring() -> Iterator[MonitoringStandIn]:
 
 @pytest.fixture
 def rt(storage_client, bucket_names, monitoring):
-    settings = Settings(project="warden-test", registry_bucket=bucket_names["registry"],
-                        data_bucket=bucket_names["data"], monitoring_endpoint=monitoring.endpoint,
-                        config_path=ROOT / "warden.yaml")
-    write_partitions(storage_client, bucket=bucket_names["data"], prefix="customers",
-                     frame=customer_frame(2400, seed=1), fmt="parquet", end=AS_OF, days=14)
-    write_partitions(storage_client, bucket=bucket_names["data"], prefix="breast-cancer",
-                     frame=breast_cancer_frame(), fmt="csv", end=AS_OF, days=10)
+    settings = Settings(
+        project="warden-test",
+        registry_bucket=bucket_names["registry"],
+        data_bucket=bucket_names["data"],
+        monitoring_endpoint=monitoring.endpoint,
+        config_path=ROOT / "warden.yaml",
+    )
+    write_partitions(
+        storage_client,
+        bucket=bucket_names["data"],
+        prefix="customers",
+        frame=customer_frame(2400, seed=1),
+        fmt="parquet",
+        end=AS_OF,
+        days=14,
+    )
+    write_partitions(
+        storage_client,
+        bucket=bucket_names["data"],
+        prefix="breast-cancer",
+        frame=breast_cancer_frame(),
+        fmt="csv",
+        end=AS_OF,
+        days=10,
+    )
     built = runtime.build(settings, storage=storage_client)
     runtime.install(built)
     yield built
@@ -93,7 +111,8 @@ def test_first_retrain_registers_and_promotes_both_models(rt, client, monitoring
         assert manifest["gate"]["passed"] is True
         assert any("first version" in r for r in manifest["gate"]["reasons"])
         assert set(manifest["files"]) == {ARTIFACT, "profile.json", "report.html"}
-        assert manifest["data"]["rows"] > 0 and manifest["data"]["files"]
+        assert manifest["data"]["rows"] > 0
+        assert manifest["data"]["files"]
         estimator, _ = rt.registry().load(model)
         assert hasattr(estimator, "predict")
     seg = rt.registry().manifest(SEG)
@@ -104,12 +123,15 @@ def test_first_retrain_registers_and_promotes_both_models(rt, client, monitoring
     # Metrics reached the Monitoring stand-in as real CreateTimeSeries requests.
     sent = monitoring.requests[before:]
     types = {ts.metric.type for req in sent for ts in req.time_series}
-    assert {"custom.googleapis.com/warden/model/silhouette",
-            "custom.googleapis.com/warden/model/roc_auc",
-            "custom.googleapis.com/warden/run/success",
-            "custom.googleapis.com/warden/retrain/duration"} <= types
+    assert {
+        "custom.googleapis.com/warden/model/silhouette",
+        "custom.googleapis.com/warden/model/roc_auc",
+        "custom.googleapis.com/warden/run/success",
+        "custom.googleapis.com/warden/retrain/duration",
+    } <= types
     auc = monitoring.points("custom.googleapis.com/warden/model/roc_auc", model=RISK)
-    assert auc and auc[-1][2] == pytest.approx(risk["metrics"]["candidate"]["roc_auc"])
+    assert auc
+    assert auc[-1][2] == pytest.approx(risk["metrics"]["candidate"]["roc_auc"])
     status = rt.ledger().status(RISK, "retrain")
     assert status["last_success"]["version"] == 1
 
@@ -129,8 +151,9 @@ def test_concurrent_redeliveries_create_exactly_one_version(rt) -> None:
     lock = threading.Lock()
 
     def deliver() -> None:
-        app = create_app("retrain_model", str(ROOT / "functions/retrain_model/main.py"),
-                         "cloudevent")
+        app = create_app(
+            "retrain_model", str(ROOT / "functions/retrain_model/main.py"), "cloudevent"
+        )
         resp = app.test_client().post("/", data=json.dumps(body), headers=binary_headers(body))
         with lock:
             codes.append(resp.status_code)
@@ -141,7 +164,8 @@ def test_concurrent_redeliveries_create_exactly_one_version(rt) -> None:
     for t in threads:
         t.join()
     assert _versions(rt, RISK) == [1]
-    assert 200 in codes and set(codes) <= {200, 500}
+    assert 200 in codes
+    assert set(codes) <= {200, 500}
 
 
 def test_racing_retrains_get_distinct_versions_and_a_whole_champion(rt) -> None:
@@ -152,9 +176,14 @@ def test_racing_retrains_get_distinct_versions_and_a_whole_champion(rt) -> None:
         body = envelope(retrain_payload(SEG, as_of=AS_OF.isoformat()), message_id=message_id)
         from cloudevents.http import CloudEvent
 
-        event = CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished",
-                            "source": "//pubsub.googleapis.com/projects/p/topics/t",
-                            "id": message_id}, body)
+        event = CloudEvent(
+            {
+                "type": "google.cloud.pubsub.topic.v1.messagePublished",
+                "source": "//pubsub.googleapis.com/projects/p/topics/t",
+                "id": message_id,
+            },
+            body,
+        )
         try:
             req = parse_run_request(decode_pubsub_event(event), rt.config, job="retrain")
             outcomes.append(retrain(req, rt))
@@ -170,7 +199,8 @@ def test_racing_retrains_get_distinct_versions_and_a_whole_champion(rt) -> None:
     assert sorted(o.version for o in outcomes) == [1, 2, 3]
     assert _versions(rt, SEG) == [1, 2, 3]
     champion = rt.registry().alias(SEG)
-    assert champion is not None and champion.version in {1, 2, 3}
+    assert champion is not None
+    assert champion.version in {1, 2, 3}
     assert rt.registry().verify(SEG).ok
     history = rt.registry().history(SEG)
     assert [h.seq for h in history] == list(range(1, len(history) + 1))
@@ -191,15 +221,20 @@ def test_racing_retrains_get_distinct_versions_and_a_whole_champion(rt) -> None:
 def test_malformed_events_are_acknowledged_logged_and_leave_nothing(
     rt, client, logs, body, problem: str
 ) -> None:
-    headers = {"ce-id": "bad-1", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
-               "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-               "ce-specversion": "1.0", "ce-time": "2026-11-20T00:00:00Z",
-               "Content-Type": "application/json"}
+    headers = {
+        "ce-id": "bad-1",
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-specversion": "1.0",
+        "ce-time": "2026-11-20T00:00:00Z",
+        "Content-Type": "application/json",
+    }
     resp = client.post("/", data=json.dumps(body), headers=headers)
     assert resp.status_code == 200  # acknowledged: Pub/Sub must not redeliver it
     records = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
     errors = [r for r in records if r["severity"] == "ERROR"]
-    assert len(errors) == 1 and problem in errors[0]["message"]
+    assert len(errors) == 1
+    assert problem in errors[0]["message"]
     assert errors[0]["error_type"].endswith("Error")
     assert _all_objects(rt) == []  # not even a run marker
 
@@ -208,14 +243,14 @@ def test_missing_data_fails_permanently_without_a_version(rt, client, logs) -> N
     resp = post(client, retrain_payload(SEG, as_of="2020-01-01"), message_id="old")
     assert resp.status_code == 200
     assert _versions(rt, SEG) == []
-    error = next(json.loads(line) for line in logs.getvalue().splitlines()
-                 if '"ERROR"' in line)
+    error = next(json.loads(line) for line in logs.getvalue().splitlines() if '"ERROR"' in line)
     assert "no dt= partitions in the window" in error["message"]
     status = rt.ledger().status(SEG, "retrain")
     assert status["last_failure"]["outcome"] == "failed"
     # A redelivery of the same failed message is acknowledged without retrying the work.
-    assert post(client, retrain_payload(SEG, as_of="2020-01-01"),
-                message_id="old").status_code == 200
+    assert (
+        post(client, retrain_payload(SEG, as_of="2020-01-01"), message_id="old").status_code == 200
+    )
     assert _versions(rt, SEG) == []
 
 
@@ -238,15 +273,18 @@ def _with_config(rt, mutate) -> None:
 def test_worse_candidate_is_registered_not_promoted_with_reasons(rt, client) -> None:
     assert post(client, retrain_payload(SEG, as_of=AS_OF.isoformat())).status_code == 200
     # Someone changes the estimator to 9 clusters: a clearly lower silhouette on 4 segments.
-    _with_config(rt, lambda r: r["models"][SEG]["estimator"]["steps"][1]["params"].update(
-        n_clusters=9))
+    _with_config(
+        rt, lambda r: r["models"][SEG]["estimator"]["steps"][1]["params"].update(n_clusters=9)
+    )
     assert post(client, retrain_payload(SEG, as_of=AS_OF.isoformat())).status_code == 200
     assert _versions(rt, SEG) == [1, 2]
     assert rt.registry().resolve(SEG) == 1
     manifest = rt.registry().manifest(SEG, 2)
     assert manifest["gate"]["passed"] is False
-    assert manifest["metrics"]["champion"]["silhouette"] > manifest["metrics"]["candidate"][
-        "silhouette"]
+    assert (
+        manifest["metrics"]["champion"]["silhouette"]
+        > manifest["metrics"]["candidate"]["silhouette"]
+    )
     assert any("champion v1" in r and "rejected" in r for r in manifest["gate"]["reasons"])
     report = rt.registry().read_file(SEG, 2, "report.html", manifest).decode()
     assert "REJECTED" in report
@@ -258,9 +296,15 @@ def test_shifted_data_below_floor_is_rejected_then_rollback(rt, client, storage_
     post(client, retrain_payload(SEG, as_of=AS_OF.isoformat()))
     assert rt.registry().resolve(SEG) == 2
     # ... then the population shifts: the candidate falls below the absolute floor.
-    write_partitions(storage_client, bucket=rt.settings.data_bucket, prefix="customers",
-                     frame=customer_frame(2400, seed=2, shift=1.0), fmt="parquet",
-                     end=date(2026, 12, 31), days=14)
+    write_partitions(
+        storage_client,
+        bucket=rt.settings.data_bucket,
+        prefix="customers",
+        frame=customer_frame(2400, seed=2, shift=1.0),
+        fmt="parquet",
+        end=date(2026, 12, 31),
+        days=14,
+    )
     post(client, retrain_payload(SEG, as_of="2026-12-31"))
     m3 = rt.registry().manifest(SEG, 3)
     assert not m3["gate"]["passed"]
@@ -269,7 +313,10 @@ def test_shifted_data_below_floor_is_rejected_then_rollback(rt, client, storage_
     back = rt.registry().rollback(SEG, reason="v2 misbehaves", actor="oncall")
     assert back.version == 1
     assert [(h.action, h.version) for h in rt.registry().history(SEG)] == [
-        ("promote", 1), ("promote", 2), ("rollback", 1)]
+        ("promote", 1),
+        ("promote", 2),
+        ("rollback", 1),
+    ]
 
 
 def test_tampered_champion_is_reported_and_never_loaded(rt, client, logs) -> None:

@@ -21,5 +21,8 @@ CONFIG = Path(__file__).with_name("warden.yaml")
 def health(request):
     deep = request.args.get("deep", "").lower() in {"1", "true", "yes"}
     status, body = check_health(runtime.current(default_config=CONFIG), deep=deep)
-    return json.dumps(body, sort_keys=True), status, {"Content-Type": "application/json",
-                                                      "Cache-Control": "no-store"}
+    return (
+        json.dumps(body, sort_keys=True),
+        status,
+        {"Content-Type": "application/json", "Cache-Control": "no-store"},
+    )

@@ -29,9 +29,18 @@ def retrain_model(cloud_event) -> None:
         request = parse_run_request(message, rt.config, job="retrain")
         outcome = retrain(request, rt)
     except PermanentError as exc:
-        log.error("retrain request refused: %s", exc, extra=fields(
-            event_id=cloud_event.get("id") if hasattr(cloud_event, "get") else None,
-            error_type=type(exc).__name__))
+        log.error(
+            "retrain request refused: %s",
+            exc,
+            extra=fields(
+                event_id=cloud_event.get("id") if hasattr(cloud_event, "get") else None,
+                error_type=type(exc).__name__,
+            ),
+        )
         return
-    log.info("retrain %s: %s", outcome.status, outcome.detail, extra=fields(
-        model=outcome.model, version=outcome.version, promoted=outcome.promoted))
+    log.info(
+        "retrain %s: %s",
+        outcome.status,
+        outcome.detail,
+        extra=fields(model=outcome.model, version=outcome.version, promoted=outcome.promoted),
+    )

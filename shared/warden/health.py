@@ -38,8 +38,11 @@ def _model_health(rt: Runtime, name: str, *, deep: bool, now: datetime) -> dict[
     if champion is None:
         out.update(status="degraded", champion=None, detail="no champion yet")
         return out
-    out["champion"] = {"version": champion.version, "since": champion.changed_at,
-                       "action": champion.action}
+    out["champion"] = {
+        "version": champion.version,
+        "since": champion.changed_at,
+        "action": champion.action,
+    }
     try:
         check = registry.verify(name, champion.version)
     except VersionNotFound as exc:
@@ -56,33 +59,42 @@ def _model_health(rt: Runtime, name: str, *, deep: bool, now: datetime) -> dict[
         except (IntegrityError, WardenError) as exc:
             out.update(status="unhealthy", loaded=False, detail=str(exc))
         except Exception as exc:  # unpickling can fail in many ways (version skew, ...)
-            out.update(status="unhealthy", loaded=False,
-                       detail=f"load failed: {type(exc).__name__}: {exc}")
+            out.update(
+                status="unhealthy", loaded=False, detail=f"load failed: {type(exc).__name__}: {exc}"
+            )
     return out
 
 
 def check_health(rt: Runtime, *, deep: bool = False) -> tuple[int, dict[str, Any]]:
     """Return (HTTP status, JSON body). 503 only when something is broken, not merely new."""
     now = datetime.now(UTC)
-    body: dict[str, Any] = {"status": "ok", "checked_at": now.isoformat(), "deep": deep,
-                            "code_version": rt.settings.code_version, "warden": __version__}
+    body: dict[str, Any] = {
+        "status": "ok",
+        "checked_at": now.isoformat(),
+        "deep": deep,
+        "code_version": rt.settings.code_version,
+        "warden": __version__,
+    }
     try:
         names = sorted(rt.config.models)
     except WardenError as exc:
         body.update(status="unhealthy", detail=str(exc))
         return 503, body
     try:
+        rt.registry().ping()
         with ThreadPoolExecutor(max_workers=min(8, len(names) or 1)) as pool:
             models = list(pool.map(lambda n: _model_health(rt, n, deep=deep, now=now), names))
     except Exception as exc:  # registry unreachable, permissions, ...
         log.exception("health: registry check failed")
-        body.update(status="unhealthy", detail=f"registry check failed: {type(exc).__name__}: "
-                                               f"{exc}"[:500])
+        body.update(
+            status="unhealthy", detail=f"registry check failed: {type(exc).__name__}: {exc}"[:500]
+        )
         return 503, body
     body["models"] = {m.pop("model"): m for m in models}
     states = {m["status"] for m in body["models"].values()}
-    body["status"] = ("unhealthy" if "unhealthy" in states
-                      else "degraded" if "degraded" in states else "ok")
+    body["status"] = (
+        "unhealthy" if "unhealthy" in states else "degraded" if "degraded" in states else "ok"
+    )
     if body["status"] != "ok":
         log.warning("health %s", body["status"], extra=fields(models=body["models"]))
     return (503 if body["status"] == "unhealthy" else 200), body

@@ -16,7 +16,10 @@ _MARK = "_warden_structured"
 
 
 def setup_logging(
-    *, project: str | None = None, level: str = "INFO", stream: IO[str] | None = None,
+    *,
+    project: str | None = None,
+    level: str = "INFO",
+    stream: IO[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> logging.Handler:
     """Install the structured handler on the root logger (once; later calls reuse it)."""
@@ -27,8 +30,9 @@ def setup_logging(
         if getattr(handler, _MARK, False) and (stream is None or handler.stream is stream):
             root.setLevel(level)
             return handler
-    handler = StructuredLogHandler(project_id=project, stream=stream or sys.stdout,
-                                   labels=labels or None)
+    handler = StructuredLogHandler(
+        project_id=project, stream=stream or sys.stdout, labels=labels or None
+    )
     setattr(handler, _MARK, True)
     root.addHandler(handler)
     root.setLevel(level)

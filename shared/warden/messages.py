@@ -88,8 +88,11 @@ def decode_pubsub_event(event: Any) -> PubSubMessage:
     publish = message.get("publishTime") or message.get("publish_time")
     publish_time = _parse_time(publish, "message.publishTime") if publish else None
     return PubSubMessage(
-        data=data, attributes=dict(attributes), message_id=message_id,
-        publish_time=publish_time, subscription=str(body.get("subscription") or ""),
+        data=data,
+        attributes=dict(attributes),
+        message_id=message_id,
+        publish_time=publish_time,
+        subscription=str(body.get("subscription") or ""),
         source=str(source),
     )
 
@@ -126,8 +129,11 @@ class RunRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "reason": self.reason, "key": self.key,
-            "message_id": self.message_id, "as_of": self.as_of.isoformat(),
+            "model": self.model,
+            "reason": self.reason,
+            "key": self.key,
+            "message_id": self.message_id,
+            "as_of": self.as_of.isoformat(),
             "scheduled_time": self.scheduled_time.isoformat() if self.scheduled_time else None,
             "requested_at": self.requested_at.isoformat() if self.requested_at else None,
         }
@@ -175,8 +181,7 @@ def parse_run_request(
     scheduled_time = _parse_time(scheduled, "scheduled_time") if scheduled else None
     schedule = getattr(cfg.schedules, job, None)
     if scheduled_time is None and reason == "schedule" and schedule is not None:
-        scheduled_time = _slot_for(schedule.cron, schedule.timezone,
-                                   message.publish_time or now)
+        scheduled_time = _slot_for(schedule.cron, schedule.timezone, message.publish_time or now)
     if scheduled_time is not None:
         key = f"{job}:{model}:scheduled:{scheduled_time.astimezone(UTC).isoformat()}"
     else:
@@ -192,8 +197,16 @@ def parse_run_request(
     else:
         as_of = (scheduled_time or message.publish_time or now).astimezone(UTC).date()
     return RunRequest(
-        model=model, reason=reason, key=key, message_id=message.message_id, as_of=as_of,
-        scheduled_time=scheduled_time, requested_at=message.publish_time,
-        extra={k: v for k, v in payload.items()
-               if k not in {"schema", "model", "reason", "scheduled_time", "as_of"}},
+        model=model,
+        reason=reason,
+        key=key,
+        message_id=message.message_id,
+        as_of=as_of,
+        scheduled_time=scheduled_time,
+        requested_at=message.publish_time,
+        extra={
+            k: v
+            for k, v in payload.items()
+            if k not in {"schema", "model", "reason", "scheduled_time", "as_of"}
+        },
     )

@@ -80,19 +80,29 @@ class AliasState:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], generation: int = 0) -> AliasState:
         return cls(
-            alias=str(data["alias"]), version=int(data["version"]),
-            previous_version=(None if data.get("previous_version") is None
-                              else int(data["previous_version"])),
-            seq=int(data["seq"]), changed_at=str(data["changed_at"]),
-            action=str(data.get("action", "")), reason=str(data.get("reason", "")),
-            actor=str(data.get("actor", "")), generation=generation,
+            alias=str(data["alias"]),
+            version=int(data["version"]),
+            previous_version=(
+                None if data.get("previous_version") is None else int(data["previous_version"])
+            ),
+            seq=int(data["seq"]),
+            changed_at=str(data["changed_at"]),
+            action=str(data.get("action", "")),
+            reason=str(data.get("reason", "")),
+            actor=str(data.get("actor", "")),
+            generation=generation,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA, "alias": self.alias, "version": self.version,
-            "previous_version": self.previous_version, "seq": self.seq,
-            "changed_at": self.changed_at, "action": self.action, "reason": self.reason,
+            "schema": SCHEMA,
+            "alias": self.alias,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "seq": self.seq,
+            "changed_at": self.changed_at,
+            "action": self.action,
+            "reason": self.reason,
             "actor": self.actor,
         }
 
@@ -121,8 +131,9 @@ def parse_ref(ref: str | int | None) -> int | str:
         return int(text)
     if text in ALIASES or text == "latest":
         return text
-    raise VersionNotFound(f"not a version or alias: {ref!r} (use a number, 'latest' or "
-                          f"one of {ALIASES})")
+    raise VersionNotFound(
+        f"not a version or alias: {ref!r} (use a number, 'latest' or one of {ALIASES})"
+    )
 
 
 class Registry:
@@ -184,6 +195,11 @@ class Registry:
         time.sleep(min(0.5, 0.01 * (2**attempt)) * random.random())  # noqa: S311 - jitter only
 
     # -- reading ---------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise if the registry bucket cannot be listed (missing, no permission, unreachable)."""
+        for _ in self._client.list_blobs(self.bucket_name, max_results=1):
+            break
+
     def models(self) -> list[str]:
         it = self._client.list_blobs(self.bucket_name, delimiter="/")
         for _ in it:
@@ -227,8 +243,9 @@ class Registry:
         version = self.resolve(model, ref)
         got = self._read_json(_version_dir(model, version) + MANIFEST)
         if got is None:
-            raise VersionNotFound(f"{model}: version {version} does not exist "
-                                  "(or was never completed)")
+            raise VersionNotFound(
+                f"{model}: version {version} does not exist (or was never completed)"
+            )
         return got[0]
 
     def read_file(self, model: str, version: int, name: str, manifest: Mapping[str, Any]) -> bytes:
@@ -242,8 +259,9 @@ class Registry:
         try:
             data = self.bucket.blob(path).download_as_bytes()
         except NotFound:
-            raise IntegrityError(f"{model} v{version}: gs://{self.bucket_name}/{path} "
-                                 "is missing") from None
+            raise IntegrityError(
+                f"{model} v{version}: gs://{self.bucket_name}/{path} is missing"
+            ) from None
         digest = sha256_hex(data)
         if digest != record["sha256"]:
             raise IntegrityError(
@@ -276,8 +294,11 @@ class Registry:
         it = self._client.list_blobs(self.bucket_name, prefix=f"{model}/versions/", delimiter="/")
         for _ in it:
             pass
-        taken = [int(p.rstrip("/").split("/")[-1]) for p in it.prefixes
-                 if p.rstrip("/").split("/")[-1].isdigit()]
+        taken = [
+            int(p.rstrip("/").split("/")[-1])
+            for p in it.prefixes
+            if p.rstrip("/").split("/")[-1].isdigit()
+        ]
         candidate = max(taken, default=0) + 1
         body = self._dumps({"run_id": run_id, "claimed_at": _iso(self._clock())})
         for _ in range(1000):
@@ -298,16 +319,25 @@ class Registry:
             if name in (MANIFEST, CLAIM) or "/" in name:
                 raise ValueError(f"reserved or nested file name: {name}")
             content_type = {"json": "application/json", "html": "text/html"}.get(
-                name.rsplit(".", 1)[-1], "application/octet-stream")
+                name.rsplit(".", 1)[-1], "application/octet-stream"
+            )
             generation = self._create(_version_dir(model, version) + name, data, content_type)
             if generation is None:
-                raise ConflictError(f"{model} v{version}: {name} already exists; versions are "
-                                    "immutable")
-            records[name] = {"sha256": sha256_hex(data), "size": len(data),
-                             "generation": generation}
+                raise ConflictError(
+                    f"{model} v{version}: {name} already exists; versions are immutable"
+                )
+            records[name] = {
+                "sha256": sha256_hex(data),
+                "size": len(data),
+                "generation": generation,
+            }
         full = {**manifest, "schema": SCHEMA, "model": model, "version": version, "files": records}
-        if self._create(_version_dir(model, version) + MANIFEST, self._dumps(full),
-                        "application/json") is None:
+        if (
+            self._create(
+                _version_dir(model, version) + MANIFEST, self._dumps(full), "application/json"
+            )
+            is None
+        ):
             raise ConflictError(f"{model} v{version}: manifest already exists")
         return full
 
@@ -317,8 +347,11 @@ class Registry:
 
     def _ensure_history(self, model: str, state: AliasState | None) -> None:
         if state is not None:
-            self._create(self._history_name(model, state.alias, state.seq),
-                         self._dumps(state.to_json()), "application/json")
+            self._create(
+                self._history_name(model, state.alias, state.seq),
+                self._dumps(state.to_json()),
+                "application/json",
+            )
 
     def move_alias(
         self,
@@ -348,15 +381,20 @@ class Registry:
             if current is not None and current.version == target:
                 return current  # already there: idempotent
             new = AliasState(
-                alias=alias, version=target,
+                alias=alias,
+                version=target,
                 previous_version=current.version if current else None,
-                seq=(current.seq + 1) if current else 1, changed_at=_iso(self._clock()),
-                action=action, reason=reason, actor=actor,
+                seq=(current.seq + 1) if current else 1,
+                changed_at=_iso(self._clock()),
+                action=action,
+                reason=reason,
+                actor=actor,
             )
             blob = self.bucket.blob(name)
             try:
                 blob.upload_from_string(
-                    self._dumps(new.to_json()), content_type="application/json",
+                    self._dumps(new.to_json()),
+                    content_type="application/json",
                     if_generation_match=current.generation if current else 0,
                 )
             except PreconditionFailed:
@@ -364,12 +402,22 @@ class Registry:
                 continue
             new = AliasState.from_json(new.to_json(), int(blob.generation or 0))
             self._ensure_history(model, new)
-            log.info("alias moved", extra={"json_fields": {
-                "model": model, "alias": alias, "version": target,
-                "previous_version": new.previous_version, "action": action}})
+            log.info(
+                "alias moved",
+                extra={
+                    "json_fields": {
+                        "model": model,
+                        "alias": alias,
+                        "version": target,
+                        "previous_version": new.previous_version,
+                        "action": action,
+                    }
+                },
+            )
             return new
-        raise ConflictError(f"{model}: alias {alias!r} kept changing under us "
-                            f"({self._max_attempts} attempts)")
+        raise ConflictError(
+            f"{model}: alias {alias!r} kept changing under us ({self._max_attempts} attempts)"
+        )
 
     def promote(
         self,
@@ -378,7 +426,7 @@ class Registry:
         *,
         reason: str,
         actor: str,
-        only_if_current: int | None | EllipsisType = ...,
+        only_if_current: int | EllipsisType | None = ...,
     ) -> AliasState | None:
         """Point ``champion`` at ``version`` after checking its artifact.
 
@@ -413,8 +461,10 @@ class Registry:
                 raise VersionNotFound(f"{model}: there is no champion to roll back")
             target = to if to is not None else current.previous_version
             if target is None:
-                raise VersionNotFound(f"{model}: champion v{current.version} has no previous "
-                                      "champion; pass a version to roll back to")
+                raise VersionNotFound(
+                    f"{model}: champion v{current.version} has no previous "
+                    "champion; pass a version to roll back to"
+                )
             return target
 
         if to is None:

@@ -8,15 +8,15 @@ from typing import Any
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in rows)
+    body = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+    )
     return f"<table>{body}</table>"
 
 
 def _bar(value: float, lo: float, hi: float) -> str:
     width = 0.0 if hi <= lo else max(0.0, min(1.0, (value - lo) / (hi - lo))) * 100
-    return (f'<div class="bar"><div style="width:{width:.1f}%"></div></div>'
-            f"<span>{value:.4f}</span>")
+    return f'<div class="bar"><div style="width:{width:.1f}%"></div></div><span>{value:.4f}</span>'
 
 
 def render_report(manifest: dict[str, Any]) -> str:
@@ -27,7 +27,8 @@ def render_report(manifest: dict[str, Any]) -> str:
     metric_rows = "".join(
         f"<tr><th>{html.escape(name)}</th><td>{_bar(float(value), 0.0, 1.0)}</td>"
         f"<td>{'' if name not in champ else f'{float(champ[name]):.4f}'}</td></tr>"
-        for name, value in cand.items() if isinstance(value, int | float)
+        for name, value in cand.items()
+        if isinstance(value, int | float)
     )
     verdict = "PASSED" if gate.get("passed") else "REJECTED"
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in gate.get("reasons", []))
@@ -43,12 +44,14 @@ background:#eee;margin-right:.5em}} .bar div{{height:100%;background:#3a7}}
 .PASSED{{color:#070}} .REJECTED{{color:#a00}}
 </style></head><body>
 <h1>{html.escape(model)} — version {version}</h1>
-<p>Task: {html.escape(str(manifest.get("task")))}; created {html.escape(
-        str(manifest.get("created_at")))}; code {html.escape(str(manifest.get("code_version")))}</p>
+<p>Task: {html.escape(str(manifest.get("task")))}; created {
+        html.escape(str(manifest.get("created_at")))
+    }; code {html.escape(str(manifest.get("code_version")))}</p>
 <h2>Gate: <span class="{verdict}">{verdict}</span></h2><ul>{reasons}</ul>
 <h2>Metrics on the held-out rows</h2>
-<table><tr><th>metric</th><th>candidate</th><th>champion (v{champ and
-        manifest.get("champion_version")})</th></tr>{metric_rows}</table>
+<table><tr><th>metric</th><th>candidate</th><th>champion (v{
+        champ and manifest.get("champion_version")
+    })</th></tr>{metric_rows}</table>
 <h2>Data</h2>{_table([(k, v) for k, v in window.items() if k != "files"])}
 <h2>Estimator</h2><pre>{html.escape(json.dumps(manifest.get("estimator"), indent=2))}</pre>
 </body></html>

@@ -54,22 +54,37 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
     run_id = uuid.uuid4().hex
     claim = ledger.begin(cfg.name, JOB, request.key, run_id)
     if isinstance(claim, PriorRun):
-        log.info("duplicate retrain request; already %s", claim.status,
-                 extra=fields(model=cfg.name, key=request.key, message_id=request.message_id))
+        log.info(
+            "duplicate retrain request; already %s",
+            claim.status,
+            extra=fields(model=cfg.name, key=request.key, message_id=request.message_id),
+        )
         prior = claim.record.get("result", {})
-        return RetrainOutcome(model=cfg.name, status="duplicate",
-                              version=prior.get("version"), promoted=bool(prior.get("promoted")),
-                              run_id=str(claim.record.get("run_id", "")),
-                              detail=f"already {claim.status}")
+        return RetrainOutcome(
+            model=cfg.name,
+            status="duplicate",
+            version=prior.get("version"),
+            promoted=bool(prior.get("promoted")),
+            run_id=str(claim.record.get("run_id", "")),
+            detail=f"already {claim.status}",
+        )
     started = time.monotonic()
     try:
         outcome = _run(request, rt, run_id=run_id, actor=actor)
     except PermanentError as exc:
         ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
-        ledger.record_status(cfg.name, JOB, outcome="failed",
-                             detail={"error": str(exc)[:2000], "run_id": run_id})
-        _best_effort_publish(rt, "failed", cfg.name, job=JOB, error=str(exc)[:2000],
-                             run_id=run_id, request=request.to_dict())
+        ledger.record_status(
+            cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
+        )
+        _best_effort_publish(
+            rt,
+            "failed",
+            cfg.name,
+            job=JOB,
+            error=str(exc)[:2000],
+            run_id=run_id,
+            request=request.to_dict(),
+        )
         _best_effort_metrics(rt, cfg.name, {"run/success": 0.0}, job=True)
         raise
     except BaseException:
@@ -81,13 +96,28 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
         raise
     duration = time.monotonic() - started
     ledger.finish(claim, "done", {"version": outcome.version, "promoted": outcome.promoted})
-    ledger.record_status(cfg.name, JOB, outcome="success", detail={
-        "run_id": run_id, "version": outcome.version, "promoted": outcome.promoted})
-    numeric = {f"model/{k}": float(v) for k, v in outcome.metrics.items()
-               if isinstance(v, int | float) and k in {"silhouette", "roc_auc", "f1", "accuracy"}}
+    ledger.record_status(
+        cfg.name,
+        JOB,
+        outcome="success",
+        detail={"run_id": run_id, "version": outcome.version, "promoted": outcome.promoted},
+    )
+    numeric = {
+        f"model/{k}": float(v)
+        for k, v in outcome.metrics.items()
+        if isinstance(v, int | float) and k in {"silhouette", "roc_auc", "f1", "accuracy"}
+    }
     _best_effort_metrics(rt, cfg.name, numeric, version=outcome.version)
-    _best_effort_metrics(rt, cfg.name, {"retrain/duration": duration, "run/success": 1.0,
-                                        "model/promoted": float(outcome.promoted)}, job=True)
+    _best_effort_metrics(
+        rt,
+        cfg.name,
+        {
+            "retrain/duration": duration,
+            "run/success": 1.0,
+            "model/promoted": float(outcome.promoted),
+        },
+        job=True,
+    )
     return outcome
 
 
@@ -104,12 +134,23 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
     registry = rt.registry()
     columns = cfg.features + ([cfg.target] if cfg.target else [])
     frame, window = read_training_frame(
-        rt.clients.storage, bucket=cfg.data_bucket(rt.settings.data_bucket), spec=cfg.data,
-        columns=columns, as_of=request.as_of, target=cfg.target)
+        rt.clients.storage,
+        bucket=cfg.data_bucket(rt.settings.data_bucket),
+        spec=cfg.data,
+        columns=columns,
+        as_of=request.as_of,
+        target=cfg.target,
+    )
     parts = split(frame, cfg)
     candidate = fit(cfg, parts)
-    cand_eval = evaluate(candidate, cfg.task, parts.X_holdout, parts.y_holdout,
-                         spec=cfg.evaluation, positive_label=cfg.positive_label)
+    cand_eval = evaluate(
+        candidate,
+        cfg.task,
+        parts.X_holdout,
+        parts.y_holdout,
+        spec=cfg.evaluation,
+        positive_label=cfg.positive_label,
+    )
 
     champion = registry.alias(cfg.name)
     champ_eval = None
@@ -119,34 +160,60 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
             champ_model, champ_manifest = registry.load(cfg.name, champion.version)
             if list(champ_manifest.get("features", [])) != list(cfg.features):
                 raise DataError("its feature list differs from the configured one")
-            champ_eval = evaluate(champ_model, cfg.task, parts.X_holdout, parts.y_holdout,
-                                  spec=cfg.evaluation, positive_label=cfg.positive_label)
+            champ_eval = evaluate(
+                champ_model,
+                cfg.task,
+                parts.X_holdout,
+                parts.y_holdout,
+                spec=cfg.evaluation,
+                positive_label=cfg.positive_label,
+            )
         except (IntegrityError, DataError) as exc:
             champ_error = f"champion v{champion.version} could not be evaluated: {exc}"
             log.error(champ_error, extra=fields(model=cfg.name, version=champion.version))
 
     decision = decide(
-        metric=cfg.gate_metric, floor=cfg.gate_floor, max_relative_drop=cfg.gate.max_relative_drop,
-        candidate=cand_eval, champion=champ_eval, champion_error=champ_error,
+        metric=cfg.gate_metric,
+        floor=cfg.gate_floor,
+        max_relative_drop=cfg.gate.max_relative_drop,
+        candidate=cand_eval,
+        champion=champ_eval,
+        champion_error=champ_error,
         champion_version=champion.version if champion else None,
     )
 
     version = registry.claim_version(cfg.name, run_id)
     manifest: dict[str, Any] = {
-        "model": cfg.name, "version": version, "task": cfg.task,
-        "created_at": datetime.now(UTC).isoformat(), "run_id": run_id,
-        "code_version": rt.settings.code_version, "libraries": library_versions(),
-        "request": request.to_dict(), "features": cfg.features, "target": cfg.target,
+        "model": cfg.name,
+        "version": version,
+        "task": cfg.task,
+        "created_at": datetime.now(UTC).isoformat(),
+        "run_id": run_id,
+        "code_version": rt.settings.code_version,
+        "libraries": library_versions(),
+        "request": request.to_dict(),
+        "features": cfg.features,
+        "target": cfg.target,
         "estimator": cfg.estimator.model_dump(by_alias=True, exclude_defaults=True),
-        "params": {k: repr(v) for k, v in candidate.get_params(deep=True).items()
-                   if isinstance(v, int | float | str | bool | type(None))},
-        "data": {**window.to_dict(), "train_rows": len(parts.X_train),
-                 "holdout_rows": len(parts.X_holdout)},
-        "metrics": {"candidate": cand_eval.metrics,
-                    "champion": champ_eval.metrics if champ_eval else None},
-        "evaluation": {"candidate": cand_eval.details,
-                       "champion": champ_eval.details if champ_eval else None,
-                       "candidate_problems": cand_eval.problems},
+        "params": {
+            k: repr(v)
+            for k, v in candidate.get_params(deep=True).items()
+            if isinstance(v, int | float | str | bool | type(None))
+        },
+        "data": {
+            **window.to_dict(),
+            "train_rows": len(parts.X_train),
+            "holdout_rows": len(parts.X_holdout),
+        },
+        "metrics": {
+            "candidate": cand_eval.metrics,
+            "champion": champ_eval.metrics if champ_eval else None,
+        },
+        "evaluation": {
+            "candidate": cand_eval.details,
+            "champion": champ_eval.details if champ_eval else None,
+            "candidate_problems": cand_eval.problems,
+        },
         "champion_version": champion.version if champion else None,
         "gate": decision.to_dict(),
     }
@@ -154,40 +221,75 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
     if cfg.task == "classification" and hasattr(candidate, "predict_proba"):
         pos = list(candidate.classes_).index(cfg.positive_label)
         scores = candidate.predict_proba(parts.X_holdout)[:, pos]
-    profile = build_profile(frame, cfg.features, target=cfg.target,
-                            baseline=cand_eval.metrics, scores=scores)
+    profile = build_profile(
+        frame, cfg.features, target=cfg.target, baseline=cand_eval.metrics, scores=scores
+    )
     files = {
         ARTIFACT: dump(candidate),
         "profile.json": json.dumps(profile, sort_keys=True).encode(),
         "report.html": render_report(manifest).encode(),
     }
     registry.register(cfg.name, version, files, manifest)
-    log.info("registered %s v%d", cfg.name, version, extra=fields(
-        model=cfg.name, version=version, gate_passed=decision.passed, metrics=cand_eval.metrics))
-    _best_effort_publish(rt, "version_registered", cfg.name, version=version, run_id=run_id,
-                         metrics=cand_eval.metrics, gate=decision.to_dict())
+    log.info(
+        "registered %s v%d",
+        cfg.name,
+        version,
+        extra=fields(
+            model=cfg.name, version=version, gate_passed=decision.passed, metrics=cand_eval.metrics
+        ),
+    )
+    _best_effort_publish(
+        rt,
+        "version_registered",
+        cfg.name,
+        version=version,
+        run_id=run_id,
+        metrics=cand_eval.metrics,
+        gate=decision.to_dict(),
+    )
 
     promoted = False
     detail = "; ".join(decision.reasons)
     if decision.passed:
         state = registry.promote(
-            cfg.name, version, reason=f"gate passed ({request.reason})", actor=actor,
-            only_if_current=champion.version if champion else None)
+            cfg.name,
+            version,
+            reason=f"gate passed ({request.reason})",
+            actor=actor,
+            only_if_current=champion.version if champion else None,
+        )
         promoted = state is not None and state.version == version
         if promoted:
-            _best_effort_publish(rt, "promoted", cfg.name, version=version,
-                                 previous_version=champion.version if champion else None,
-                                 reasons=decision.reasons)
+            _best_effort_publish(
+                rt,
+                "promoted",
+                cfg.name,
+                version=version,
+                previous_version=champion.version if champion else None,
+                reasons=decision.reasons,
+            )
         else:
-            detail = ("gate passed, but the champion changed while this run evaluated; "
-                      "not promoted")
+            detail = "gate passed, but the champion changed while this run evaluated; not promoted"
             log.warning(detail, extra=fields(model=cfg.name, version=version))
     else:
-        _best_effort_publish(rt, "rejected", cfg.name, version=version, reasons=decision.reasons,
-                             champion_version=champion.version if champion else None)
-    return RetrainOutcome(model=cfg.name, status="registered", version=version,
-                          promoted=promoted, gate=decision.to_dict(), run_id=run_id,
-                          detail=detail, metrics=cand_eval.metrics)
+        _best_effort_publish(
+            rt,
+            "rejected",
+            cfg.name,
+            version=version,
+            reasons=decision.reasons,
+            champion_version=champion.version if champion else None,
+        )
+    return RetrainOutcome(
+        model=cfg.name,
+        status="registered",
+        version=version,
+        promoted=promoted,
+        gate=decision.to_dict(),
+        run_id=run_id,
+        detail=detail,
+        metrics=cand_eval.metrics,
+    )
 
 
 def _best_effort_publish(rt: Runtime, kind: str, model: str, **payload: Any) -> None:
@@ -197,8 +299,14 @@ def _best_effort_publish(rt: Runtime, kind: str, model: str, **payload: Any) -> 
         log.exception("could not publish %s event", kind, extra=fields(model=model))
 
 
-def _best_effort_metrics(rt: Runtime, model: str, values: dict[str, float], *,
-                         version: int | None = None, job: bool = False) -> None:
+def _best_effort_metrics(
+    rt: Runtime,
+    model: str,
+    values: dict[str, float],
+    *,
+    version: int | None = None,
+    job: bool = False,
+) -> None:
     from warden.metrics import MetricPoint
 
     labels = {"model": model}
@@ -207,7 +315,8 @@ def _best_effort_metrics(rt: Runtime, model: str, values: dict[str, float], *,
     if job:
         labels["job"] = JOB
     try:
-        rt.metrics().write([MetricPoint(name, value, dict(labels))
-                            for name, value in values.items()])
+        rt.metrics().write(
+            [MetricPoint(name, value, dict(labels)) for name, value in values.items()]
+        )
     except Exception as exc:  # metrics are observability, not state: never fail the run
         log.error("could not write metrics: %s", exc, extra=fields(model=model))

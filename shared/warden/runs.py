@@ -87,8 +87,11 @@ class RunLedger:
 
     def _upload(self, name: str, record: dict[str, Any], generation: int) -> int:
         blob = self.bucket.blob(name)
-        blob.upload_from_string(json.dumps(record, sort_keys=True), content_type="application/json",
-                                if_generation_match=generation)
+        blob.upload_from_string(
+            json.dumps(record, sort_keys=True),
+            content_type="application/json",
+            if_generation_match=generation,
+        )
         return int(blob.generation or 0)
 
     def begin(self, model: str, kind: str, key: str, run_id: str) -> RunClaim | PriorRun:
@@ -96,9 +99,16 @@ class RunLedger:
 
         name = self.marker_name(model, kind, key)
         now = self._clock()
-        record = {"model": model, "kind": kind, "key": key, "run_id": run_id,
-                  "status": "running", "started_at": _iso(now),
-                  "lease_until": _iso(now + self.lease), "attempt": 1}
+        record = {
+            "model": model,
+            "kind": kind,
+            "key": key,
+            "run_id": run_id,
+            "status": "running",
+            "started_at": _iso(now),
+            "lease_until": _iso(now + self.lease),
+            "attempt": 1,
+        }
         for _ in range(10):
             try:
                 gen = self._upload(name, record, 0)
@@ -117,15 +127,26 @@ class RunLedger:
                     f"{model}: {kind} for {key} is already running (run {existing.get('run_id')},"
                     f" lease until {existing['lease_until']})"
                 )
-            takeover = {**record, "attempt": int(existing.get("attempt", 1)) + 1,
-                        "previous_run_id": existing.get("run_id")}
+            takeover = {
+                **record,
+                "attempt": int(existing.get("attempt", 1)) + 1,
+                "previous_run_id": existing.get("run_id"),
+            }
             try:
                 gen = self._upload(name, takeover, int(blob.generation or 0))
             except PreconditionFailed:
                 continue
-            log.warning("taking over a stale or aborted run", extra={"json_fields": {
-                "model": model, "kind": kind, "key": key,
-                "previous_run_id": existing.get("run_id")}})
+            log.warning(
+                "taking over a stale or aborted run",
+                extra={
+                    "json_fields": {
+                        "model": model,
+                        "kind": kind,
+                        "key": key,
+                        "previous_run_id": existing.get("run_id"),
+                    }
+                },
+            )
             return RunClaim(model, kind, key, run_id, name, gen)
         raise ConflictError(f"{model}: could not claim run marker {name}")
 
@@ -133,14 +154,22 @@ class RunLedger:
         """Record the final (or ``aborted``) state. False if another instance took over."""
         from google.api_core.exceptions import PreconditionFailed
 
-        record = {"model": claim.model, "kind": claim.kind, "key": claim.key,
-                  "run_id": claim.run_id, "status": status, "finished_at": _iso(self._clock()),
-                  "result": result}
+        record = {
+            "model": claim.model,
+            "kind": claim.kind,
+            "key": claim.key,
+            "run_id": claim.run_id,
+            "status": status,
+            "finished_at": _iso(self._clock()),
+            "result": result,
+        }
         try:
             self._upload(claim.name, record, claim.generation)
         except PreconditionFailed:
-            log.warning("run marker changed under us; another instance took over",
-                        extra={"json_fields": {"model": claim.model, "key": claim.key}})
+            log.warning(
+                "run marker changed under us; another instance took over",
+                extra={"json_fields": {"model": claim.model, "key": claim.key}},
+            )
             return False
         return True
 

@@ -56,7 +56,9 @@ class Runtime:
             s = self.settings
             self._cache["events"] = EventPublisher(
                 (lambda: self.clients.publisher) if s.events_topic else None,
-                s.project, s.events_topic)
+                s.project,
+                s.events_topic,
+            )
         return self._cache["events"]
 
 
@@ -64,8 +66,9 @@ _lock = threading.Lock()
 _current: Runtime | None = None
 
 
-def build(settings: Settings | None = None, *, config: WardenConfig | None = None,
-          **clients: Any) -> Runtime:
+def build(
+    settings: Settings | None = None, *, config: WardenConfig | None = None, **clients: Any
+) -> Runtime:
     settings = settings or Settings.from_env()
     return Runtime(settings=settings, clients=Clients(settings, **clients), _config=config)
 

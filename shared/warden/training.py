@@ -33,17 +33,24 @@ def split(frame: Any, cfg: ModelConfig) -> Split:
         y = frame[cfg.target]
         classes = sorted(y.unique().tolist(), key=str)
         if len(classes) != 2:
-            raise DataError(f"{cfg.name}: classification needs exactly two classes in "
-                            f"{cfg.target!r}, found {len(classes)}: {classes[:10]}")
+            raise DataError(
+                f"{cfg.name}: classification needs exactly two classes in "
+                f"{cfg.target!r}, found {len(classes)}: {classes[:10]}"
+            )
         if cfg.positive_label not in classes:
-            raise DataError(f"{cfg.name}: positive_label {cfg.positive_label!r} does not occur "
-                            f"in {cfg.target!r} (classes: {classes})")
+            raise DataError(
+                f"{cfg.name}: positive_label {cfg.positive_label!r} does not occur "
+                f"in {cfg.target!r} (classes: {classes})"
+            )
         counts = y.value_counts()
         if counts.min() < 4:
-            raise DataError(f"{cfg.name}: class {counts.idxmin()!r} has only {counts.min()} rows;"
-                            " too few to train and evaluate")
+            raise DataError(
+                f"{cfg.name}: class {counts.idxmin()!r} has only {counts.min()} rows;"
+                " too few to train and evaluate"
+            )
         X_tr, X_ho, y_tr, y_ho = train_test_split(
-            X, y, test_size=spec.holdout_fraction, random_state=spec.seed, stratify=y)
+            X, y, test_size=spec.holdout_fraction, random_state=spec.seed, stratify=y
+        )
         return Split(X_tr, X_ho, y_tr, y_ho)
     X_tr, X_ho = train_test_split(X, test_size=spec.holdout_fraction, random_state=spec.seed)
     return Split(X_tr, X_ho, None, None)
@@ -78,5 +85,9 @@ def library_versions() -> dict[str, str]:
     import numpy
     import sklearn
 
-    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-            "numpy": numpy.__version__, "joblib": joblib.__version__}
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "joblib": joblib.__version__,
+    }

@@ -1,0 +1,119 @@
+"""The operator CLI against the emulator, and `warden demo` (the README's first command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from warden import runtime
+from warden.cli import EXIT_INTEGRITY, EXIT_NOT_FOUND, main
+from warden.examples import breast_cancer_frame, write_partitions
+from warden.messages import RunRequest
+from warden.registry import ARTIFACT
+from warden.retrain import retrain
+from warden.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "breast-cancer-risk"
+
+
+@pytest.fixture
+def cli_env(storage_client, bucket_names, monkeypatch, gcs_emulator):
+    write_partitions(
+        storage_client,
+        bucket=bucket_names["data"],
+        prefix="breast-cancer",
+        frame=breast_cancer_frame(),
+        fmt="csv",
+        end=date(2026, 11, 20),
+        days=5,
+    )
+    settings = Settings(
+        project="warden-test",
+        registry_bucket=bucket_names["registry"],
+        data_bucket=bucket_names["data"],
+        metrics_enabled=False,
+        config_path=ROOT / "warden.yaml",
+    )
+    rt = runtime.build(settings, storage=storage_client)
+    for key in ("a", "b"):
+        retrain(
+            RunRequest(
+                model=MODEL, reason="manual", key=key, message_id=key, as_of=date(2026, 11, 20)
+            ),
+            rt,
+        )
+    monkeypatch.setenv("WARDEN_REGISTRY_BUCKET", bucket_names["registry"])
+    monkeypatch.setenv("WARDEN_CONFIG", str(ROOT / "warden.yaml"))
+    return rt
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_versions_show_history_promote_rollback(cli_env) -> None:
+    out = invoke("--json", "versions", MODEL)
+    assert out.exit_code == 0
+    rows = json.loads(out.output)
+    assert [r["version"] for r in rows] == [1, 2]
+    assert [r["champion"] for r in rows] == [False, True]
+    shown = json.loads(invoke("--json", "show", f"{MODEL}@1").output)
+    assert shown["version"] == 1 and shown["files"][ARTIFACT]["sha256"]
+    out = invoke("rollback", MODEL, "--reason", "bad week")
+    assert out.exit_code == 0 and "rolled back to v1" in out.output
+    out = invoke("promote", MODEL, "2")
+    assert out.exit_code == 0 and "champion is now v2" in out.output
+    history = json.loads(invoke("--json", "history", MODEL).output)
+    assert [(h["action"], h["version"]) for h in history] == [
+        ("promote", 1),
+        ("promote", 2),
+        ("rollback", 1),
+        ("promote", 2),
+    ]
+    models = json.loads(invoke("--json", "models").output)
+    assert {"model": MODEL, "task": "classification", "champion": 2} in models
+
+
+def test_cli_exit_codes(cli_env) -> None:
+    out = CliRunner().invoke(main, ["show", f"{MODEL}@9"])
+    assert out.exit_code == EXIT_NOT_FOUND and "version 9 does not exist" in out.output
+    cli_env.registry().bucket.blob(f"{MODEL}/versions/000001/{ARTIFACT}").upload_from_string(b"x")
+    out = CliRunner().invoke(main, ["promote", MODEL, "1"])
+    assert out.exit_code == EXIT_INTEGRITY and "does not match" in out.output
+    assert CliRunner().invoke(main, ["versions"]).exit_code == 2  # usage
+    out = CliRunner().invoke(main, ["versions", "nope"])
+    assert out.exit_code == 1 and "unknown model 'nope'" in out.output
+
+
+def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "warden.cli", "demo"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "v1: silhouette=" in out and "PROMOTED" in out
+    assert "REJECTED" in out and "< floor 0.900: rejected" in out
+    assert "redelivered the same Pub/Sub message → 200, versions still [1]" in out
+    assert "status=ok" in out
+    assert "rollback → v2" in out
+    assert "Demo finished" in out
+    # fake-gcs-server was the only child process; none of its kind may outlive the demo.
+    ps = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    port = out.split("Cloud Storage  http://127.0.0.1:")[1].split()[0]
+    assert not [
+        line for line in ps.splitlines() if "fake-gcs-server" in line and f"-port {port}" in line
+    ]
