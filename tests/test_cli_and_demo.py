@@ -66,11 +66,14 @@ def test_versions_show_history_promote_rollback(cli_env) -> None:
     assert [r["version"] for r in rows] == [1, 2]
     assert [r["champion"] for r in rows] == [False, True]
     shown = json.loads(invoke("--json", "show", f"{MODEL}@1").output)
-    assert shown["version"] == 1 and shown["files"][ARTIFACT]["sha256"]
+    assert shown["version"] == 1
+    assert shown["files"][ARTIFACT]["sha256"]
     out = invoke("rollback", MODEL, "--reason", "bad week")
-    assert out.exit_code == 0 and "rolled back to v1" in out.output
+    assert out.exit_code == 0
+    assert "rolled back to v1" in out.output
     out = invoke("promote", MODEL, "2")
-    assert out.exit_code == 0 and "champion is now v2" in out.output
+    assert out.exit_code == 0
+    assert "champion is now v2" in out.output
     history = json.loads(invoke("--json", "history", MODEL).output)
     assert [(h["action"], h["version"]) for h in history] == [
         ("promote", 1),
@@ -84,13 +87,16 @@ def test_versions_show_history_promote_rollback(cli_env) -> None:
 
 def test_cli_exit_codes(cli_env) -> None:
     out = CliRunner().invoke(main, ["show", f"{MODEL}@9"])
-    assert out.exit_code == EXIT_NOT_FOUND and "version 9 does not exist" in out.output
+    assert out.exit_code == EXIT_NOT_FOUND
+    assert "version 9 does not exist" in out.output
     cli_env.registry().bucket.blob(f"{MODEL}/versions/000001/{ARTIFACT}").upload_from_string(b"x")
     out = CliRunner().invoke(main, ["promote", MODEL, "1"])
-    assert out.exit_code == EXIT_INTEGRITY and "does not match" in out.output
+    assert out.exit_code == EXIT_INTEGRITY
+    assert "does not match" in out.output
     assert CliRunner().invoke(main, ["versions"]).exit_code == 2  # usage
     out = CliRunner().invoke(main, ["versions", "nope"])
-    assert out.exit_code == 1 and "unknown model 'nope'" in out.output
+    assert out.exit_code == 1
+    assert "unknown model 'nope'" in out.output
 
 
 def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
@@ -105,8 +111,10 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "v1: silhouette=" in out and "PROMOTED" in out
-    assert "REJECTED" in out and "< floor 0.900: rejected" in out
+    assert "v1: silhouette=" in out
+    assert "PROMOTED" in out
+    assert "REJECTED" in out
+    assert "< floor 0.900: rejected" in out
     assert "redelivered the same Pub/Sub message → 200, versions still [1]" in out
     assert "status=ok" in out
     assert "rollback → v2" in out
