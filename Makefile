@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format unit lock clean
+.PHONY: install demo test lint format lock clean bench-health
 
 install: $(STAMP)
 
@@ -35,3 +35,6 @@ lock: install
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
+
+bench-health: install
+	$(BIN)/python bench/health.py

@@ -327,3 +327,26 @@ def test_tampered_champion_is_reported_and_never_loaded(rt, client, logs) -> Non
     manifest = rt.registry().manifest(RISK, 2)
     assert "does not match the manifest" in manifest["gate"]["champion_error"]
     assert any("sha256" in line and '"ERROR"' in line for line in logs.getvalue().splitlines())
+
+
+CONFORMANCE = ROOT.parent / "shared" / "conformance"
+
+
+@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="conformance fixtures live outside the repo")
+@pytest.mark.parametrize("name", ["pubsub_binary", "pubsub_text", "legacy_pubsub", "storage"])
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_conformance_events_are_refused_cleanly(rt, client, logs, name: str, mode: str) -> None:
+    raw = json.loads((CONFORMANCE / f"{name}-cloudevent-input.json").read_text())
+    if mode == "binary":
+        headers = {f"ce-{k}": v for k, v in raw.items() if k not in {"data", "datacontenttype"}}
+        headers["Content-Type"] = raw.get("datacontenttype", "application/json")
+        resp = client.post("/", data=json.dumps(raw["data"]), headers=headers)
+    else:
+        resp = client.post(
+            "/", data=json.dumps(raw), headers={"Content-Type": "application/cloudevents+json"}
+        )
+    assert resp.status_code == 200  # acknowledged, not retried
+    errors = [json.loads(x) for x in logs.getvalue().splitlines() if '"ERROR"' in x]
+    assert len(errors) == 1
+    assert "retrain request refused" in errors[0]["message"]
+    assert _all_objects(rt) == []

@@ -1,0 +1,149 @@
+"""Benchmark: `health` latency and cold import, against baselines measured in the same run.
+
+    .venv/bin/python bench/health.py
+
+Baselines: a trivial functions-framework HTTP function (latency) and a bare
+`import functions_framework` (cold import). Prints medians and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+TRIVIAL = """
+import functions_framework
+@functions_framework.http
+def ping(request):
+    return {"status": "ok"}
+"""
+
+
+def cold_import(code: str, env: dict[str, str], runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from functions_framework import create_app
+    from google.cloud import storage
+
+    from warden import runtime
+    from warden.examples import breast_cancer_frame, customer_frame, write_partitions
+    from warden.messages import RunRequest
+    from warden.retrain import retrain
+    from warden.settings import Settings
+    from warden_local.gcs import StorageEmulator
+
+    with StorageEmulator() as gcs:
+        os.environ["STORAGE_EMULATOR_HOST"] = gcs.host
+        client = storage.Client(project="bench")
+        for name in ("reg", "data"):
+            client.create_bucket(name)
+        write_partitions(
+            client,
+            bucket="data",
+            prefix="customers",
+            frame=customer_frame(2000),
+            fmt="parquet",
+            end=date(2026, 11, 20),
+            days=7,
+        )
+        write_partitions(
+            client,
+            bucket="data",
+            prefix="breast-cancer",
+            frame=breast_cancer_frame(),
+            fmt="csv",
+            end=date(2026, 11, 20),
+            days=7,
+        )
+        settings = Settings(
+            project="bench",
+            registry_bucket="reg",
+            data_bucket="data",
+            metrics_enabled=False,
+            config_path=ROOT / "warden.yaml",
+        )
+        rt = runtime.build(settings, storage=client)
+        for model in rt.config.models:
+            retrain(
+                RunRequest(
+                    model=model,
+                    reason="manual",
+                    key=model,
+                    message_id=model,
+                    as_of=date(2026, 11, 20),
+                ),
+                rt,
+            )
+        runtime.install(rt)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            trivial = Path(tmp) / "main.py"
+            trivial.write_text(TRIVIAL)
+            base = create_app("ping", str(trivial), "http").test_client()
+            health = create_app("health", str(ROOT / "functions/health/main.py"), "http")
+            hc = health.test_client()
+            hc.get("/")  # warm: clients built once per instance
+
+            def median_ms(fn, n: int = 30) -> float:
+                samples = []
+                for _ in range(n):
+                    t = time.perf_counter()
+                    fn()
+                    samples.append((time.perf_counter() - t) * 1000)
+                return statistics.median(samples)
+
+            base_ms = median_ms(lambda: base.get("/"))
+            shallow_ms = median_ms(lambda: hc.get("/"))
+            deep_ms = median_ms(lambda: hc.get("/?deep=true"), n=10)
+
+        env = {**os.environ}
+        base_import = cold_import("import functions_framework", env)
+        health_import = cold_import(
+            f"import runpy; runpy.run_path({str(ROOT / 'functions/health/main.py')!r})", env
+        )
+        retrain_import = cold_import(
+            f"import runpy; runpy.run_path({str(ROOT / 'functions/retrain_model/main.py')!r});"
+            "import warden.retrain, sklearn.cluster, pandas",
+            env,
+        )
+
+    result = {
+        "trivial_ms": round(base_ms, 2),
+        "health_ms": round(shallow_ms, 2),
+        "health_deep_ms": round(deep_ms, 2),
+        "health_vs_trivial": round(shallow_ms / base_ms, 1),
+        "import_ff_s": round(base_import, 3),
+        "import_health_s": round(health_import, 3),
+        "import_retrain_s": round(retrain_import, 3),
+        "health_import_vs_ff": round(health_import / base_import, 2),
+    }
+    print(
+        f"trivial function: {base_ms:.2f} ms   health: {shallow_ms:.2f} ms "
+        f"({result['health_vs_trivial']}x)   health?deep=true: {deep_ms:.2f} ms"
+    )
+    print(
+        f"cold import: functions_framework {base_import:.2f}s, health {health_import:.2f}s "
+        f"({result['health_import_vs_ff']}x), retrain stack {retrain_import:.2f}s"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
