@@ -12,37 +12,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from warden import runtime
 from warden.cli import EXIT_INTEGRITY, EXIT_NOT_FOUND, main
-from warden.examples import breast_cancer_frame, write_partitions
 from warden.messages import RunRequest
 from warden.registry import ARTIFACT
 from warden.retrain import retrain
-from warden.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast-cancer-risk"
 
 
 @pytest.fixture
-def cli_env(storage_client, bucket_names, monkeypatch, gcs_emulator):
-    write_partitions(
-        storage_client,
-        bucket=bucket_names["data"],
-        prefix="breast-cancer",
-        frame=breast_cancer_frame(),
-        fmt="csv",
-        end=date(2026, 11, 20),
-        days=5,
-    )
-    settings = Settings(
-        project="warden-test",
-        registry_bucket=bucket_names["registry"],
-        data_bucket=bucket_names["data"],
-        metrics_enabled=False,
-        config_path=ROOT / "warden.yaml",
-    )
-    rt = runtime.build(settings, storage=storage_client)
+def cli_env(seed, make_runtime, bucket_names, monkeypatch):
+    seed(days=5, models=(MODEL,))
+    rt = make_runtime(install=False)
     for key in ("a", "b"):
         retrain(
             RunRequest(

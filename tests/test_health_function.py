@@ -16,47 +16,17 @@ import requests
 from functions_framework import create_app
 
 from events import binary_headers, envelope, retrain_payload
-from warden import runtime
-from warden.examples import breast_cancer_frame, customer_frame, write_partitions
 from warden.registry import ARTIFACT
-from warden.settings import Settings
-from warden_local.gcs import free_port
+from warden_local.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 20)
 
 
 @pytest.fixture
-def seeded(storage_client, bucket_names):
-    write_partitions(
-        storage_client,
-        bucket=bucket_names["data"],
-        prefix="customers",
-        frame=customer_frame(1200, seed=3),
-        fmt="parquet",
-        end=AS_OF,
-        days=7,
-    )
-    write_partitions(
-        storage_client,
-        bucket=bucket_names["data"],
-        prefix="breast-cancer",
-        frame=breast_cancer_frame(),
-        fmt="csv",
-        end=AS_OF,
-        days=7,
-    )
-    settings = Settings(
-        project="warden-test",
-        registry_bucket=bucket_names["registry"],
-        data_bucket=bucket_names["data"],
-        metrics_enabled=False,
-        config_path=ROOT / "warden.yaml",
-    )
-    rt = runtime.build(settings, storage=storage_client)
-    runtime.install(rt)
-    yield rt
-    runtime.install(None)
+def seeded(seed, make_runtime):
+    seed(days=7, customer_rows=1200, seed=3)
+    return make_runtime()
 
 
 def _retrain_all() -> None:

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from warden import runtime
 from warden.errors import DataError
-from warden.examples import breast_cancer_frame, write_partitions
 from warden.messages import RunRequest
 from warden.retrain import retrain
-from warden.settings import Settings
 from warden_local.pubsub import PubSubEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,28 +56,10 @@ def _pull(subscriber, sub_path, want: int) -> list:
     return got
 
 
-def test_retrain_publishes_registered_promoted_and_failed(
-    storage_client, bucket_names, topic
-) -> None:
+def test_retrain_publishes_registered_promoted_and_failed(seed, make_runtime, topic) -> None:
     name, publisher, subscriber, sub_path = topic
-    write_partitions(
-        storage_client,
-        bucket=bucket_names["data"],
-        prefix="breast-cancer",
-        frame=breast_cancer_frame(),
-        fmt="csv",
-        end=date(2026, 11, 20),
-        days=3,
-    )
-    settings = Settings(
-        project=PROJECT,
-        registry_bucket=bucket_names["registry"],
-        data_bucket=bucket_names["data"],
-        metrics_enabled=False,
-        events_topic=name,
-        config_path=ROOT / "warden.yaml",
-    )
-    rt = runtime.build(settings, storage=storage_client, publisher=publisher)
+    seed(days=3, models=(MODEL,))
+    rt = make_runtime(install=False, publisher=publisher, events_topic=name, project=PROJECT)
     retrain(
         RunRequest(
             model=MODEL, reason="manual", key="k1", message_id="k1", as_of=date(2026, 11, 20)

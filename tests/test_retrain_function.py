@@ -16,14 +16,12 @@ import yaml
 from functions_framework import create_app
 
 from events import binary_headers, envelope, retrain_payload
-from warden import runtime
 from warden.config import parse_config
-from warden.examples import breast_cancer_frame, customer_frame, write_partitions
+from warden.examples import customer_frame, write_partitions
 from warden.logs import setup_logging
 from warden.messages import decode_pubsub_event, parse_run_request
 from warden.registry import ARTIFACT
 from warden.retrain import retrain
-from warden.settings import Settings
 from warden_local.monitoring import MonitoringStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,36 +37,10 @@ def monitoring() -> Iterator[MonitoringStandIn]:
 
 
 @pytest.fixture
-def rt(storage_client, bucket_names, monitoring):
-    settings = Settings(
-        project="warden-test",
-        registry_bucket=bucket_names["registry"],
-        data_bucket=bucket_names["data"],
-        monitoring_endpoint=monitoring.endpoint,
-        config_path=ROOT / "warden.yaml",
-    )
-    write_partitions(
-        storage_client,
-        bucket=bucket_names["data"],
-        prefix="customers",
-        frame=customer_frame(2400, seed=1),
-        fmt="parquet",
-        end=AS_OF,
-        days=14,
-    )
-    write_partitions(
-        storage_client,
-        bucket=bucket_names["data"],
-        prefix="breast-cancer",
-        frame=breast_cancer_frame(),
-        fmt="csv",
-        end=AS_OF,
-        days=10,
-    )
-    built = runtime.build(settings, storage=storage_client)
-    runtime.install(built)
-    yield built
-    runtime.install(None)
+def rt(seed, make_runtime, monitoring):
+    seed(days=14, customer_rows=2400, seed=1, models=(SEG,))
+    seed(days=10, models=(RISK,))
+    return make_runtime(metrics_enabled=True, monitoring_endpoint=monitoring.endpoint)
 
 
 @pytest.fixture

@@ -7,25 +7,16 @@ generation preconditions (enforced by fake-gcs-server for uploads of 8 MiB or le
 
 from __future__ import annotations
 
-import contextlib
-import os
 import platform
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+
+from warden_local.process import ManagedProcess, free_port
+
+__all__ = ["StorageEmulator", "binary_path", "free_port"]
 
 _ARCH = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def binary_path() -> Path:
@@ -48,76 +39,28 @@ def binary_path() -> Path:
     return path
 
 
-class StorageEmulator:
+class StorageEmulator(ManagedProcess):
     """fake-gcs-server on a loopback port, memory backend, plain HTTP.
 
     ``host`` is what to put in ``STORAGE_EMULATOR_HOST``.
     """
 
-    def __init__(self, port: int | None = None, log: IO[bytes] | None = None) -> None:
-        self.port = port or free_port()
-        self.host = f"http://127.0.0.1:{self.port}"
-        self._log = log
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 15.0) -> StorageEmulator:
-        args = [
-            str(binary_path()),
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(self.port),
-            "-backend",
-            "memory",
-            "-external-url",
-            self.host,
-            "-public-host",
-            f"127.0.0.1:{self.port}",
-            "-log-level",
-            "warn",
-        ]
-        self._proc = subprocess.Popen(
-            args,
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=self._log or subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited with code {self._proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.host}/storage/v1/b", timeout=1):  # noqa: S310
-                    return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server did not answer on {self.host} within {timeout}s")
+    name = "fake-gcs-server"
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def command(self) -> list[str]:
+        return [
+            str(binary_path()), "-scheme", "http", "-host", "127.0.0.1",
+            "-port", str(self.port), "-backend", "memory", "-external-url", self.host,
+            "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn",
+        ]  # fmt: skip
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(timeout=5)
-        self._proc = None
-
-    def __enter__(self) -> StorageEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.host}/storage/v1/b", timeout=1):  # noqa: S310
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,3 +176,37 @@ def write_partitions(
             )
         names.append(name)
     return names
+
+
+#: Where warden.yaml's example models read their data (``data.prefix`` and ``data.format``).
+EXAMPLE_DATA = {
+    "customer-segments": ("customers", "parquet"),
+    "breast-cancer-risk": ("breast-cancer", "csv"),
+}
+
+
+def seed_examples(
+    client: Any,
+    *,
+    bucket: str,
+    end: date,
+    days: int = 7,
+    models: tuple[str, ...] = tuple(EXAMPLE_DATA),
+    customer_rows: int = 2400,
+    shift: float = 0.0,
+    label_noise: float = 0.0,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """Write ``days`` daily partitions ending ``end`` for the example models; return names."""
+    written: dict[str, list[str]] = {}
+    for model in models:
+        prefix, fmt = EXAMPLE_DATA[model]
+        frame = (
+            customer_frame(customer_rows, seed=seed, shift=shift)
+            if model == "customer-segments"
+            else breast_cancer_frame(label_noise=label_noise, seed=seed)
+        )
+        written[model] = write_partitions(
+            client, bucket=bucket, prefix=prefix, frame=frame, fmt=fmt, end=end, days=days
+        )  # type: ignore[arg-type]
+    return written
