@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/warden demo
 
 test: install lint
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,28 +1,30 @@
-"""``warden demo``: the whole retrain loop on local emulators, explained as it runs.
+"""``warden demo`` (``make demo``): the whole system on the local cloud, explained as it runs.
 
-Starts fake-gcs-server and the Monitoring stand-in, seeds the two example models' data, then
-delivers Eventarc-shaped Pub/Sub CloudEvents to the real ``retrain_model`` function (the
-functions-framework app) as Cloud Scheduler would, three times over three weeks of data, checks
-``health`` and finishes with a rollback. Everything it starts, it stops.
+1. ``warden local up`` in-process: fake-gcs-server, the Pub/Sub emulator, the Scheduler and
+   Monitoring stand-ins, the Eventarc shim and one functions-framework process per function.
+2. Example data is seeded; the Scheduler's virtual clock is set just before the models' retrain
+   slots and runs fast, so real cron ticks travel Scheduler → Pub/Sub → Eventarc → function.
+3. A week later, fresh data, ``jobs run`` through the Scheduler API: new champions.
+4. The data goes bad: retrains are rejected by their gates, with the reasons.
+5. An operator rolls one model back; health and metrics are read from the outside.
+Everything it starts, it stops; the summary says what happened.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import shutil
 import tempfile
 import time
-import uuid
-from datetime import UTC, date, datetime, timedelta
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ("customer-segments", "breast-cancer-risk")
 
 
 def _step(text: str) -> None:
@@ -33,37 +35,38 @@ def _info(text: str) -> None:
     click.echo(f"  {text}")
 
 
-def _event(model: str, as_of: date, project: str) -> tuple[dict[str, str], bytes]:
-    """A binary-mode CloudEvent exactly as Eventarc delivers a Pub/Sub message."""
-    message_id = str(uuid.uuid4().int)[:16]
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    payload = {
-        "schema": 1,
-        "model": model,
-        "reason": "schedule",
-        "as_of": as_of.isoformat(),
-        "scheduled_time": f"{as_of.isoformat()}T03:00:00Z",
-    }
-    body = {
-        "subscription": f"projects/{project}/subscriptions/eventarc-retrain",
-        "message": {
-            "data": base64.b64encode(json.dumps(payload).encode()).decode(),
-            "attributes": {"model": model, "kind": "retrain"},
-            "messageId": message_id,
-            "message_id": message_id,
-            "publishTime": now,
-            "publish_time": now,
-        },
-    }
-    headers = {
-        "ce-id": message_id,
-        "ce-specversion": "1.0",
-        "ce-time": now,
-        "ce-source": f"//pubsub.googleapis.com/projects/{project}/topics/retrain-requests",
-        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "Content-Type": "application/json",
-    }
-    return headers, json.dumps(body).encode()
+def plan_clock(
+    specs: list[Any], now: datetime, *, real_seconds: float = 10.0
+) -> tuple[datetime, float]:
+    """A virtual start just before a retrain slot, and a speed at which every retrain job
+    fires once within about ``real_seconds``: try each job's next slot as the anchor and keep
+    the one after which all jobs fire soonest."""
+    from croniter import croniter
+
+    def next_fire(spec: Any, after: datetime) -> datetime:
+        local = after.astimezone(ZoneInfo(spec.timezone))
+        return croniter(spec.cron, local).get_next(datetime).astimezone(UTC)
+
+    best: tuple[timedelta, datetime] | None = None
+    for anchor_spec in specs:
+        start = next_fire(anchor_spec, now) - timedelta(seconds=5)
+        span = max(next_fire(s, start) - start for s in specs)
+        if best is None or span < best[0]:
+            best = (span, start)
+    assert best is not None
+    span, start = best
+    return start, max(60.0, span.total_seconds() / real_seconds)
+
+
+def _wait(predicate, *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
 
 
 def _describe(manifest: dict[str, Any], champion: int | None) -> str:
@@ -73,7 +76,9 @@ def _describe(manifest: dict[str, Any], champion: int | None) -> str:
     verdict = (
         "PROMOTED"
         if champion == manifest["version"]
-        else ("passed (not promoted)" if gate["passed"] else "REJECTED")
+        else "passed, not promoted"
+        if gate["passed"]
+        else "REJECTED"
     )
     return (
         f"v{manifest['version']}: {metric}={value:.4f} on {manifest['data']['rows']} rows "
@@ -82,164 +87,214 @@ def _describe(manifest: dict[str, Any], champion: int | None) -> str:
 
 
 def run_demo(*, keep: bool = False) -> int:
-    from warden_local.gcs import StorageEmulator
-    from warden_local.monitoring import MonitoringStandIn
+    from warden import runtime
+    from warden.errors import WardenError
+    from warden.examples import seed_examples
+    from warden.jobs import job_specs
+    from warden.settings import Settings
+    from warden_local.stack import LocalStack
 
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="warden-demo-"))
-    project = "warden-demo"
-    summary: list[tuple[str, str]] = []
+    config_path = ROOT / "warden.yaml"
+    from warden.config import load_config
+
+    config = load_config(config_path)
+    retrain_jobs = [s for s in job_specs(config) if s.kind == "retrain"]
+    clock_start, speed = plan_clock(retrain_jobs, datetime.now(UTC))
     click.secho(
-        "Warden demo: scheduled retrains, evaluation gates, registry, health, rollback", bold=True
+        "Warden demo: scheduled retrains on the local cloud, gates, registry, rollback", bold=True
     )
-    _step("Starting local cloud (fake-gcs-server, Monitoring stand-in)")
-    gcs_log = (run_dir / "fake-gcs-server.log").open("wb")
-    gcs = StorageEmulator(log=gcs_log)
-    monitoring = MonitoringStandIn(check_time_window=False)
+    _step("Starting the local cloud")
+    stack = LocalStack(
+        config_path=config_path,
+        run_dir=run_dir,
+        speed=speed,
+        clock_start=clock_start,
+        progress=lambda m: _info(f"… {m}"),
+    )
     try:
-        gcs.start()
-        monitoring.start()
-        os.environ["STORAGE_EMULATOR_HOST"] = gcs.host
-        _info(f"Cloud Storage  {gcs.host} (fake-gcs-server, memory backend)")
-        _info(f"Monitoring     {monitoring.endpoint} (gRPC MetricService stand-in)")
-        _info(f"run folder     {run_dir}")
+        stack.start()
+        for name, value in sorted(stack.endpoints.items()):
+            _info(f"{name:<11} {value}")
+        for name, url in sorted(stack.function_urls.items()):
+            _info(f"{name:<11} {url} (functions-framework)")
+        rt = runtime.build(Settings.from_env(stack.client_env()))
+        registry = rt.registry()
+        scheduler = rt.clients.scheduler
+        today = datetime.now(UTC).date()
 
-        from functions_framework import create_app
-        from google.cloud import storage
-
-        from warden import runtime
-        from warden.examples import breast_cancer_frame, customer_frame, write_partitions
-        from warden.logs import setup_logging
-        from warden.settings import Settings
-
-        settings = Settings(
-            project=project,
-            config_path=ROOT / "warden.yaml",
-            registry_bucket="warden-registry",
-            data_bucket="warden-data",
-            monitoring_endpoint=monitoring.endpoint,
-            code_version="demo",
+        _step("Week 1: data lands, and the Scheduler's retrain ticks fire")
+        seed_examples(
+            rt.clients.storage,
+            bucket=stack.data_bucket,
+            end=today,
+            days=7,
+            customer_rows=3000,
+            seed=1,
         )
-        client = storage.Client(project=project)
-        for name in (settings.registry_bucket, settings.data_bucket):
-            client.create_bucket(name)
-        # Function logs (structured JSON) go to a file, as Cloud Logging would collect them.
-        log_file = (run_dir / "functions.log").open("w")
-        setup_logging(project=project, stream=log_file)
-        rt = runtime.build(settings, storage=client)
-        runtime.install(rt)
-        app = create_app(
-            "retrain_model", str(ROOT / "functions/retrain_model/main.py"), "cloudevent"
-        ).test_client()
-
-        week1 = date(2026, 11, 8)
-        weeks = [week1, week1 + timedelta(days=7), week1 + timedelta(days=14)]
-        plan = [
-            ("Week 1: first scheduled retrain of both models", 0.0, 0.0),
-            ("Week 2: retrain on a fresh week of similar data", 0.0, 0.0),
-            (
-                "Week 3: the customer mix shifts, and 35% of the new risk labels arrive corrupted",
-                1.0,
-                0.35,
-            ),
-        ]
-        for i, ((title, shift, noise), as_of) in enumerate(zip(plan, weeks, strict=True)):
-            _step(title)
-            write_partitions(
-                client,
-                bucket=settings.data_bucket,
-                prefix="customers",
-                frame=customer_frame(3000, seed=10 + i, shift=shift),
-                fmt="parquet",
-                end=as_of,
-                days=7,
+        _info(f"seeded 7 daily partitions ending {today} for both models")
+        _info(f"virtual clock starts {clock_start:%a %Y-%m-%d %H:%M:%S}Z and runs ×{speed:.0f}")
+        for spec in retrain_jobs:
+            name = spec.name(stack.project, stack.location)
+            job = _wait(
+                lambda n=name: (lambda j: j if j.last_attempt_time else None)(
+                    scheduler.get_job(name=n)
+                ),
+                timeout=90,
+                what=f"{spec.job_id} to tick",
             )
-            write_partitions(
-                client,
-                bucket=settings.data_bucket,
-                prefix="breast-cancer",
-                frame=breast_cancer_frame(label_noise=noise, seed=i),
-                fmt="csv",
-                end=as_of,
-                days=7,
-            )
-            _info(f"seeded 7 daily partitions ending {as_of} for both models")
-            for model in MODELS:
-                t0 = time.monotonic()
-                headers, body = _event(model, as_of, project)
-                resp = app.post("/", data=body, headers=headers)
-                if resp.status_code != 200:
-                    click.secho(f"  {model}: function answered {resp.status_code}", fg="red")
-                    return 1
-                latest = rt.registry().manifest(model, "latest")
-                champion = rt.registry().resolve(model)
-                _info(f"{model:<20} {_describe(latest, champion)}  ({time.monotonic() - t0:.1f}s)")
-                if not latest["gate"]["passed"]:
-                    for reason in latest["gate"]["reasons"]:
-                        _info(f"{'':<22}· {reason}")
-            # Cloud Scheduler delivers at least once: redeliver the last message.
-            if i == 0:
-                resp = app.post("/", data=body, headers=headers)
-                _info(
-                    f"redelivered the same Pub/Sub message → {resp.status_code}, "
-                    f"versions still {rt.registry().version_numbers(MODELS[-1])}"
-                )
-
-        _step("Health check (HTTP function)")
-        health = create_app("health", str(ROOT / "functions/health/main.py"), "http")
-        resp = health.test_client().get("/?deep=true")
-        body = resp.get_json()
-        _info(f"GET /?deep=true → {resp.status_code} status={body['status']}")
-        for model, entry in body["models"].items():
+            scheduler.pause_job(name=name)  # one tick each is enough for the demo
+            tick = job.last_attempt_time.astimezone(ZoneInfo(spec.timezone))
             _info(
-                f"{model:<20} champion v{entry['champion']['version']} "
-                f"verified={entry['verified']} loaded={entry.get('loaded')}"
+                f"tick  {spec.job_id} ({spec.cron!r} {spec.timezone}) at "
+                f"{tick:%a %H:%M %Z} → Pub/Sub → Eventarc → retrain_model; job paused"
             )
+        for spec in retrain_jobs:
+            _wait(
+                lambda m=spec.model: registry.version_numbers(m),
+                timeout=120,
+                what=f"{spec.model} v1",
+            )
+            manifest = registry.manifest(spec.model, 1)
+            _info(f"{spec.model:<20} {_describe(manifest, registry.resolve(spec.model))}")
 
-        _step("Operator rolls back customer-segments: campaigns still target last week's segments")
-        state = rt.registry().rollback(
+        _step("Week 2: fresh data; operator runs the jobs now (Scheduler API :run)")
+        seed_examples(
+            rt.clients.storage,
+            bucket=stack.data_bucket,
+            end=today,
+            days=7,
+            customer_rows=3000,
+            seed=2,
+        )
+        _run_and_show(rt, stack, retrain_jobs, version=2, force="job")
+
+        _step("Week 3: the customer mix shifts and 35% of risk labels arrive corrupted")
+        seed_examples(
+            rt.clients.storage,
+            bucket=stack.data_bucket,
+            end=today,
+            days=7,
+            customer_rows=3000,
+            seed=3,
+            shift=1.0,
+            label_noise=0.35,
+        )
+        _run_and_show(rt, stack, retrain_jobs, version=3, force="manual")
+
+        _step('Operator rolls back customer-segments ("v2 segments broke campaign targeting")')
+        state = registry.rollback(
             "customer-segments",
-            reason="campaigns still target last week's segments",
             actor="demo-operator",
+            reason="v2 segments broke campaign targeting",
         )
         _info(f"champion v{state.previous_version} → v{state.version}")
-        for h in rt.registry().history("customer-segments"):
-            _info(f"history #{h.seq}: {h.action:<8} → v{h.version} ({h.reason})")
+        for h in registry.history("customer-segments"):
+            _info(f"history #{h.seq}: {h.action:<8} → v{h.version}  ({h.actor}: {h.reason})")
+
+        _step("From the outside: health function and Cloud Monitoring")
+        with urllib.request.urlopen(  # noqa: S310 - loopback URL we started
+            stack.function_urls["health"] + "/?deep=true", timeout=60
+        ) as resp:
+            health = json.loads(resp.read())
+            _info(f"GET health?deep=true → {resp.status} {health['status']}")
+        for model, entry in sorted(health["models"].items()):
+            _info(
+                f"{model:<20} champion v{entry['champion']['version']} verified="
+                f"{entry['verified']} loaded={entry.get('loaded')} last retrain "
+                f"{entry['seconds_since_last_retrain']:.0f}s ago"
+            )
+        since = datetime.now(UTC) - timedelta(hours=1)
+        for model, metric in (
+            ("customer-segments", "model/silhouette"),
+            ("breast-cancer-risk", "model/roc_auc"),
+        ):
+            points = rt.metrics().read(metric, labels={"model": model}, since=since)
+            values = ", ".join(f"v{lb['version']}={v:.3f}" for lb, _, v in reversed(points))
+            _info(f"{metric:<17} {model:<20} {values}")
 
         _step("Summary")
-        for model in MODELS:
-            manifests = rt.registry().versions(model)
-            champion = rt.registry().resolve(model)
-            summary.append(
-                (
-                    model,
-                    ", ".join(
-                        f"v{m['version']}={'✓' if m['gate']['passed'] else '✗'}" for m in manifests
-                    )
-                    + f"; champion v{champion}",
-                )
+        for spec in retrain_jobs:
+            versions = registry.versions(spec.model)
+            marks = ", ".join(
+                f"v{m['version']} {'✓' if m['gate']['passed'] else '✗'}" for m in versions
             )
-        for model, line in summary:
-            _info(f"{model:<20} {line}")
-        series = {ts.metric.type for req in monitoring.requests for ts in req.time_series}
-        names = ", ".join(sorted(s.rsplit("/warden/", 1)[-1] for s in series))
-        points = sum(len(r.time_series) for r in monitoring.requests)
-        _info(f"metrics written: {points} points in {len(series)} custom metrics ({names})")
-        _info(f"function logs: {run_dir / 'functions.log'}")
-        click.secho(
-            f"\nDemo finished in {time.monotonic() - started:.0f}s. "
-            "Everything it started has been stopped.",
-            fg="green",
-            bold=True,
+            _info(f"{spec.model:<20} {marks}; champion v{registry.resolve(spec.model)}")
+        deliveries = (run_dir / "deliveries.jsonl").read_text().splitlines()
+        _info(
+            f"{len(deliveries)} CloudEvents delivered by the Eventarc shim; logs in "
+            f"{run_dir if keep else '(removed; --keep to retain)'}"
         )
-        return 0
+    except (RuntimeError, TimeoutError, OSError, WardenError) as exc:
+        click.secho(f"\ndemo failed: {exc}\nlogs: {run_dir}", fg="red", err=True)
+        keep = True
+        return 1
     finally:
-        from warden import runtime as _rt
-
-        _rt.install(None)
-        monitoring.stop()
-        gcs.stop()
-        gcs_log.close()
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        if "rt" in locals() and rt.clients._monitoring is not None:
+            rt.clients._monitoring.transport.close()  # before its server goes away
+        stack.stop()
         if not keep:
             shutil.rmtree(run_dir, ignore_errors=True)
+    click.secho(
+        f"\nDemo finished in {time.monotonic() - started:.0f}s; every process it started "
+        "has been stopped.",
+        fg="green",
+        bold=True,
+    )
+    return 0
+
+
+def _run_and_show(rt: Any, stack: Any, specs: list[Any], *, version: int, force: str) -> None:
+    """Trigger each retrain (Scheduler :run, or a manual request) and show the outcome."""
+    registry = rt.registry()
+    for spec in specs:
+        if force == "job":
+            rt.clients.scheduler.run_job(name=spec.name(stack.project, stack.location))
+            how = f"jobs run {spec.job_id}"
+        else:
+            _publish_manual(rt, spec.model)
+            how = f"warden retrain {spec.model}"
+        try:
+            manifest = _wait_done(rt, spec.model, version, timeout=90)
+        except TimeoutError:
+            if force != "job":
+                raise
+            # The forced run fell inside the 2-minute window of a real cron slot and was
+            # (correctly) taken for that slot's duplicate tick: ask again explicitly.
+            _publish_manual(rt, spec.model)
+            how += " (deduplicated as a slot tick) + warden retrain"
+            manifest = _wait_done(rt, spec.model, version, timeout=90)
+        _info(f"{spec.model:<20} {_describe(manifest, registry.resolve(spec.model))}  [{how}]")
+        if not manifest["gate"]["passed"]:
+            for reason in manifest["gate"]["reasons"]:
+                _info(f"{'':<22}· {reason}")
+
+
+def _wait_done(rt: Any, model: str, version: int, *, timeout: float) -> dict[str, Any]:
+    """Wait until the run that registered ``version`` has finished (promotion included)."""
+
+    def done() -> dict[str, Any] | None:
+        if version not in rt.registry().version_numbers(model):
+            return None
+        manifest = rt.registry().manifest(model, version)
+        last = (rt.ledger().status(model, "retrain") or {}).get("last_run") or {}
+        return manifest if last.get("run_id") == manifest["run_id"] else None
+
+    return _wait(done, timeout=timeout, what=f"{model} v{version}")
+
+
+def _publish_manual(rt: Any, model: str) -> None:
+    from warden.jobs import TOPICS
+
+    publisher = rt.clients.publisher
+    topic = publisher.topic_path(rt.settings.project, TOPICS["retrain"])
+    payload = {
+        "schema": 1,
+        "model": model,
+        "reason": "manual",
+        "as_of": datetime.now(UTC).date().isoformat(),
+    }
+    publisher.publish(topic, json.dumps(payload).encode(), model=model, kind="retrain").result(
+        timeout=30
+    )

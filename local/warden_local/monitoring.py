@@ -718,3 +718,37 @@ def _descriptor_filter(text: str) -> Callable[[str], bool]:
     if match.group(1):
         return lambda metric_type: metric_type.startswith(wanted)
     return lambda metric_type: metric_type == wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m warden_local.monitoring --port N [--state-file F]``: serve until signalled."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="warden_local.monitoring", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--state-file", type=Path, default=None)
+    parser.add_argument(
+        "--no-time-window",
+        action="store_true",
+        help="accept points of any age (replaying old data)",
+    )
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    standin = MonitoringStandIn(
+        args.port or None, state_file=args.state_file, check_time_window=not args.no_time_window
+    ).start()
+    print(f"ready {standin.endpoint}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        standin.stop()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -184,6 +184,238 @@ def history(ctx: click.Context, model: str) -> None:
     _emit(ctx, [h.to_json() for h in entries], "\n".join(lines) or f"{model}: no history")
 
 
+@main.command("retrain")
+@click.argument("model")
+@click.option("--as-of", default=None, help="Last day of the data window (YYYY-MM-DD).")
+@click.option(
+    "--reason",
+    default="manual",
+    show_default=True,
+    type=click.Choice(["manual", "backfill", "drift", "degradation", "alert"]),
+)
+@click.pass_context
+@handled
+def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) -> None:
+    """Ask for a retrain of MODEL: publish a request on the retrain topic."""
+    from warden.jobs import TOPICS
+
+    rt = _runtime(ctx)
+    rt.config.model(model)
+    payload: dict[str, Any] = {"schema": 1, "model": model, "reason": reason}
+    if as_of:
+        payload["as_of"] = as_of
+    publisher = rt.clients.publisher
+    topic = publisher.topic_path(rt.settings.project, TOPICS["retrain"])
+    message_id = publisher.publish(
+        topic, json.dumps(payload).encode(), model=model, kind="retrain"
+    ).result(timeout=30)
+    _emit(
+        ctx,
+        {"message_id": message_id, "topic": topic, "payload": payload},
+        f"{model}: retrain requested (message {message_id} on {topic})",
+    )
+
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs, through the Cloud Scheduler API (the local stand-in or the real one)."""
+
+
+def _job_name(rt: Any, job_id: str) -> str:
+    return f"projects/{rt.settings.project}/locations/{rt.settings.location}/jobs/{job_id}"
+
+
+def _job_row(job: Any) -> dict[str, Any]:
+    from google.cloud import scheduler_v1
+
+    state = scheduler_v1.Job.State(job.state).name
+    return {
+        "job": job.name.rsplit("/", 1)[-1],
+        "schedule": job.schedule,
+        "time_zone": job.time_zone,
+        "state": state,
+        "next_run": job.schedule_time.isoformat() if job.schedule_time else None,
+        "last_attempt": job.last_attempt_time.isoformat() if job.last_attempt_time else None,
+        "topic": job.pubsub_target.topic_name if job.pubsub_target else None,
+    }
+
+
+def _job_text(r: dict[str, Any]) -> str:
+    return (
+        f"{r['job']:<32} {r['state']:<8} {r['schedule']:<14} {r['time_zone']:<18} "
+        f"next {r['next_run'] or '-'}"
+    )
+
+
+@jobs.command("list")
+@click.pass_context
+@handled
+def jobs_list(ctx: click.Context) -> None:
+    """List the scheduled jobs."""
+    rt = _runtime(ctx)
+    parent = f"projects/{rt.settings.project}/locations/{rt.settings.location}"
+    rows = [_job_row(j) for j in rt.clients.scheduler.list_jobs(parent=parent)]
+    _emit(ctx, rows, "\n".join(_job_text(r) for r in rows) or "no jobs")
+
+
+def _job_action(action: str, doc: str):
+    @jobs.command(action, help=doc)
+    @click.argument("job_id")
+    @click.pass_context
+    @handled
+    def command(ctx: click.Context, job_id: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        rt = _runtime(ctx)
+        method = getattr(rt.clients.scheduler, f"{action}_job")
+        try:
+            job = method(name=_job_name(rt, job_id))
+        except NotFound:
+            raise VersionNotFound(f"no job {job_id!r} (see: warden jobs list)") from None
+        row = _job_row(job)
+        _emit(ctx, row, f"{action}: {_job_text(row)}")
+
+    return command
+
+
+_job_action("run", "Run JOB_ID now (it publishes its message as a tick would).")
+_job_action("pause", "Pause JOB_ID: it stops ticking until resumed.")
+_job_action("resume", "Resume JOB_ID.")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--since-hours", type=float, default=24 * 7, show_default=True)
+@click.pass_context
+@handled
+def metrics(ctx: click.Context, model: str, since_hours: float) -> None:
+    """Recent Cloud Monitoring points of MODEL's Warden metrics."""
+    from datetime import UTC, datetime, timedelta
+
+    rt = _runtime(ctx)
+    rt.config.model(model)
+    since = datetime.now(UTC) - timedelta(hours=since_hours)
+    rows = []
+    for name in (
+        "model/silhouette",
+        "model/roc_auc",
+        "model/f1",
+        "model/accuracy",
+        "model/promoted",
+        "retrain/duration",
+        "run/success",
+    ):
+        for labels, at, value in rt.metrics().read(name, labels={"model": model}, since=since):
+            rows.append({"metric": name, "labels": labels, "at": at.isoformat(), "value": value})
+    rows.sort(key=lambda r: (r["metric"], r["at"]))
+    text = "\n".join(
+        f"{r['at']}  {r['metric']:<18} {r['value']:.4f}  "
+        f"{'v' + r['labels']['version'] if 'version' in r['labels'] else ''}"
+        for r in rows
+    )
+    _emit(ctx, rows, text or f"{model}: no metrics in the last {since_hours:g} hours")
+
+
+@main.command()
+@click.option("--deep", is_flag=True, help="Also load each champion (imports scikit-learn).")
+@click.pass_context
+@handled
+def health(ctx: click.Context, deep: bool) -> None:
+    """Health of the registry and every champion (what the health function answers)."""
+    from warden.health import check_health
+
+    status, body = check_health(_runtime(ctx), deep=deep)
+    lines = [f"status: {body['status']}"]
+    for name, entry in sorted(body.get("models", {}).items()):
+        champion = (entry.get("champion") or {}).get("version")
+        lines.append(
+            f"  {name:<24} {entry['status']:<9} champion "
+            f"{'v' + str(champion) if champion else '-'}  {entry.get('detail', '')}"
+        )
+    _emit(ctx, body, "\n".join(lines))
+    if status >= 500:
+        sys.exit(EXIT_ERROR)
+
+
+@main.group()
+def local() -> None:
+    """The local cloud: emulators, stand-ins and the functions on this machine."""
+
+
+@local.command("up")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".warden/run"),
+    show_default=True,
+    help="Logs and state go here.",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Scheduler clock speed (3600: an hour a second).",
+)
+@click.option("--clock-start", default=None, help="Scheduler clock start (RFC 3339).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("warden.yaml"),
+    show_default=True,
+)
+def local_up(run_dir: Path, speed: float, clock_start: str | None, config_path: Path) -> None:
+    """Start the whole stack and supervise it until Ctrl-C."""
+    from datetime import datetime
+
+    from warden_local.stack import LocalStack
+
+    start = datetime.fromisoformat(clock_start.replace("Z", "+00:00")) if clock_start else None
+    stack = LocalStack(
+        config_path=config_path,
+        run_dir=run_dir,
+        speed=speed,
+        clock_start=start,
+        progress=lambda m: click.echo(f"  … {m}", err=True),
+    )
+    try:
+        stack.start()
+    except (RuntimeError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo("Warden local stack is up:")
+    for name, value in sorted(stack.endpoints.items()):
+        click.echo(f"  {name:<12} {value}")
+    for name, url in sorted(stack.function_urls.items()):
+        click.echo(f"  {name:<12} {url}  (function)")
+    click.echo(f"logs in {stack.run_dir}; point a shell at it: eval $(warden local env)")
+    click.echo("Ctrl-C to stop.", err=True)
+    sys.exit(stack.serve_forever())
+
+
+@local.command("env")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".warden/run"),
+    show_default=True,
+)
+def local_env(run_dir: Path) -> None:
+    """Print `export` lines that point clients (and this CLI) at the running stack."""
+    import shlex
+
+    from warden_local.stack import read_state
+
+    try:
+        state = read_state(run_dir)
+    except FileNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    for key, value in sorted(state["env"].items()):
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
 @main.command()
 @click.option("--keep", is_flag=True, help="Leave the run folder (logs) in place.")
 def demo(keep: bool) -> None:

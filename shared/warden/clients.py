@@ -24,11 +24,13 @@ class Clients:
         storage: storage.Client | None = None,
         monitoring: Any | None = None,
         publisher: Any | None = None,
+        scheduler: Any | None = None,
     ) -> None:
         self.settings = settings
         self._storage = storage
         self._monitoring = monitoring
         self._publisher = publisher
+        self._scheduler = scheduler
 
     @property
     def storage(self) -> storage.Client:
@@ -65,3 +67,22 @@ class Clients:
 
             self._publisher = pubsub_v1.PublisherClient()
         return self._publisher
+
+    @property
+    def scheduler(self) -> Any:
+        """A Cloud Scheduler client; over REST to a local endpoint when one is set."""
+        if self._scheduler is None:
+            from google.cloud import scheduler_v1
+
+            endpoint = self.settings.scheduler_endpoint
+            if endpoint:
+                from google.auth.credentials import AnonymousCredentials
+
+                self._scheduler = scheduler_v1.CloudSchedulerClient(
+                    transport="rest",
+                    client_options={"api_endpoint": endpoint},
+                    credentials=AnonymousCredentials(),
+                )
+            else:
+                self._scheduler = scheduler_v1.CloudSchedulerClient()
+        return self._scheduler

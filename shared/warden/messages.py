@@ -25,7 +25,9 @@ PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 SCHEMA = 1
 MAX_DATA_BYTES = 64 * 1024
 #: A "schedule" message published this long after a cron slot counts as that slot's tick.
-SCHEDULE_TOLERANCE = timedelta(minutes=15)
+#: Short on purpose: a forced run (``jobs run``) published inside the window is taken for that
+#: slot's tick and deduplicated; Cloud Scheduler publishes within seconds of the slot.
+SCHEDULE_TOLERANCE = timedelta(minutes=2)
 REASONS = ("schedule", "manual", "drift", "degradation", "alert", "backfill")
 
 

@@ -23,6 +23,8 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_DATA_BUCKET": "Default bucket for training data.",
     "WARDEN_EVENTS_TOPIC": "Pub/Sub topic id for model-events (empty: events are only logged).",
     "WARDEN_MONITORING_ENDPOINT": "host:port of a plaintext MetricService (local stand-in only).",
+    "WARDEN_SCHEDULER_ENDPOINT": "http://host:port of a Cloud Scheduler REST API (local only).",
+    "WARDEN_LOCATION": "Cloud Scheduler location (region) of Warden's jobs.",
     "WARDEN_METRICS": "'on' (default) or 'off' to skip Cloud Monitoring writes.",
     "WARDEN_CODE_VERSION": "Version string of the deployed code (bundle hash or git sha).",
     "WARDEN_LOG_LEVEL": "Root log level (default INFO).",
@@ -41,6 +43,8 @@ class Settings:
     data_bucket: str = "warden-data"
     events_topic: str = ""
     monitoring_endpoint: str = ""
+    scheduler_endpoint: str = ""
+    location: str = "europe-west1"
     metrics_enabled: bool = True
     code_version: str = "dev"
     log_level: str = "INFO"
@@ -62,6 +66,8 @@ class Settings:
             data_bucket=env.get("WARDEN_DATA_BUCKET", cls.data_bucket),
             events_topic=env.get("WARDEN_EVENTS_TOPIC", ""),
             monitoring_endpoint=env.get("WARDEN_MONITORING_ENDPOINT", ""),
+            scheduler_endpoint=env.get("WARDEN_SCHEDULER_ENDPOINT", ""),
+            location=env.get("WARDEN_LOCATION", cls.location),
             metrics_enabled=metrics == "on",
             code_version=env.get("WARDEN_CODE_VERSION", "dev"),
             log_level=env.get("WARDEN_LOG_LEVEL", "INFO").upper(),

@@ -1,11 +1,8 @@
-"""The operator CLI against the emulator, and `warden demo` (the README's first command)."""
+"""The operator CLI against the storage emulator."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -79,31 +76,3 @@ def test_cli_exit_codes(cli_env) -> None:
     out = CliRunner().invoke(main, ["versions", "nope"])
     assert out.exit_code == 1
     assert "unknown model 'nope'" in out.output
-
-
-def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "warden.cli", "demo"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
-    assert "v1: silhouette=" in out
-    assert "PROMOTED" in out
-    assert "REJECTED" in out
-    assert "< floor 0.900: rejected" in out
-    assert "redelivered the same Pub/Sub message → 200, versions still [1]" in out
-    assert "status=ok" in out
-    assert "rollback → v2" in out
-    assert "Demo finished" in out
-    # fake-gcs-server was the only child process; none of its kind may outlive the demo.
-    ps = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    port = out.split("Cloud Storage  http://127.0.0.1:")[1].split()[0]
-    assert not [
-        line for line in ps.splitlines() if "fake-gcs-server" in line and f"-port {port}" in line
-    ]

@@ -1,0 +1,401 @@
+"""``warden local up``: the whole system on one machine, wired as it is in the cloud.
+
+| service          | local form                                                           |
+|------------------|----------------------------------------------------------------------|
+| Cloud Storage    | fake-gcs-server, memory backend                                      |
+| Pub/Sub          | the Cloud SDK's Pub/Sub emulator (Java)                              |
+| Cloud Scheduler  | ``warden_local.scheduler``: cron over warden.yaml + the REST API     |
+| Cloud Monitoring | ``warden_local.monitoring``: loopback gRPC MetricService             |
+| Eventarc         | push subscriptions → ``warden_local.eventarc`` → binary CloudEvents  |
+| Cloud Functions  | one functions-framework process per function                         |
+
+Every process gets its own log in the run folder; ``stack.json`` there lists endpoints and the
+environment a client needs (``warden local env`` prints it as ``export`` lines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from warden.config import load_config
+from warden.jobs import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
+from warden_local.gcs import StorageEmulator
+from warden_local.process import ManagedProcess, free_port
+from warden_local.pubsub import PubSubEmulator
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS_DIR = ROOT / "functions"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    signature: str  # "cloudevent" | "http"
+    topic: str | None = None  # Pub/Sub trigger (Eventarc), if any
+
+
+#: The deployed functions and their triggers (Terraform declares the same; a test holds them).
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec("retrain_model", "cloudevent", TOPICS["retrain"]),
+    FunctionSpec("health", "http"),
+)
+
+
+class PythonService(ManagedProcess):
+    """A Python module run as a child process (``python -m MODULE ARGS``)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        port: int,
+        log: IO[bytes] | None,
+        env: Mapping[str, str],
+    ) -> None:
+        super().__init__(port, log=log, env=env)
+        self.name = name
+        self._args = args
+
+    def command(self) -> list[str]:
+        return [sys.executable, *self._args]
+
+
+class LocalStack:
+    """Start, supervise and stop the local cloud. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        config_path: Path = ROOT / "warden.yaml",
+        run_dir: Path,
+        project: str = "warden-local",
+        location: str = DEFAULT_LOCATION,
+        speed: float = 1.0,
+        clock_start: datetime | None = None,
+        registry_bucket: str = "warden-registry",
+        data_bucket: str = "warden-data",
+        functions: tuple[FunctionSpec, ...] = FUNCTIONS,
+        progress: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.config_path = Path(config_path).resolve()
+        self.config = load_config(self.config_path)  # fail fast on a bad config
+        self.run_dir = Path(run_dir).resolve()
+        self.project = project
+        self.location = location
+        self.speed = speed
+        self.clock_start = clock_start
+        self.registry_bucket = registry_bucket
+        self.data_bucket = data_bucket
+        self.functions = functions
+        self.progress = progress
+        self.processes: dict[str, ManagedProcess] = {}
+        self.function_urls: dict[str, str] = {}
+        self.endpoints: dict[str, str] = {}
+        self._logs: list[IO[bytes]] = []
+        self._started = False
+
+    # -- environment --------------------------------------------------------------------------
+    def client_env(self) -> dict[str, str]:
+        """What a client (the CLI, a test, a function) needs to reach this stack."""
+        return {
+            "STORAGE_EMULATOR_HOST": self.endpoints["storage"],
+            "PUBSUB_EMULATOR_HOST": self.endpoints["pubsub"],
+            "PUBSUB_PROJECT_ID": self.project,
+            "WARDEN_PROJECT": self.project,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "WARDEN_LOCATION": self.location,
+            "WARDEN_CONFIG": str(self.config_path),
+            "WARDEN_REGISTRY_BUCKET": self.registry_bucket,
+            "WARDEN_DATA_BUCKET": self.data_bucket,
+            "WARDEN_EVENTS_TOPIC": EVENTS_TOPIC,
+            "WARDEN_MONITORING_ENDPOINT": self.endpoints["monitoring"],
+            "WARDEN_SCHEDULER_ENDPOINT": self.endpoints["scheduler"],
+        }
+
+    def _log(self, name: str) -> IO[bytes]:
+        handle = (self.run_dir / f"{name}.log").open("ab")
+        self._logs.append(handle)
+        return handle
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        return self
+
+    def _start(self) -> None:
+        say = self.progress
+        say("starting fake-gcs-server")
+        gcs = StorageEmulator(log=self._log("fake-gcs-server"))
+        self.processes["storage"] = gcs.start()
+        self.endpoints["storage"] = gcs.host
+        say("starting the Pub/Sub emulator")
+        pubsub = PubSubEmulator(log=self._log("pubsub-emulator"))
+        self.processes["pubsub"] = pubsub.start(timeout=90)
+        self.endpoints["pubsub"] = pubsub.host
+        # This process talks to both emulators through the real clients too.
+        os.environ["STORAGE_EMULATOR_HOST"] = gcs.host
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.host
+
+        say("starting the Monitoring stand-in")
+        port = free_port()
+        monitoring = PythonService(
+            "monitoring",
+            [
+                "-m",
+                "warden_local.monitoring",
+                "--port",
+                str(port),
+                "--state-file",
+                str(self.run_dir / "monitoring-state.json"),
+            ],
+            port=port,
+            log=self._log("monitoring"),
+            env=self._base_env(),
+        )
+        self.processes["monitoring"] = monitoring.start()
+        self.endpoints["monitoring"] = f"127.0.0.1:{port}"
+        self.endpoints["scheduler"] = f"http://127.0.0.1:{free_port()}"
+
+        say("creating buckets and topics")
+        self._create_buckets_and_topics()
+
+        for spec in self.functions:
+            say(f"starting function {spec.name}")
+            port = free_port()
+            env = {
+                **self._base_env(),
+                **self.client_env(),
+                "K_SERVICE": spec.name,
+                "K_REVISION": f"{spec.name}-local",
+                "K_CONFIGURATION": spec.name,
+                "FUNCTION_TARGET": spec.name,
+                "FUNCTION_SIGNATURE_TYPE": spec.signature,
+                "WARDEN_CODE_VERSION": "local",
+            }
+            proc = PythonService(
+                spec.name,
+                [
+                    "-m",
+                    "functions_framework",
+                    "--target",
+                    spec.name,
+                    "--source",
+                    str(FUNCTIONS_DIR / spec.name / "main.py"),
+                    "--signature-type",
+                    spec.signature,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                port=port,
+                log=self._log(f"function-{spec.name}"),
+                env=env,
+            )
+            self.processes[f"function:{spec.name}"] = proc.start(timeout=60)
+            self.function_urls[spec.name] = f"http://127.0.0.1:{port}"
+
+        say("starting the Eventarc shim and push subscriptions")
+        routes = [
+            {
+                "name": s.name,
+                "target_url": self.function_urls[s.name],
+                "topic": f"projects/{self.project}/topics/{s.topic}",
+            }
+            for s in self.functions
+            if s.topic
+        ]
+        routes_file = self.run_dir / "eventarc-routes.json"
+        routes_file.write_text(json.dumps(routes, indent=2))
+        port = free_port()
+        shim = PythonService(
+            "eventarc",
+            [
+                "-m",
+                "warden_local.eventarc",
+                "--port",
+                str(port),
+                "--routes",
+                str(routes_file),
+                "--log",
+                str(self.run_dir / "deliveries.jsonl"),
+            ],
+            port=port,
+            log=self._log("eventarc"),
+            env=self._base_env(),
+        )
+        self.processes["eventarc"] = shim.start()
+        self.endpoints["eventarc"] = f"http://127.0.0.1:{port}"
+        self._create_push_subscriptions(routes)
+
+        say("starting the Cloud Scheduler stand-in")
+        sched_port = int(self.endpoints["scheduler"].rsplit(":", 1)[1])
+        args = [
+            "-m",
+            "warden_local.scheduler",
+            "--config",
+            str(self.config_path),
+            "--project",
+            self.project,
+            "--location",
+            self.location,
+            "--port",
+            str(sched_port),
+            "--speed",
+            str(self.speed),
+            "--state-file",
+            str(self.run_dir / "scheduler-state.json"),
+        ]
+        if self.clock_start is not None:
+            args += ["--start", self.clock_start.isoformat()]
+        scheduler = PythonService(
+            "scheduler",
+            args,
+            port=sched_port,
+            log=self._log("scheduler"),
+            env={**self._base_env(), **self.client_env()},
+        )
+        self.processes["scheduler"] = scheduler.start()
+        self._write_state()
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _create_buckets_and_topics(self) -> None:
+        from google.api_core.exceptions import Conflict
+        from google.cloud import pubsub_v1, storage
+
+        from warden_local.eventarc import ensure_topic
+
+        client = storage.Client(project=self.project)
+        for name in (self.registry_bucket, self.data_bucket):
+            with contextlib.suppress(Conflict):
+                client.create_bucket(name)
+        publisher = pubsub_v1.PublisherClient()
+        for topic in (*TOPICS.values(), EVENTS_TOPIC):
+            ensure_topic(publisher, self.project, topic)
+
+    def _create_push_subscriptions(self, routes: list[dict[str, str]]) -> None:
+        from google.cloud import pubsub_v1
+
+        from warden_local.eventarc import create_push_subscription
+
+        subscriber = pubsub_v1.SubscriberClient()
+        try:
+            for route in routes:
+                create_push_subscription(
+                    subscriber,
+                    project=self.project,
+                    topic_id=route["topic"].rsplit("/", 1)[1],
+                    subscription_id=f"eventarc-{route['name']}",
+                    push_endpoint=f"{self.endpoints['eventarc']}/push/{route['name']}",
+                    ack_deadline=600,
+                )
+        finally:
+            subscriber.close()
+
+    def _write_state(self) -> None:
+        state = {
+            "project": self.project,
+            "location": self.location,
+            "run_dir": str(self.run_dir),
+            "endpoints": self.endpoints,
+            "functions": self.function_urls,
+            "env": self.client_env(),
+            "speed": self.speed,
+            "pids": {name: p.pid for name, p in self.processes.items()},
+        }
+        (self.run_dir / "stack.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.processes.items() if not proc.alive()]
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            try:
+                self.processes[name].stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"warning: could not stop {name}: {exc}", file=sys.stderr)
+        self.processes.clear()
+        for handle in self._logs:
+            handle.close()
+        self._logs.clear()
+        for key in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+            os.environ.pop(key, None)
+        state = self.run_dir / "stack.json"
+        if state.exists():
+            state.unlink()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self, poll: float = 1.0) -> int:
+        """Run until SIGINT/SIGTERM; stop everything; non-zero if a process died on its own."""
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda *_: stop.set())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            while not stop.wait(poll):
+                dead = self.dead()
+                if dead:
+                    print(
+                        f"error: {', '.join(dead)} exited; stopping the stack "
+                        f"(logs in {self.run_dir})",
+                        file=sys.stderr,
+                    )
+                    return 1
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "stack.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no running stack in {run_dir} (start one: warden local up)")
+    return json.loads(path.read_text())
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.25, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

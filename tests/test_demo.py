@@ -1,0 +1,64 @@
+"""`warden demo` (what `make demo`, the README's first command, runs) on the full local stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _processes_with(marker: str) -> list[str]:
+    """Processes whose environment carries ``marker``: every child the demo started inherits it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+        except (OSError, PermissionError):
+            continue
+    return found
+
+
+def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
+    marker = f"DEMO_TEST_MARK={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"}
+    }
+    env[key] = value
+    proc = subprocess.run(
+        [sys.executable, "-m", "warden.cli", "demo"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    # Scheduler ticks travelled to the function and produced first versions.
+    assert "tick  breast-cancer-risk-retrain" in out
+    assert "tick  customer-segments-retrain" in out
+    assert "breast-cancer-risk   v1: roc_auc=" in out
+    assert "customer-segments    v1: silhouette=" in out
+    # Forced runs through the Scheduler API, then rejections with reasons.
+    assert "[jobs run breast-cancer-risk-retrain]" in out
+    assert "v3: roc_auc=" in out
+    assert "< floor 0.900: rejected" in out
+    assert "silhouette" in out
+    assert "< floor 0.250: rejected" in out
+    # Rollback, health and metrics read from the outside, and a summary.
+    assert "rollback → v1" in out
+    assert "GET health?deep=true → 200 ok" in out
+    assert "model/roc_auc     breast-cancer-risk   v1=" in out
+    assert "champion v1" in out
+    assert "Demo finished" in out
+    assert _processes_with(marker) == []
