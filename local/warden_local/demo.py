@@ -151,12 +151,7 @@ def run_demo(*, keep: bool = False) -> int:
                 f"{tick:%a %H:%M %Z} → Pub/Sub → Eventarc → retrain_model; job paused"
             )
         for spec in retrain_jobs:
-            _wait(
-                lambda m=spec.model: registry.version_numbers(m),
-                timeout=120,
-                what=f"{spec.model} v1",
-            )
-            manifest = registry.manifest(spec.model, 1)
+            manifest = _wait_done(rt, spec.model, 1, timeout=120)
             _info(f"{spec.model:<20} {_describe(manifest, registry.resolve(spec.model))}")
 
         _step("Week 2: fresh data; operator runs the jobs now (Scheduler API :run)")
