@@ -259,6 +259,16 @@ def test_health_and_metrics_from_the_outside(stack) -> None:
     assert {r["labels"]["model"] for r in rows} == {RISK}
 
 
+def test_local_env_points_a_shell_at_the_stack(stack) -> None:
+    out = subprocess.run([sys.executable, "-m", "warden.cli", "local", "env", "--run-dir",
+                          str(stack["run_dir"])], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    assert exports["STORAGE_EMULATOR_HOST"] == stack["env"]["STORAGE_EMULATOR_HOST"]
+    assert exports["WARDEN_SCHEDULER_ENDPOINT"].startswith("http://127.0.0.1:")
+    assert exports["WARDEN_CONFIG"] == str(stack["config"])
+
+
 def test_stack_shuts_down_cleanly_on_ctrl_c(stack) -> None:
     """Last in the module: SIGINT stops every process the stack started."""
     pids = stack["state"]["pids"]
