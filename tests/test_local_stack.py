@@ -260,9 +260,13 @@ def test_health_and_metrics_from_the_outside(stack) -> None:
 
 
 def test_local_env_points_a_shell_at_the_stack(stack) -> None:
-    out = subprocess.run([sys.executable, "-m", "warden.cli", "local", "env", "--run-dir",
-                          str(stack["run_dir"])], capture_output=True, text=True, timeout=60,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "warden.cli", "local", "env", "--run-dir", str(stack["run_dir"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
     assert exports["STORAGE_EMULATOR_HOST"] == stack["env"]["STORAGE_EMULATOR_HOST"]
     assert exports["WARDEN_SCHEDULER_ENDPOINT"].startswith("http://127.0.0.1:")
