@@ -112,6 +112,7 @@ def run_demo(*, keep: bool = False) -> int:
         speed=speed,
         clock_start=clock_start,
         progress=lambda m: _info(f"… {m}"),
+        before_scheduler=_seed_week_one,
     )
     try:
         stack.start()
@@ -124,16 +125,8 @@ def run_demo(*, keep: bool = False) -> int:
         scheduler = rt.clients.scheduler
         today = datetime.now(UTC).date()
 
-        _step("Week 1: data lands, and the Scheduler's retrain ticks fire")
-        seed_examples(
-            rt.clients.storage,
-            bucket=stack.data_bucket,
-            end=today,
-            days=7,
-            customer_rows=3000,
-            seed=1,
-        )
-        _info(f"seeded 7 daily partitions ending {today} for both models")
+        _step("Week 1: data has landed; the Scheduler's retrain ticks fire")
+        _info(f"seeded 7 daily partitions ending {today} for both models before the first tick")
         _info(f"virtual clock starts {clock_start:%a %Y-%m-%d %H:%M:%S}Z and runs ×{speed:.0f}")
         for spec in retrain_jobs:
             name = spec.name(stack.project, stack.location)
@@ -264,6 +257,23 @@ def _run_and_show(rt: Any, stack: Any, specs: list[Any], *, version: int, force:
         if not manifest["gate"]["passed"]:
             for reason in manifest["gate"]["reasons"]:
                 _info(f"{'':<22}· {reason}")
+
+
+def _seed_week_one(stack: Any) -> None:
+    """Runs inside ``LocalStack.start`` after the buckets exist and before the Scheduler ticks."""
+    from google.cloud import storage
+
+    from warden.examples import seed_examples
+
+    client = storage.Client(project=stack.project)
+    seed_examples(
+        client,
+        bucket=stack.data_bucket,
+        end=datetime.now(UTC).date(),
+        days=7,
+        customer_rows=3000,
+        seed=1,
+    )
 
 
 def _wait_done(rt: Any, model: str, version: int, *, timeout: float) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class LocalStack:
         data_bucket: str = "warden-data",
         functions: tuple[FunctionSpec, ...] = FUNCTIONS,
         progress: Callable[[str], None] = lambda _msg: None,
+        before_scheduler: Callable[[LocalStack], None] | None = None,
     ) -> None:
         self.config_path = Path(config_path).resolve()
         self.config = load_config(self.config_path)  # fail fast on a bad config
@@ -101,6 +102,7 @@ class LocalStack:
         self.data_bucket = data_bucket
         self.functions = functions
         self.progress = progress
+        self.before_scheduler = before_scheduler  # e.g. seed data before the first tick
         self.processes: dict[str, ManagedProcess] = {}
         self.function_urls: dict[str, str] = {}
         self.endpoints: dict[str, str] = {}
@@ -247,6 +249,8 @@ class LocalStack:
         self.endpoints["eventarc"] = f"http://127.0.0.1:{port}"
         self._create_push_subscriptions(routes)
 
+        if self.before_scheduler is not None:
+            self.before_scheduler(self)
         say("starting the Cloud Scheduler stand-in")
         sched_port = int(self.endpoints["scheduler"].rsplit(":", 1)[1])
         args = [
