@@ -14,6 +14,7 @@ from warden import runtime
 from warden.examples import seed_examples
 from warden.settings import Settings
 from warden_local.gcs import StorageEmulator
+from warden_local.pubsub import PubSubEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 20)
@@ -27,6 +28,53 @@ def gcs_emulator() -> Iterator[StorageEmulator]:
         mp.setenv("STORAGE_EMULATOR_HOST", emulator.host)
         yield emulator
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    """The Cloud SDK's Pub/Sub emulator, started on first use; PUBSUB_EMULATOR_HOST points at it."""
+    mp = pytest.MonkeyPatch()
+    with PubSubEmulator() as emulator:
+        mp.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
+        yield emulator
+    mp.undo()
+
+
+@pytest.fixture
+def topic_sink(pubsub_emulator, bucket_names):
+    """``topic_sink(name)`` → (topic_id, publisher, pull): a fresh, uniquely named topic with a
+    pull subscription; ``pull(want, timeout)`` returns [(attributes, json payload)] so far."""
+    import json
+    import time
+
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+
+    def make(name: str):
+        topic_id = f"{name}-{bucket_names['data']}"
+        topic = publisher.create_topic(name=publisher.topic_path("warden-test", topic_id)).name
+        sub = subscriber.subscription_path("warden-test", topic_id)
+        subscriber.create_subscription(name=sub, topic=topic)
+
+        def pull(want: int = 1, timeout: float = 10.0) -> list[tuple[dict, dict]]:
+            got: list[tuple[dict, dict]] = []
+            deadline = time.monotonic() + timeout
+            while len(got) < want and time.monotonic() < deadline:
+                resp = subscriber.pull(subscription=sub, max_messages=50, timeout=5)
+                for m in resp.received_messages:
+                    got.append((dict(m.message.attributes), json.loads(m.message.data)))
+                if resp.received_messages:
+                    subscriber.acknowledge(
+                        subscription=sub, ack_ids=[m.ack_id for m in resp.received_messages]
+                    )
+            return got
+
+        return topic_id, publisher, pull
+
+    yield make
+    subscriber.close()
 
 
 @pytest.fixture

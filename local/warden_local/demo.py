@@ -290,10 +290,8 @@ def _wait_done(rt: Any, model: str, version: int, *, timeout: float) -> dict[str
 
 
 def _publish_manual(rt: Any, model: str) -> None:
-    from warden.jobs import TOPICS
-
     publisher = rt.clients.publisher
-    topic = publisher.topic_path(rt.settings.project, TOPICS["retrain"])
+    topic = publisher.topic_path(rt.settings.project, rt.settings.retrain_topic)
     payload = {
         "schema": 1,
         "model": model,

@@ -49,6 +49,7 @@ class FunctionSpec:
 #: The deployed functions and their triggers (Terraform declares the same; a test holds them).
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("retrain_model", "cloudevent", TOPICS["retrain"]),
+    FunctionSpec("monitor_model", "cloudevent", TOPICS["monitor"]),
     FunctionSpec("health", "http"),
 )
 

@@ -197,15 +197,13 @@ def history(ctx: click.Context, model: str) -> None:
 @handled
 def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) -> None:
     """Ask for a retrain of MODEL: publish a request on the retrain topic."""
-    from warden.jobs import TOPICS
-
     rt = _runtime(ctx)
     rt.config.model(model)
     payload: dict[str, Any] = {"schema": 1, "model": model, "reason": reason}
     if as_of:
         payload["as_of"] = as_of
     publisher = rt.clients.publisher
-    topic = publisher.topic_path(rt.settings.project, TOPICS["retrain"])
+    topic = publisher.topic_path(rt.settings.project, rt.settings.retrain_topic)
     message_id = publisher.publish(
         topic, json.dumps(payload).encode(), model=model, kind="retrain"
     ).result(timeout=30)
@@ -214,6 +212,50 @@ def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) 
         {"message_id": message_id, "topic": topic, "payload": payload},
         f"{model}: retrain requested (message {message_id} on {topic})",
     )
+
+
+@main.command()
+@click.argument("ref")
+@click.option(
+    "--monitor",
+    "monitor_run",
+    is_flag=True,
+    help="The latest drift-monitoring report instead of the version's.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder to write the HTML into.",
+)
+@click.pass_context
+@handled
+def report(ctx: click.Context, ref: str, monitor_run: bool, out: Path) -> None:
+    """Download the HTML report of MODEL[@VERSION] (or its latest monitoring run)."""
+    rt = _runtime(ctx)
+    model, _, version_ref = ref.partition("@")
+    rt.config.model(model)
+    out.mkdir(parents=True, exist_ok=True)
+    if monitor_run:
+        bucket = rt.settings.registry_bucket
+        names = sorted(
+            b.name
+            for b in rt.clients.storage.list_blobs(bucket, prefix=f"{model}/monitoring/")
+            if b.name.endswith("/report.html")
+        )
+        if not names:
+            raise VersionNotFound(f"{model}: no monitoring runs yet")
+        data = rt.clients.storage.bucket(bucket).blob(names[-1]).download_as_bytes()
+        path = out / f"{model}-monitor-{names[-1].split('/')[-2]}.html"
+    else:
+        registry = rt.registry()
+        version = registry.resolve(model, version_ref or "champion")
+        manifest = registry.manifest(model, version)
+        data = registry.read_file(model, version, "report.html", manifest)
+        path = out / f"{model}-v{version}.html"
+    path.write_bytes(data)
+    _emit(ctx, {"path": str(path.resolve()), "bytes": len(data)}, str(path.resolve()))
 
 
 @main.group()
@@ -304,6 +346,10 @@ def metrics(ctx: click.Context, model: str, since_hours: float) -> None:
         "model/promoted",
         "retrain/duration",
         "run/success",
+        "drift/share",
+        "drift/dataset",
+        "monitor/performance",
+        "monitor/performance_drop",
     ):
         for labels, at, value in rt.metrics().read(name, labels={"model": model}, since=since):
             rows.append({"metric": name, "labels": labels, "at": at.isoformat(), "value": value})

@@ -127,6 +127,39 @@ class EvaluationSpec(_Strict):
     silhouette_confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
 
 
+DRIFT_STATS = {"psi", "js", "wasserstein", "ks", "linf", "cramers_v", "missing_rate"}
+
+
+class DriftSpec(_Strict):
+    """How ``monitor_model`` judges recent data against the champion's reference profile."""
+
+    window_days: int = Field(default=7, ge=1, le=366, description="recent data to compare")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="effect-size thresholds: psi, js, wasserstein, linf..."
+    )
+    per_feature: dict[str, dict[str, float]] = Field(default_factory=dict)
+    dataset_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    min_rows: int = Field(default=200, ge=10)
+    alert_on: Literal["dataset", "any"] = Field(
+        default="dataset", description="publish drift_detected on dataset drift or any feature"
+    )
+    performance_margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    retrain_on_drift: bool = False
+    retrain_on_degradation: bool = False
+    retrain_cooldown_hours: float = Field(default=24.0, ge=0.0, le=24 * 90)
+    max_eval_rows: int = Field(default=200_000, ge=1_000, description="rows kept for scoring")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - DRIFT_STATS)
+        if unknown:
+            raise ValueError(f"unknown drift statistic(s) {unknown}; use {sorted(DRIFT_STATS)}")
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("thresholds must be positive")
+        return value
+
+
 class ModelConfig(_Strict):
     name: str
     task: Task
@@ -134,11 +167,15 @@ class ModelConfig(_Strict):
     estimator: EstimatorSpec
     data: DataSpec
     features: list[str] = Field(min_length=1)
+    categorical_features: list[str] = Field(
+        default_factory=list, description="features that are labels, one-hot encoded"
+    )
     target: str | None = None
     positive_label: int | str = 1
     schedules: Schedules = Field(default_factory=Schedules)
     gate: GateSpec = Field(default_factory=GateSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -166,6 +203,12 @@ class ModelConfig(_Strict):
             raise ValueError("clustering models take no 'target'")
         if self.target and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
+        stray = [f for f in self.categorical_features if f not in self.features]
+        if stray:
+            raise ValueError(f"categorical_features {stray} are not listed in features")
+        unknown = sorted(set(self.drift.per_feature) - set(self.features))
+        if unknown:
+            raise ValueError(f"drift.per_feature names unknown features {unknown}")
         if self.estimator.steps:
             final = self.estimator.steps[-1].cls
             want = TASK_FINAL_KIND[self.task]
@@ -183,6 +226,10 @@ class ModelConfig(_Strict):
                 f"{self.task!r}; use one of {TASK_METRICS[self.task]}"
             )
         return self
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f for f in self.features if f not in self.categorical_features]
 
     @property
     def gate_metric(self) -> str:

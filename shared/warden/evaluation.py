@@ -325,6 +325,17 @@ def standardise(X: Any) -> tuple[np.ndarray, int]:
     return matrix, n_missing
 
 
+def _one_hot(X: Any) -> Any:
+    """Categorical columns become 0/1 dummies so the silhouette space is numeric; both models
+    see the same held-out rows, hence the same dummies."""
+    if not hasattr(X, "select_dtypes"):
+        return X
+    import pandas as pd
+
+    cats = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    return pd.get_dummies(X, columns=cats, dtype=float) if cats else X
+
+
 def _evaluate_clustering(model: Any, X: Any, spec: EvaluationSpec) -> Evaluation:
     labels = np.asarray(model.predict(X)).ravel()
     n = labels.shape[0]
@@ -339,7 +350,7 @@ def _evaluate_clustering(model: Any, X: Any, spec: EvaluationSpec) -> Evaluation
         problem = f"{len(values)} clusters for {n} rows: every row is its own cluster"
         return Evaluation(metrics={}, details=details, sane=False, problems=[problem])
 
-    space, n_missing = standardise(X)
+    space, n_missing = standardise(_one_hot(X))
     if space.shape[0] != n:
         raise DataError(f"the model returned {n} labels for {space.shape[0]} rows")
     result = silhouette(

@@ -140,6 +140,7 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
         columns=columns,
         as_of=request.as_of,
         target=cfg.target,
+        categorical=cfg.categorical_features,
     )
     parts = split(frame, cfg)
     candidate = fit(cfg, parts)
@@ -221,13 +222,11 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
     if cfg.task == "classification" and hasattr(candidate, "predict_proba"):
         pos = list(candidate.classes_).index(cfg.positive_label)
         scores = candidate.predict_proba(parts.X_holdout)[:, pos]
-    profile = build_profile(
-        frame, cfg.features, target=cfg.target, baseline=cand_eval.metrics, scores=scores
-    )
+    profile = build_profile(frame, cfg, baseline=cand_eval.metrics, scores=scores)
     files = {
         ARTIFACT: dump(candidate),
         "profile.json": json.dumps(profile, sort_keys=True).encode(),
-        "report.html": render_report(manifest).encode(),
+        "report.html": render_report(manifest, profile).encode(),
     }
     registry.register(cfg.name, version, files, manifest)
     log.info(

@@ -22,6 +22,7 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_REGISTRY_BUCKET": "Bucket holding the model registry.",
     "WARDEN_DATA_BUCKET": "Default bucket for training data.",
     "WARDEN_EVENTS_TOPIC": "Pub/Sub topic id for model-events (empty: events are only logged).",
+    "WARDEN_RETRAIN_TOPIC": "Pub/Sub topic id that retrain requests go to (monitor, CLI).",
     "WARDEN_MONITORING_ENDPOINT": "host:port of a plaintext MetricService (local stand-in only).",
     "WARDEN_SCHEDULER_ENDPOINT": "http://host:port of a Cloud Scheduler REST API (local only).",
     "WARDEN_LOCATION": "Cloud Scheduler location (region) of Warden's jobs.",
@@ -42,6 +43,7 @@ class Settings:
     registry_bucket: str = "warden-registry"
     data_bucket: str = "warden-data"
     events_topic: str = ""
+    retrain_topic: str = "retrain-requests"
     monitoring_endpoint: str = ""
     scheduler_endpoint: str = ""
     location: str = "europe-west1"
@@ -65,6 +67,7 @@ class Settings:
             registry_bucket=env.get("WARDEN_REGISTRY_BUCKET", cls.registry_bucket),
             data_bucket=env.get("WARDEN_DATA_BUCKET", cls.data_bucket),
             events_topic=env.get("WARDEN_EVENTS_TOPIC", ""),
+            retrain_topic=env.get("WARDEN_RETRAIN_TOPIC", cls.retrain_topic),
             monitoring_endpoint=env.get("WARDEN_MONITORING_ENDPOINT", ""),
             scheduler_endpoint=env.get("WARDEN_SCHEDULER_ENDPOINT", ""),
             location=env.get("WARDEN_LOCATION", cls.location),

@@ -27,7 +27,7 @@ def split(frame: Any, cfg: ModelConfig) -> Split:
     """
     from sklearn.model_selection import train_test_split
 
-    X = frame[cfg.features]
+    X = model_input(frame, cfg)
     spec = cfg.evaluation
     if cfg.task == "classification":
         y = frame[cfg.target]
@@ -56,8 +56,46 @@ def split(frame: Any, cfg: ModelConfig) -> Split:
     return Split(X_tr, X_ho, None, None)
 
 
-def fit(cfg: ModelConfig, data: Split) -> Any:
+MISSING_CATEGORY = "(missing)"
+
+
+def model_input(frame: Any, cfg: ModelConfig) -> Any:
+    """The feature frame a model sees: categorical features as plain strings, missing ones as
+    an explicit category (the encoder treats it like any other)."""
+    X = frame[cfg.features]
+    if cfg.categorical_features:
+        X = X.copy()
+        for col in cfg.categorical_features:
+            X[col] = X[col].astype("object").where(X[col].notna(), MISSING_CATEGORY).astype(str)
+    return X
+
+
+def build_model(cfg: ModelConfig) -> Any:
+    """The configured estimator; with categorical features, one-hot encoding goes first."""
     estimator = build_estimator(cfg.estimator, where=f"models.{cfg.name}.estimator")
+    if not cfg.categorical_features:
+        return estimator
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    encode = ColumnTransformer(
+        [
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                cfg.categorical_features,
+            )
+        ],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    steps = list(estimator.steps) if isinstance(estimator, Pipeline) else [("model", estimator)]
+    return Pipeline([("encode", encode), *steps])
+
+
+def fit(cfg: ModelConfig, data: Split) -> Any:
+    estimator = build_model(cfg)
     try:
         if cfg.task == "classification":
             estimator.fit(data.X_train, data.y_train)

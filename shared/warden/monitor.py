@@ -1,0 +1,507 @@
+"""Use case: compare recent data (and, where labels exist, performance) with the champion's
+reference, and act on what changed.
+
+1. claim the request in the run ledger (kind ``monitor``; a redelivery stops here);
+2. read the champion's ``profile.json`` (sha256-checked against its manifest);
+3. stream the recent window file by file into a :class:`~warden.drift.DriftAccumulator` (memory
+   holds counts, plus a bounded sample of rows for scoring);
+4. score the champion on the recent rows: ROC AUC etc. where labels exist, silhouette always for
+   clustering; a relative drop beyond ``drift.performance_margin`` is a degradation;
+5. store ``drift.json`` and a self-contained ``report.html`` under
+   ``MODEL/monitoring/<UTC stamp>-<run>/`` (create-only), write metrics, publish
+   ``drift_detected`` / ``performance_degraded``, and request a retrain if configured — at most
+   one per cooldown, enforced by compare-and-swap on ``MODEL/monitoring/retrain-request.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from warden.config import ModelConfig
+from warden.errors import DataError, PermanentError, RetryableError
+from warden.logs import fields
+from warden.messages import RunRequest
+from warden.runs import PriorRun
+from warden.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+JOB = "monitor"
+MIN_LABELED_ROWS = 50
+HISTORY_RUNS = 30
+
+
+@dataclass
+class MonitorOutcome:
+    model: str
+    status: str  # checked | duplicate | skipped
+    version: int | None = None
+    dataset_drift: bool = False
+    drift_share: float = 0.0
+    drifted: list[str] = field(default_factory=list)
+    degraded: bool = False
+    performance: dict[str, Any] | None = None
+    retrain_requested: bool = False
+    report: str | None = None
+    run_id: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def drift_thresholds(cfg: ModelConfig) -> Any:
+    """The configured thresholds on top of the calibrated defaults."""
+    from dataclasses import replace
+
+    from warden.drift import DriftThresholds
+
+    base = DriftThresholds()
+    return replace(
+        base,
+        **cfg.drift.thresholds,
+        dataset_share=cfg.drift.dataset_share,
+        min_rows=cfg.drift.min_rows,
+        overrides=cfg.drift.per_feature,
+    )
+
+
+def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -> MonitorOutcome:
+    cfg = rt.config.model(request.model)
+    ledger = rt.ledger()
+    run_id = uuid.uuid4().hex
+    claim = ledger.begin(cfg.name, JOB, request.key, run_id)
+    if isinstance(claim, PriorRun):
+        log.info(
+            "duplicate monitor request; already %s",
+            claim.status,
+            extra=fields(model=cfg.name, key=request.key),
+        )
+        return MonitorOutcome(
+            model=cfg.name,
+            status="duplicate",
+            run_id=str(claim.record.get("run_id", "")),
+            detail=f"already {claim.status}",
+        )
+    try:
+        outcome = _run(request, rt, cfg, run_id=run_id, actor=actor)
+    except PermanentError as exc:
+        ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
+        ledger.record_status(
+            cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
+        )
+        _publish(rt, "failed", cfg.name, job=JOB, error=str(exc)[:2000], run_id=run_id)
+        raise
+    except BaseException:
+        try:
+            ledger.finish(claim, "aborted", {"run_id": run_id})
+        except Exception:
+            log.exception("could not release the run marker", extra=fields(model=cfg.name))
+        raise
+    ledger.finish(
+        claim,
+        "done",
+        {"version": outcome.version, "drift": outcome.dataset_drift, "degraded": outcome.degraded},
+    )
+    ledger.record_status(
+        cfg.name,
+        JOB,
+        outcome="success",
+        detail={
+            "run_id": run_id,
+            "version": outcome.version,
+            "dataset_drift": outcome.dataset_drift,
+            "drift_share": outcome.drift_share,
+            "degraded": outcome.degraded,
+        },
+    )
+    return outcome
+
+
+def _run(
+    request: RunRequest, rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str
+) -> MonitorOutcome:
+    from warden.datasource import WindowReader
+    from warden.drift import DriftAccumulator
+
+    registry = rt.registry()
+    champion = registry.alias(cfg.name)
+    if champion is None:
+        log.warning("nothing to monitor: no champion yet", extra=fields(model=cfg.name))
+        return MonitorOutcome(
+            model=cfg.name, status="skipped", run_id=run_id, detail="no champion yet"
+        )
+    version = champion.version
+    manifest = registry.manifest(cfg.name, version)
+    profile = json.loads(registry.read_file(cfg.name, version, "profile.json", manifest))
+    if profile.get("schema") != 2:
+        raise DataError(
+            f"{cfg.name} v{version}: its profile.json (schema "
+            f"{profile.get('schema')}) predates drift monitoring; retrain to monitor"
+        )
+    missing = [f for f in cfg.features if f not in profile.get("features", {})]
+    if missing:
+        raise DataError(
+            f"{cfg.name} v{version}: features {missing} are not in the champion's "
+            "reference profile (the configuration changed since it was trained)"
+        )
+
+    reader = WindowReader(
+        rt.clients.storage,
+        bucket=cfg.data_bucket(rt.settings.data_bucket),
+        spec=cfg.data,
+        columns=cfg.features,
+        as_of=request.as_of,
+        target=cfg.target,
+        categorical=cfg.categorical_features,
+        window_days=cfg.drift.window_days,
+        target_required=False,
+    )
+    accumulator = DriftAccumulator(profile, features=cfg.features)
+    sample = _Sample(cfg.drift.max_eval_rows, seed=cfg.evaluation.seed)
+    for frame in reader.frames():
+        accumulator.update({c: frame[c].to_numpy() for c in cfg.features})
+        sample.add(frame)
+    window = reader.window()
+    if window.rows == 0:
+        raise DataError(
+            f"{reader.root}: the monitoring window {reader.window_text} has files but no rows"
+        )
+    result = accumulator.result(drift_thresholds(cfg))
+    drift = result.to_dict()
+    performance = _performance(rt, cfg, version, manifest, sample.frame())
+    degraded = bool(performance and performance.get("degraded"))
+    alert = drift["dataset_drift"] if cfg.drift.alert_on == "dataset" else bool(drift["drifted"])
+
+    now = datetime.now(UTC)
+    folder = f"{cfg.name}/monitoring/{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}/"
+    summary = {
+        "schema": 1,
+        "model": cfg.name,
+        "version": version,
+        "run_id": run_id,
+        "at": now.isoformat(),
+        "request": request.to_dict(),
+        "window": window.to_dict(),
+        "drift": drift,
+        "performance": performance,
+        "alert": alert,
+    }
+    history = _history(rt, cfg.name)
+    _store(rt, folder, summary, history)
+    log.info(
+        "monitored %s v%d: drift share %.2f%s",
+        cfg.name,
+        version,
+        drift["drift_share"],
+        " (dataset drift)" if drift["dataset_drift"] else "",
+        extra=fields(model=cfg.name, version=version, drifted=drift["drifted"], degraded=degraded),
+    )
+    _metrics(rt, cfg, version, drift, performance)
+
+    if alert:
+        _publish(
+            rt,
+            "drift_detected",
+            cfg.name,
+            version=version,
+            run_id=run_id,
+            drift_share=drift["drift_share"],
+            drifted=drift["drifted"],
+            dataset_drift=drift["dataset_drift"],
+            report=f"gs://{registry.bucket_name}/{folder}report.html",
+        )
+    if degraded:
+        _publish(
+            rt,
+            "performance_degraded",
+            cfg.name,
+            version=version,
+            run_id=run_id,
+            **{k: performance[k] for k in ("metric", "baseline", "current", "drop")},
+        )
+    requested = False
+    reason = (
+        "drift"
+        if alert and cfg.drift.retrain_on_drift
+        else "degradation"
+        if degraded and cfg.drift.retrain_on_degradation
+        else None
+    )
+    if reason:
+        requested = request_retrain(rt, cfg, reason=reason, run_id=run_id, as_of=request.as_of)
+    return MonitorOutcome(
+        model=cfg.name,
+        status="checked",
+        version=version,
+        dataset_drift=drift["dataset_drift"],
+        drift_share=drift["drift_share"],
+        drifted=list(drift["drifted"]),
+        degraded=degraded,
+        performance=performance,
+        retrain_requested=requested,
+        report=f"gs://{registry.bucket_name}/{folder}report.html",
+        run_id=run_id,
+        detail=(
+            f"drift share {drift['drift_share']:.2f}; drifted: "
+            f"{', '.join(drift['drifted']) or 'none'}"
+        ),
+    )
+
+
+class _Sample:
+    """Keeps at most ``limit`` rows for scoring, each file contributing its share."""
+
+    def __init__(self, limit: int, *, seed: int) -> None:
+        self.limit = limit
+        self.seed = seed
+        self.parts: list[Any] = []
+        self.rows = 0
+
+    def add(self, frame: Any) -> None:
+        self.parts.append(frame)
+        self.rows += len(frame)
+        if self.rows > 2 * self.limit:  # shrink as we go so memory stays bounded
+            self.parts = [self.frame()]
+            self.rows = len(self.parts[0])
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        if not self.parts:
+            return None
+        frame = pd.concat(self.parts, ignore_index=True) if len(self.parts) > 1 else self.parts[0]
+        if len(frame) > self.limit:
+            frame = frame.sample(n=self.limit, random_state=self.seed).reset_index(drop=True)
+        return frame
+
+
+def _performance(
+    rt: Runtime, cfg: ModelConfig, version: int, manifest: dict[str, Any], frame: Any
+) -> dict[str, Any] | None:
+    """The champion's gate metric on recent rows against the value it was promoted with."""
+    from warden.evaluation import evaluate
+    from warden.training import model_input
+
+    if frame is None or not len(frame):
+        return None
+    metric = cfg.gate_metric
+    baseline = (manifest.get("metrics", {}).get("candidate") or {}).get(metric)
+    y = None
+    if cfg.task == "classification":
+        labeled = frame[frame[cfg.target].notna()]
+        if len(labeled) < MIN_LABELED_ROWS or labeled[cfg.target].nunique() < 2:
+            return {
+                "metric": metric,
+                "baseline": baseline,
+                "current": None,
+                "drop": None,
+                "degraded": False,
+                "labeled_rows": len(labeled),
+                "detail": "not enough labeled rows with both classes",
+            }
+        frame = labeled
+        y = labeled[cfg.target]
+        # Labels may arrive as text or floats; align them with what the model was trained on.
+        with contextlib.suppress(TypeError, ValueError):
+            y = y.astype(type(cfg.positive_label))
+    model, _ = rt.registry().load(cfg.name, version)
+    try:
+        result = evaluate(
+            model,
+            cfg.task,
+            model_input(frame, cfg),
+            y,
+            spec=cfg.evaluation,
+            positive_label=cfg.positive_label,
+        )
+    except DataError as exc:
+        return {
+            "metric": metric,
+            "baseline": baseline,
+            "current": None,
+            "drop": None,
+            "degraded": False,
+            "detail": str(exc),
+        }
+    current = result.metrics.get(metric)
+    drop = None
+    degraded = False
+    if current is not None and baseline is not None and not math.isnan(current):
+        drop = (baseline - current) / abs(baseline) if baseline else 0.0
+        degraded = drop > cfg.drift.performance_margin
+    return {
+        "metric": metric,
+        "baseline": baseline,
+        "current": current,
+        "drop": drop,
+        "degraded": degraded,
+        "margin": cfg.drift.performance_margin,
+        "rows": len(frame),
+        "sane": result.sane,
+        "problems": result.problems,
+    }
+
+
+def _history(rt: Runtime, model: str) -> list[dict[str, Any]]:
+    """The last runs' summaries (oldest first), for the report's history chart."""
+    client = rt.clients.storage
+    bucket = rt.settings.registry_bucket
+    names = sorted(
+        b.name
+        for b in client.list_blobs(bucket, prefix=f"{model}/monitoring/")
+        if b.name.endswith("/drift.json")
+    )[-HISTORY_RUNS:]
+    out = []
+    for name in names:
+        try:
+            run = json.loads(client.bucket(bucket).blob(name).download_as_bytes())
+        except ValueError:
+            continue
+        perf = run.get("performance") or {}
+        out.append(
+            {
+                "at": run.get("at"),
+                "version": run.get("version"),
+                "drift_share": run.get("drift", {}).get("drift_share", 0.0),
+                "dataset_drift": run.get("drift", {}).get("dataset_drift", False),
+                "metrics": (
+                    {perf["metric"]: perf["current"]} if perf.get("current") is not None else {}
+                ),
+            }
+        )
+    return out
+
+
+def _store(rt: Runtime, folder: str, summary: dict[str, Any], history: list[dict]) -> None:
+    from warden.html_report import render_drift_report
+
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+    drift = summary["drift"]
+    html = render_drift_report(
+        drift,
+        model=summary["model"],
+        version=summary["version"],
+        run_id=summary["run_id"],
+        at=summary["at"],
+        window=summary["window"],
+        performance=summary["performance"],
+        history=history,
+    )
+    # Report first, summary last: a run is listed (by its drift.json) only once complete.
+    bucket.blob(folder + "report.html").upload_from_string(
+        html, content_type="text/html", if_generation_match=0
+    )
+    bucket.blob(folder + "drift.json").upload_from_string(
+        json.dumps(summary, sort_keys=True, default=str),
+        content_type="application/json",
+        if_generation_match=0,
+    )
+
+
+def _metrics(
+    rt: Runtime,
+    cfg: ModelConfig,
+    version: int,
+    drift: dict[str, Any],
+    performance: dict[str, Any] | None,
+) -> None:
+    from warden.metrics import MetricPoint
+
+    base = {"model": cfg.name, "version": str(version)}
+    points = [
+        MetricPoint("drift/share", float(drift["drift_share"]), dict(base)),
+        MetricPoint("drift/dataset", float(drift["dataset_drift"]), dict(base)),
+    ]
+    for name, feature in drift["features"].items():
+        points.append(MetricPoint("drift/score", _score(feature), {**base, "feature": name}))
+    if performance and performance.get("current") is not None:
+        labels = {**base, "metric": performance["metric"]}
+        points.append(MetricPoint("monitor/performance", float(performance["current"]), labels))
+        if performance.get("drop") is not None:
+            points.append(
+                MetricPoint("monitor/performance_drop", float(performance["drop"]), dict(labels))
+            )
+    try:
+        rt.metrics().write(points)
+        rt.metrics().write([MetricPoint("run/success", 1.0, {"model": cfg.name, "job": JOB})])
+    except Exception as exc:  # observability, not state
+        log.error("could not write metrics: %s", exc, extra=fields(model=cfg.name))
+
+
+def _score(feature: dict[str, Any]) -> float:
+    """One number per feature: the largest statistic-to-threshold ratio (≥ 1 means drifted)."""
+    ratios = [
+        feature["stats"][k] / t
+        for k, t in feature.get("thresholds", {}).items()
+        if t and feature["stats"].get(k) is not None
+    ]
+    return float(max(ratios, default=0.0))
+
+
+def request_retrain(rt: Runtime, cfg: ModelConfig, *, reason: str, run_id: str, as_of: Any) -> bool:
+    """Publish a retrain request unless one went out within the cooldown. Compare-and-swap on a
+    small marker makes concurrent monitor runs agree on who requests."""
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+    name = f"{cfg.name}/monitoring/retrain-request.json"
+    cooldown = timedelta(hours=cfg.drift.retrain_cooldown_hours)
+    now = datetime.now(UTC)
+    for _ in range(10):
+        blob = bucket.blob(name)
+        try:
+            current = json.loads(blob.download_as_bytes())
+            generation = int(blob.generation or 0)
+        except NotFound:
+            current, generation = None, 0
+        if current is not None:
+            last = datetime.fromisoformat(current["requested_at"])
+            if now - last < cooldown:
+                log.info(
+                    "retrain not requested: cooldown until %s",
+                    last + cooldown,
+                    extra=fields(model=cfg.name, reason=reason),
+                )
+                return False
+        marker = {"requested_at": now.isoformat(), "reason": reason, "run_id": run_id}
+        try:
+            blob.upload_from_string(
+                json.dumps(marker), content_type="application/json", if_generation_match=generation
+            )
+        except PreconditionFailed:
+            continue  # another run moved it: re-read and re-decide
+        new_generation = int(blob.generation or 0)
+        break
+    else:  # pragma: no cover - ten lost races in a row
+        raise RetryableError(f"{cfg.name}: retrain-request marker kept changing")
+    payload = {"schema": 1, "model": cfg.name, "reason": reason, "as_of": str(as_of)}
+    try:
+        publisher = rt.clients.publisher
+        topic = publisher.topic_path(rt.settings.project, rt.settings.retrain_topic)
+        message_id = publisher.publish(
+            topic, json.dumps(payload).encode(), model=cfg.name, kind="retrain"
+        ).result(timeout=30)
+    except Exception as exc:
+        # Give the cooldown back so the redelivery of this monitor request can try again.
+        try:
+            bucket.blob(name).delete(if_generation_match=new_generation)
+        except Exception:
+            log.exception("could not release the retrain-request marker")
+        raise RetryableError(f"{cfg.name}: could not publish the retrain request: {exc}") from exc
+    log.info("retrain requested (%s)", reason, extra=fields(model=cfg.name, message_id=message_id))
+    return True
+
+
+def _publish(rt: Runtime, kind: str, model: str, **payload: Any) -> None:
+    try:
+        rt.events().publish(kind, model, **payload)
+    except Exception:  # the outcome is stored; a lost event must not redo the run
+        log.exception("could not publish %s event", kind, extra=fields(model=model))

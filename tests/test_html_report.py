@@ -1,0 +1,646 @@
+"""warden.html_report: structure, escaping and isolation of the HTML reports, then a real render.
+
+The pure tests parse the output with html.parser. The last test renders a realistic drift report
+in Debian's headless Chromium (installed by .ci/run), takes a screenshot, dumps the DOM Chromium
+built, and reads Chromium's net log to prove the page made no request beyond its own file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+import subprocess
+import time
+import zlib
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from warden.html_report import CSP, render_drift_report, render_version_report
+from warden.reports import render_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+EVIL = "<script>alert(1)</script>"
+DRIFT_SECTIONS = {"summary", "features", "distributions", "performance", "history"}
+VERSION_SECTIONS = {"summary", "gate", "metrics", "features", "scores", "data"}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class Page(HTMLParser):
+    """Collects what the assertions need: ids, attributes, tags, text per section."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: list[str] = []
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str, str]] = []  # (tag, name, value)
+        self.metas: list[dict[str, str]] = []
+        self.rows: list[dict[str, str]] = []  # <tr> attributes, in order
+        self.text: dict[str, list[str]] = {}
+        self._section: str | None = None
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        self.tags.append(tag)
+        self.attrs += [(tag, k, v) for k, v in a.items()]
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag == "meta":
+            self.metas.append(a)
+        if tag == "tr":
+            self.rows.append(a)
+        if tag == "section":
+            self._section, self._depth = a.get("id"), 0
+        if self._section and tag not in {"br", "meta", "line", "rect", "circle", "path"}:
+            self._depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.setdefault(self._section or "", []).append(data)
+
+    def section_text(self, sid: str) -> str:
+        return " ".join(" ".join(self.text.get(sid, [])).split())
+
+
+def parse(doc: str) -> Page:
+    page = Page()
+    page.feed(doc)
+    page.close()
+    return page
+
+
+def assert_isolated(doc: str) -> None:
+    """No script, no URL that could load anything, and the CSP that forbids it anyway."""
+    page = parse(doc)
+    assert "<script" not in doc.lower()
+    assert "script" not in page.tags
+    for tag, name, value in page.attrs:
+        if name in {"src", "href", "srcset", "action", "xlink:href", "poster", "data"}:
+            assert value.startswith("#"), (tag, name, value)
+        assert "http:" not in value, (tag, name, value)
+        assert "https:" not in value, (tag, name, value)
+        assert not value.strip().startswith("//"), (tag, name, value)
+        assert not name.startswith("on"), (tag, name)
+    assert "url(" not in doc
+    assert "@import" not in doc
+    csp = [m for m in page.metas if m.get("http-equiv", "").lower() == "content-security-policy"]
+    assert [m["content"] for m in csp] == [CSP]
+    assert "default-src 'none'" in CSP
+    assert any(m.get("charset", "").lower() == "utf-8" for m in page.metas)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def feature_result(
+    kind: str, ref: list[float], cur: list[float], labels: list[str], *, drifted: bool
+) -> dict[str, Any]:
+    r, c = np.asarray(ref, dtype=float), np.asarray(cur, dtype=float)
+    eps = 1e-4
+    psi = float(np.sum((c - r) * np.log((c + eps) / (r + eps))))
+    m = (r + c) / 2
+    js = float(
+        0.5 * np.sum(r * np.log((r + eps) / (m + eps)))
+        + 0.5 * np.sum(c * np.log((c + eps) / (m + eps)))
+    )
+    linf = float(np.max(np.abs(c - r)))
+    ks = float(np.max(np.abs(np.cumsum(c) - np.cumsum(r))))
+    stats: dict[str, float | None] = {"psi": psi, "js": js, "wasserstein": None, "ks": None}
+    thresholds = {"psi": 0.2, "js": 0.1}
+    if kind == "continuous":
+        stats.update(wasserstein=ks * 0.8, ks=ks, linf=None, cramers_v=None)
+        thresholds.update(wasserstein=0.1, ks=0.1)
+    else:
+        stats.update(linf=linf, cramers_v=min(1.0, linf * 1.5))
+        thresholds.update(linf=0.1, cramers_v=0.15)
+    reasons = [
+        f"{name} {value:.3f} >= {thresholds[name]}"
+        for name, value in stats.items()
+        if value is not None and name in thresholds and value >= thresholds[name]
+    ]
+    return {
+        "kind": kind,
+        "drifted": drifted,
+        "reasons": reasons if drifted else [],
+        "n_ref": 20_000,
+        "n_cur": 4_800,
+        "missing_ref": 0.01,
+        "missing_cur": 0.08 if drifted else 0.012,
+        "stats": stats,
+        "thresholds": thresholds,
+        "histogram": {"labels": labels, "ref": r.tolist(), "cur": c.tolist()},
+    }
+
+
+def drift_result(
+    n_features: int = 25, drifted: tuple[int, ...] = (3, 11, 17, 22)
+) -> dict[str, Any]:
+    rng = np.random.default_rng(7)
+    features: dict[str, Any] = {}
+    for i in range(n_features):
+        shifted = i in drifted
+        if i % 5 == 4:
+            labels = ["web", "ios", "android", "partner", "store", "other"]
+            ref = rng.dirichlet(np.full(len(labels), 5.0))
+            cur = (
+                rng.dirichlet(np.full(len(labels), 2.0))
+                if shifted
+                else ref + rng.normal(0, 0.004, ref.size)
+            )
+            kind, name = "categorical", f"channel_{i}"
+        elif i % 5 == 3:
+            labels = [str(v) for v in range(6)]
+            ref = np.array([30, 25, 18, 12, 9, 6], dtype=float)
+            cur = ref[::-1].copy() if shifted else ref + rng.normal(0, 0.3, ref.size)
+            kind, name = "discrete", f"visits_{i}"
+        else:
+            edges = np.linspace(-3, 3, 11)
+            centre = edges[:-1] + 0.3
+            ref = np.exp(-(centre**2) / 2)
+            # A few stable features move a little, so the effect bars differ in length.
+            nudge = 0.2 if i in (5, 8) else 0.0
+            cur = (
+                np.exp(-((centre - 1.1) ** 2) / 2)
+                if shifted
+                else np.exp(-((centre - nudge) ** 2) / 2) * (1 + rng.normal(0, 0.02, ref.size))
+            )
+            labels = [f"[{a:.1f}, {b:.1f})" for a, b in itertools.pairwise(edges)]
+            kind, name = "continuous", f"amount_{i}"
+        ref, cur = np.clip(ref, 1e-6, None), np.clip(cur, 1e-6, None)
+        features[name] = feature_result(
+            kind, list(ref / ref.sum()), list(cur / cur.sum()), labels, drifted=shifted
+        )
+    names = [n for n, f in features.items() if f["drifted"]]
+    return {
+        "schema": 1,
+        "rows": 4_800,
+        "reference_rows": 20_000,
+        "insufficient": False,
+        "dataset_drift": len(names) / n_features >= 0.15,
+        "drift_share": len(names) / n_features,
+        "drifted": names,
+        "dataset_share_threshold": 0.15,
+        "features": features,
+    }
+
+
+def history(points: int = 10) -> list[dict[str, Any]]:
+    start = datetime(2026, 11, 10, 6, tzinfo=UTC)
+    out = []
+    for i in range(points):
+        share = [0.04, 0.04, 0.08, 0.04, 0.08, 0.12, 0.08, 0.12, 0.2, 0.16][i % 10]
+        out.append(
+            {
+                "at": (start + timedelta(days=i)).isoformat(),
+                "drift_share": share,
+                "dataset_drift": share >= 0.15,
+                "metrics": {"roc_auc": 0.91 - 0.004 * i, "positive_rate": 0.12 + 0.003 * i},
+                "version": 3 if i < 6 else 4,
+            }
+        )
+    return out
+
+
+PERFORMANCE = {
+    "metric": "roc_auc",
+    "baseline": 0.912,
+    "current": 0.861,
+    "drop": 0.051,
+    "degraded": True,
+}
+WINDOW = {"start": "2026-11-13", "end": "2026-11-20", "rows": 4_800}
+
+
+def render_realistic(**overrides: Any) -> str:
+    kwargs: dict[str, Any] = {
+        "model": "churn",
+        "version": 4,
+        "run_id": "5f1c0a9e2b7d4e3f",
+        "at": "2026-11-20T06:00:00+00:00",
+        "window": WINDOW,
+        "performance": PERFORMANCE,
+        "history": history(),
+    }
+    kwargs.update(overrides)
+    result = kwargs.pop("result", None) or drift_result()
+    return render_drift_report(result, **kwargs)
+
+
+def manifest(*, passed: bool = True, task: str = "classification") -> dict[str, Any]:
+    reasons = [
+        "candidate passed its sanity checks: ok",
+        f"roc_auc {0.921 if passed else 0.801:.3f} >= floor 0.800: ok",
+        "roc_auc 0.921 >= champion v3's 0.913: ok"
+        if passed
+        else "roc_auc 0.801 is 12.3% below champion v3's 0.913 (allowed 5.0%): rejected",
+    ]
+    return {
+        "model": "churn",
+        "version": 4,
+        "task": task,
+        "created_at": "2026-11-20T05:00:00+00:00",
+        "run_id": "abc123",
+        "code_version": "1a2b3c4",
+        "libraries": {"scikit-learn": "1.5.2", "numpy": "2.1.0"},
+        "features": ["tenure", "plan", "visits"],
+        "target": "churned",
+        "estimator": {"steps": [{"kind": "StandardScaler"}, {"kind": "LogisticRegression"}]},
+        "data": {
+            "start": "2026-10-21",
+            "end": "2026-11-19",
+            "partitions": ["dt=2026-10-21", "dt=2026-11-19"],
+            "files": ["gs://data/churn/dt=2026-10-21/part-0.parquet#1"],
+            "rows": 30_000,
+            "missing": {"tenure": 0.01, "plan": 0.0},
+            "train_rows": 24_000,
+            "holdout_rows": 6_000,
+        },
+        "metrics": {
+            "candidate": {"roc_auc": 0.921 if passed else 0.801, "f1": 0.61, "accuracy": 0.88},
+            "champion": {"roc_auc": 0.913, "f1": 0.6, "accuracy": 0.87},
+        },
+        "evaluation": {
+            "candidate": {"n_rows": 6_000, "class_counts": {"0": 5_300, "1": 700}},
+            "champion": None,
+            "candidate_problems": [],
+        },
+        "champion_version": 3,
+        "gate": {
+            "passed": passed,
+            "metric": "roc_auc",
+            "candidate_value": 0.921 if passed else 0.801,
+            "champion_value": 0.913,
+            "floor": 0.8,
+            "max_relative_drop": 0.05,
+            "reasons": reasons,
+            "champion_version": 3,
+            "champion_error": None,
+        },
+    }
+
+
+def profile() -> dict[str, Any]:
+    return {
+        "schema": 2,
+        "rows": 30_000,
+        "features": {
+            "tenure": {
+                "kind": "continuous",
+                "count": 30_000,
+                "missing_rate": 0.01,
+                "mean": 14.2,
+                "std": 9.1,
+                "min": 0.0,
+                "max": 72.0,
+                "edges": [0, 1, 2, 4, 6, 9, 13, 18, 26, 40, 72],
+                "counts": [3000] * 10,
+            },
+            "visits": {
+                "kind": "discrete",
+                "count": 30_000,
+                "missing_rate": 0.0,
+                "values": [0, 1, 2, 3],
+                "counts": [9000, 12000, 6000, 3000],
+            },
+            "plan": {
+                "kind": "categorical",
+                "count": 30_000,
+                "missing_rate": 0.0,
+                "categories": ["basic", "pro", EVIL],
+                "counts": [20000, 8000, 1500],
+                "other": 500,
+            },
+        },
+        "baseline_metrics": {"roc_auc": 0.921},
+        "score_distribution": {
+            "bin_edges": [i / 10 for i in range(11)],
+            "counts": [2100, 1300, 800, 500, 400, 300, 250, 200, 100, 50],
+        },
+    }
+
+
+# --------------------------------------------------------------------------- drift report
+
+
+def test_drift_report_has_every_section_and_the_verdict() -> None:
+    doc = render_realistic()
+    page = parse(doc)
+    assert set(page.ids) >= DRIFT_SECTIONS
+    summary = page.section_text("summary")
+    assert "Dataset drift" in summary
+    assert "16%" in summary
+    assert "threshold 15%" in summary
+    assert "4,800" in summary
+    assert "20,000" in summary
+    assert "Degraded" in page.section_text("performance")
+    assert "first run" not in page.section_text("history")
+    assert doc.count("<svg") >= 25 + 3  # one per feature, the drift share and metric histories
+    assert len(doc.encode()) < 300_000
+    assert_isolated(doc)
+
+
+def test_drifted_features_come_first_and_are_highlighted() -> None:
+    result = drift_result()
+    page = parse(render_realistic(result=result))
+    rows = [r for r in page.rows if "data-feature" in r]
+    assert len(rows) == 25
+    drifted = set(result["drifted"])
+    flags = [r["data-feature"] in drifted for r in rows]
+    assert flags == sorted(flags, reverse=True)  # all drifted rows before the stable ones
+    assert all(r["class"] == "drift" for r in rows[: len(drifted)])
+    assert all(r["class"] == "stable" for r in rows[len(drifted) :])
+
+
+def test_stable_features_are_sorted_by_largest_effect() -> None:
+    result = drift_result(n_features=3, drifted=())
+    small, large = result["features"]["amount_0"], result["features"]["amount_1"]
+    small["stats"]["psi"], large["stats"]["psi"] = 0.01, 0.19
+    small["stats"]["js"] = large["stats"]["js"] = 0.0
+    small["stats"]["ks"] = large["stats"]["ks"] = 0.0
+    small["stats"]["wasserstein"] = large["stats"]["wasserstein"] = 0.0
+    page = parse(render_realistic(result=result))
+    order = [r["data-feature"] for r in page.rows if "data-feature" in r]
+    assert order.index("amount_1") < order.index("amount_0")
+
+
+def test_hostile_feature_names_and_reasons_are_escaped() -> None:
+    result = drift_result(n_features=5, drifted=(0,))
+    first = next(iter(result["features"]))
+    feature = result["features"].pop(first)
+    feature["reasons"] = ["psi > 0.2 <img src=x onerror=alert(2)>"]
+    feature["histogram"]["labels"][0] = "<b>bold</b>"
+    result["features"][EVIL] = feature
+    result["drifted"] = [EVIL]
+    doc = render_realistic(result=result, model="<i>m</i>", run_id='"><script>x</script>')
+    assert EVIL not in doc
+    assert "<img" not in doc
+    assert "<b>bold" not in doc
+    assert "<i>m</i>" not in doc
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
+    page = parse(doc)
+    assert EVIL in page.section_text("features")  # shown as text, not run
+    assert "<img src=x onerror=alert(2)>" in page.section_text("features")
+    assert_isolated(doc)
+
+
+def test_first_run_has_no_history_chart() -> None:
+    doc = render_realistic(history=[])
+    page = parse(doc)
+    assert "first run" in page.section_text("history")
+    assert_isolated(doc)
+
+
+def test_insufficient_data_and_unlabeled_window() -> None:
+    result = {
+        "schema": 1,
+        "rows": 12,
+        "reference_rows": 20_000,
+        "insufficient": True,
+        "dataset_drift": False,
+        "drift_share": 0.0,
+        "drifted": [],
+        "dataset_share_threshold": 0.5,
+        "features": {},
+    }
+    doc = render_drift_report(
+        result, model="churn", version=None, run_id="r1", at="not a time", performance=None
+    )
+    page = parse(doc)
+    assert set(page.ids) >= DRIFT_SECTIONS
+    assert "Insufficient data" in page.section_text("summary")
+    assert "no labels in this window" in page.section_text("performance").lower()
+    assert "first run" in page.section_text("history")
+    assert_isolated(doc)
+
+
+def test_no_drift_and_sparse_inputs_do_not_crash() -> None:
+    result: dict[str, Any] = {
+        "dataset_drift": False,
+        "features": {
+            "x": {"kind": "continuous", "stats": {"psi": None, "ks": float("nan")}},
+            "y": {},
+            "z": {"histogram": {"labels": ["a", "b"], "ref": [0.5], "cur": [None, 0.5]}},
+        },
+    }
+    sparse_history: list[dict[str, Any]] = [{"at": "yesterday"}, {"drift_share": 0.1}]
+    doc = render_drift_report(
+        result, model="m", version=1, run_id="r", at="today", history=sparse_history
+    )
+    page = parse(doc)
+    assert set(page.ids) >= DRIFT_SECTIONS
+    assert "No dataset drift" in page.section_text("summary")
+    assert "—" in page.section_text("features")
+    assert "nan" not in page.section_text("features").lower()
+    assert_isolated(doc)
+
+
+# --------------------------------------------------------------------------- version report
+
+
+@pytest.mark.parametrize("with_profile", [True, False])
+def test_version_report_sections(with_profile: bool) -> None:
+    doc = render_version_report(manifest(), profile() if with_profile else None)
+    page = parse(doc)
+    assert set(page.ids) >= VERSION_SECTIONS
+    assert "PASSED" in page.section_text("gate")
+    assert "roc_auc 0.921 >= floor 0.800: ok" in page.section_text("gate")
+    assert "champion v3" in page.section_text("metrics")
+    if with_profile:
+        assert "tenure" in page.section_text("features")
+        assert doc.count("<svg") == 3 + 1  # three features and the score distribution
+        assert EVIL in page.section_text("features")
+        assert EVIL not in doc
+    else:
+        assert "unavailable" in page.section_text("features")
+        assert "no score distribution" in page.section_text("scores")
+    assert_isolated(doc)
+
+
+def test_rejected_version_says_so_with_its_reason() -> None:
+    doc = render_report(manifest(passed=False))
+    page = parse(doc)
+    gate = page.section_text("gate")
+    assert "REJECTED" in gate
+    assert "PASSED" not in doc
+    assert "12.3% below champion v3's 0.913 (allowed 5.0%): rejected" in gate
+    assert "12.3% below" in page.section_text("summary")  # the deciding reason up front
+    assert_isolated(doc)
+
+
+def test_minimal_and_legacy_manifests_render() -> None:
+    doc = render_version_report({"model": "seg", "version": 1})
+    page = parse(doc)
+    assert set(page.ids) >= VERSION_SECTIONS
+    assert "—" in page.section_text("gate")
+    legacy = {  # profile schema 1, a clustering model
+        "features": {"x": {"count": 10, "bin_edges": [0.0, 1.0, 3.0], "bin_counts": [5, 5]}},
+        "rows": 10,
+    }
+    m = manifest(task="clustering")
+    m["metrics"] = {"candidate": {"silhouette": -0.12}, "champion": None}
+    doc = render_version_report(m, legacy)
+    page = parse(doc)
+    assert "Not a classifier" in page.section_text("scores")
+    assert "-0.1200" in page.section_text("metrics")
+    assert_isolated(doc)
+
+
+def test_version_report_with_25_fine_grained_profiles_stays_small() -> None:
+    rng = np.random.default_rng(3)
+    features = {}
+    for i in range(25):
+        values = rng.lognormal(3, 1, 5_000)  # a long right tail, as amounts have
+        edges = np.quantile(values, np.linspace(0, 1, 101))
+        counts = np.histogram(values, bins=edges)[0]
+        features[f"amount_{i}"] = {
+            "kind": "continuous",
+            "count": 5_000,
+            "missing_rate": 0.0,
+            "mean": float(values.mean()),
+            "edges": edges.tolist(),
+            "counts": counts.tolist(),
+        }
+    doc = render_version_report(manifest(), {"schema": 2, "rows": 5_000, "features": features})
+    page = parse(doc)
+    assert doc.count("<svg") == 25  # no score distribution in this profile
+    assert "beyond the axis" in page.section_text("features")  # the far tail is not drawn
+    assert len(doc.encode()) < 300_000
+    assert_isolated(doc)
+
+
+# --------------------------------------------------------------------------- real browser
+
+# A page that asks for one external image: it shows the net log check can see a page's loads.
+# `.invalid` never resolves, and the resolver rule below fails every lookup in-process anyway.
+CONTROL = (
+    '<!doctype html><html><body><img src="http://warden-probe.invalid/p.png" alt=""></body></html>'
+)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert (length, kind) == (13, b"IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def png_distinct_bytes(data: bytes) -> int:
+    """Distinct byte values in the decompressed image data: a blank page filters to a handful."""
+    pos, idat = 8, bytearray()
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return len(np.unique(np.frombuffer(zlib.decompress(bytes(idat)), dtype=np.uint8)))
+
+
+def read_netlog(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8").rstrip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:  # a browser that died mid-write leaves the events list open
+        return json.loads(text.rstrip(",") + "]}")
+
+
+def page_requests(netlog: dict[str, Any]) -> list[str]:
+    """URLs the page asked for. Chromium's own background fetches (update checks, network time)
+    carry the initiator 'not an origin' and are not the report's doing; they fail too, since
+    every host name resolves to NOTFOUND. A file:// page load never enters the net stack."""
+    types = {v: k for k, v in netlog["constants"]["logEventTypes"].items()}
+    urls = []
+    for event in netlog["events"]:
+        params = event.get("params") or {}
+        started = types.get(event["type"]) == "URL_REQUEST_START_JOB" and "url" in params
+        if started and params.get("initiator") != "not an origin":
+            urls.append(params["url"])
+    return urls
+
+
+def chromium(url: str, *args: str, profile_dir: Path) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={profile_dir}",
+        "--window-size=1280,2400",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing, and this test needs Debian's Chromium: "
+            "apt-get update && apt-get install -y chromium  (.ci/run installs it in CI)"
+        )
+    doc = render_realistic()
+    assert_isolated(doc)
+    report, control = tmp_path / "drift report.html", tmp_path / "control.html"
+    report.write_text(doc, encoding="utf-8")
+    control.write_text(CONTROL, encoding="utf-8")
+    shot, control_shot = tmp_path / "report.png", tmp_path / "control.png"
+    netlog, control_netlog = tmp_path / "report-net.json", tmp_path / "control-net.json"
+
+    started = time.monotonic()
+    run = chromium(
+        report.as_uri(),
+        "--dump-dom",
+        f"--screenshot={shot}",
+        f"--log-net-log={netlog}",
+        profile_dir=tmp_path / "profile-report",
+    )
+    elapsed = time.monotonic() - started
+    assert run.returncode == 0, f"chromium failed:\n{run.stderr[-3000:]}"
+    assert shot.exists(), f"no screenshot:\n{run.stderr[-3000:]}"
+    chromium(
+        control.as_uri(),
+        f"--screenshot={control_shot}",
+        f"--log-net-log={control_netlog}",
+        profile_dir=tmp_path / "profile-control",
+    )
+
+    # The DOM Chromium built has every section, the verdict, every feature row and chart.
+    page = parse(run.stdout)
+    assert set(page.ids) >= DRIFT_SECTIONS
+    assert "Dataset drift" in page.section_text("summary")
+    assert len([r for r in page.rows if "data-feature" in r]) == 25
+    assert page.tags.count("svg") >= 28
+    assert "script" not in page.tags
+
+    # The screenshot: the requested size, and far more detail than the (blank) control page.
+    data = shot.read_bytes()
+    assert png_size(data) == (1280, 2400)
+    assert len(data) > 50_000
+    assert len(data) > 10 * control_shot.stat().st_size
+    assert png_distinct_bytes(data) > 200
+
+    # Nothing was requested by the report; the same check does see the control page's image.
+    assert page_requests(read_netlog(netlog)) == []
+    assert page_requests(read_netlog(control_netlog)) == ["http://warden-probe.invalid/p.png"]
+    assert "Content Security Policy" not in run.stderr  # nothing was even attempted and blocked
+    assert elapsed < 60, f"one headless render took {elapsed:.1f}s"

@@ -1,0 +1,172 @@
+"""monitor_model end to end on the emulators: drift against the champion's stored profile,
+performance on labeled recent data, report, metrics, events and the retrain cooldown."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+from functions_framework import create_app
+
+from events import binary_headers, envelope
+from warden.config import parse_config
+from warden.messages import RunRequest
+from warden.monitor import monitor
+from warden.retrain import retrain
+from warden_local.monitoring import MonitoringStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = yaml.safe_load((ROOT / "warden.yaml").read_text())
+TRAINED = date(2026, 11, 1)
+LATER = date(2026, 11, 20)
+SEG, RISK = "customer-segments", "breast-cancer-risk"
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> Iterator[MonitoringStandIn]:
+    with MonitoringStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def rt(seed, make_runtime, monitoring, topic_sink):
+    events_topic, publisher, events = topic_sink("model-events")
+    retrain_topic, _, retrains = topic_sink("retrain-requests")
+    seed(end=TRAINED, days=7, customer_rows=2000, seed=1)  # what the champions learn from
+    built = make_runtime(
+        metrics_enabled=True,
+        monitoring_endpoint=monitoring.endpoint,
+        events_topic=events_topic,
+        retrain_topic=retrain_topic,
+        publisher=publisher,
+    )
+    raw = copy.deepcopy(RAW)
+    for model in raw["models"].values():
+        model["drift"] = {
+            "window_days": 7,
+            "retrain_on_drift": True,
+            "retrain_on_degradation": True,
+            "retrain_cooldown_hours": 24,
+        }
+    built._config = parse_config(raw)
+    for model in (SEG, RISK):
+        retrain(
+            RunRequest(
+                model=model, reason="manual", key=f"t-{model}", message_id="t", as_of=TRAINED
+            ),
+            built,
+        )
+    events(want=4)  # drain the retrains' own events
+    built.events_pull, built.retrains_pull = events, retrains
+    return built
+
+
+def _monitor(rt, model: str, key: str, as_of: date = LATER):
+    return monitor(
+        RunRequest(model=model, reason="schedule", key=key, message_id=key, as_of=as_of), rt
+    )
+
+
+def test_same_distribution_raises_nothing_and_stores_a_report(rt, seed, monitoring) -> None:
+    seed(end=LATER, days=7, customer_rows=2000, seed=7, models=(SEG,))
+    outcome = _monitor(rt, SEG, "k1")
+    assert outcome.status == "checked"
+    assert outcome.version == 1
+    assert outcome.dataset_drift is False
+    assert outcome.drifted == []
+    assert outcome.retrain_requested is False
+    assert outcome.performance["metric"] == "silhouette"
+    assert outcome.performance["degraded"] is False
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+    folder = outcome.report.split(f"{rt.settings.registry_bucket}/", 1)[1].rsplit("/", 1)[0]
+    summary = json.loads(bucket.blob(f"{folder}/drift.json").download_as_bytes())
+    assert summary["window"]["rows"] == 2000
+    assert set(summary["drift"]["features"]) == set(rt.config.model(SEG).features)
+    html = bucket.blob(f"{folder}/report.html").download_as_bytes().decode()
+    assert 'id="summary"' in html
+    assert "No dataset drift" in html
+    shares = monitoring.points("custom.googleapis.com/warden/drift/share", model=SEG)
+    assert shares[-1][2] == pytest.approx(outcome.drift_share)
+    assert len(monitoring.points("custom.googleapis.com/warden/drift/score", model=SEG)) >= 6
+    assert rt.events_pull(want=1, timeout=3) == []
+    assert rt.retrains_pull(want=1, timeout=1) == []
+
+
+def test_drift_publishes_an_event_and_one_retrain_per_cooldown(rt, seed) -> None:
+    seed(end=LATER, days=7, customer_rows=2000, seed=8, shift=1.0, models=(SEG,))
+    first = _monitor(rt, SEG, "drift-1")
+    assert first.dataset_drift is True
+    assert len(first.drifted) >= 3
+    assert first.retrain_requested is True
+    kinds = sorted(attrs["kind"] for attrs, _ in rt.events_pull(want=2))
+    # The segments blur too, so the champion's silhouette on recent data drops as well.
+    assert kinds == ["drift_detected", "performance_degraded"]
+    assert first.degraded is True
+    requests = rt.retrains_pull(want=1)
+    assert [(a["model"], p["reason"]) for a, p in requests] == [(SEG, "drift")]
+    # A second drifted run inside the cooldown requests nothing more.
+    second = _monitor(rt, SEG, "drift-2")
+    assert second.dataset_drift is True
+    assert second.retrain_requested is False
+    assert rt.retrains_pull(want=1, timeout=3) == []
+    # The redelivery of the first request is a no-op.
+    assert _monitor(rt, SEG, "drift-1").status == "duplicate"
+
+
+def test_label_noise_shows_up_as_performance_degradation(rt, seed) -> None:
+    seed(end=LATER, days=7, label_noise=0.3, seed=3, models=(RISK,))
+    outcome = _monitor(rt, RISK, "perf-1")
+    perf = outcome.performance
+    assert perf["metric"] == "roc_auc"
+    assert perf["baseline"] > 0.95
+    assert perf["current"] < perf["baseline"] * 0.95
+    assert outcome.degraded is True
+    kinds = sorted(attrs["kind"] for attrs, _ in rt.events_pull(want=1))
+    assert "performance_degraded" in kinds
+    assert [p["reason"] for _, p in rt.retrains_pull(want=1)] == ["degradation"]
+
+
+def test_unlabeled_recent_data_still_gets_drift(rt, storage_client, bucket_names) -> None:
+    from warden.examples import breast_cancer_frame, write_partitions
+
+    frame = breast_cancer_frame(seed=4).drop(columns=["malignant"])
+    write_partitions(
+        storage_client,
+        bucket=bucket_names["data"],
+        prefix="breast-cancer",
+        frame=frame,
+        fmt="csv",
+        end=LATER,
+        days=7,
+    )
+    outcome = _monitor(rt, RISK, "unlabeled")
+    assert outcome.status == "checked"
+    assert outcome.performance["current"] is None
+    assert "labeled" in outcome.performance["detail"]
+    assert outcome.degraded is False
+
+
+def test_no_champion_is_skipped(make_runtime, seed) -> None:
+    seed(end=LATER, days=7, models=(RISK,))
+    rt = make_runtime(install=False)
+    outcome = _monitor(rt, RISK, "none")
+    assert outcome.status == "skipped"
+
+
+def test_function_acknowledges_bad_requests_and_runs_good_ones(rt, seed) -> None:
+    from warden import runtime
+
+    runtime.install(rt)
+    seed(end=LATER, days=7, customer_rows=2000, seed=9, models=(SEG,))
+    app = create_app("monitor_model", str(ROOT / "functions/monitor_model/main.py"), "cloudevent")
+    client = app.test_client()
+    good = envelope({"schema": 1, "model": SEG, "reason": "schedule", "as_of": str(LATER)})
+    assert client.post("/", data=json.dumps(good), headers=binary_headers(good)).status_code == 200
+    assert rt.ledger().status(SEG, "monitor")["last_success"]["outcome"] == "success"
+    bad = envelope({"schema": 1, "model": "nope"})
+    assert client.post("/", data=json.dumps(bad), headers=binary_headers(bad)).status_code == 200
