@@ -76,3 +76,16 @@ def test_cli_exit_codes(cli_env) -> None:
     out = CliRunner().invoke(main, ["versions", "nope"])
     assert out.exit_code == 1
     assert "unknown model 'nope'" in out.output
+
+
+def test_report_downloads_the_version_report(cli_env, tmp_path) -> None:
+    out = invoke("--json", "report", f"{MODEL}@1", "--out", str(tmp_path))
+    assert out.exit_code == 0
+    path = Path(json.loads(out.output)["path"])
+    assert path.name == f"{MODEL}-v1.html"
+    html = path.read_text()
+    assert 'id="gate"' in html
+    assert "PASSED" in html
+    missing = CliRunner().invoke(main, ["report", MODEL, "--monitor", "--out", str(tmp_path)])
+    assert missing.exit_code == EXIT_NOT_FOUND
+    assert "no monitoring runs yet" in missing.output

@@ -55,6 +55,11 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert "< floor 0.900: rejected" in out
     assert "silhouette" in out
     assert "< floor 0.250: rejected" in out
+    # The monitors see the drift and the degradation; one asks for a retrain.
+    assert "customer-segments    champion v2: DATASET DRIFT" in out
+    assert "roc_auc on recent data" in out
+    assert "DEGRADED" in out
+    assert "→ retrain requested by the monitor: v4" in out
     # Rollback, health and metrics read from the outside, and a summary.
     assert "rollback → v1" in out
     assert "GET health?deep=true → 200 ok" in out

@@ -237,6 +237,7 @@ def test_list_and_get_return_the_jobs_of_warden_yaml(standin: Any, project: str)
         "customer-segments-retrain": utc(2026, 3, 30, 1),  # Monday 03:00 CEST
         "customer-segments-monitor": utc(2026, 3, 29, 4),  # 06:00 CEST, the day clocks change
         "breast-cancer-risk-retrain": utc(2026, 3, 29, 6, 30),  # 02:30 EDT
+        "breast-cancer-risk-monitor": utc(2026, 3, 29, 11),  # 07:00 EDT
     }
     for spec in specs:
         job = client.get_job(name=spec.name(project, LOCATION))
@@ -488,7 +489,7 @@ def test_module_serves_warden_yaml_fires_and_exits_cleanly_on_sigterm(
         assert proc.stdout.readline().decode().strip() == f"ready http://127.0.0.1:{port}"
         client = rest_client(f"http://127.0.0.1:{port}")
         jobs = list(client.list_jobs(parent=f"projects/{project}/locations/{LOCATION}"))
-        assert len(jobs) == 3
+        assert len(jobs) == len(job_specs(load_config(ROOT / "warden.yaml")))
         [message] = pull(sub, 1, timeout=10)
         assert dict(message.attributes) == {"model": "customer-segments", "kind": "retrain"}
         assert json.loads(message.data) == {

@@ -147,6 +147,10 @@ def run_demo(*, keep: bool = False) -> int:
             manifest = _wait_done(rt, spec.model, 1, timeout=120)
             _info(f"{spec.model:<20} {_describe(manifest, registry.resolve(spec.model))}")
 
+        for spec in job_specs(config):
+            if spec.kind != "retrain":  # the monitors run on demand below, not on the clock
+                scheduler.pause_job(name=spec.name(stack.project, stack.location))
+
         _step("Week 2: fresh data; operator runs the jobs now (Scheduler API :run)")
         seed_examples(
             rt.clients.storage,
@@ -170,6 +174,7 @@ def run_demo(*, keep: bool = False) -> int:
             label_noise=0.35,
         )
         _run_and_show(rt, stack, retrain_jobs, version=3, force="manual")
+        _monitor_and_show(rt, stack, config)
 
         _step('Operator rolls back customer-segments ("v2 segments broke campaign targeting")')
         state = registry.rollback(
@@ -257,6 +262,71 @@ def _run_and_show(rt: Any, stack: Any, specs: list[Any], *, version: int, force:
         if not manifest["gate"]["passed"]:
             for reason in manifest["gate"]["reasons"]:
                 _info(f"{'':<22}· {reason}")
+
+
+def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
+    """Run each model's monitor job through the Scheduler API and show what it found."""
+    from warden.jobs import job_specs
+
+    _step("Monitoring: the monitor jobs compare this week with the champions' profiles")
+    for spec in [s for s in job_specs(config) if s.kind == "monitor"]:
+        before = (rt.ledger().status(spec.model, "monitor") or {}).get("last_run") or {}
+        versions_before = rt.registry().version_numbers(spec.model)
+        rt.clients.scheduler.run_job(name=spec.name(stack.project, stack.location))
+
+        prior_at = before.get("at")
+
+        def finished(model: str = spec.model, prior: Any = prior_at) -> Any:
+            run = (rt.ledger().status(model, "monitor") or {}).get("last_run") or {}
+            return run if run.get("at") and run.get("at") != prior else None
+
+        run = _wait(finished, timeout=90, what=f"{spec.job_id}")
+        folder = _latest_monitoring(rt, spec.model)
+        summary = json.loads(
+            rt.clients.storage.bucket(rt.settings.registry_bucket)
+            .blob(folder + "drift.json")
+            .download_as_bytes()
+        )
+        drift = summary["drift"]
+        perf = summary.get("performance") or {}
+        verdict = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
+        _info(
+            f"{spec.model:<20} champion v{summary['version']}: {verdict} "
+            f"(share {drift['drift_share']:.2f}; drifted: "
+            f"{', '.join(drift['drifted'][:4]) or 'none'}"
+            f"{'…' if len(drift['drifted']) > 4 else ''})"
+        )
+        if perf.get("current") is not None:
+            _info(
+                f"{'':<22}{perf['metric']} on recent data {perf['current']:.3f} vs "
+                f"{perf['baseline']:.3f} at promotion → "
+                f"{'DEGRADED' if perf['degraded'] else 'ok'}"
+            )
+        _info(
+            f"{'':<22}report gs://{rt.settings.registry_bucket}/{folder}report.html "
+            f"(run {run.get('run_id', '')[:8]})"
+        )
+        cfg = config.model(spec.model)
+        if (perf.get("degraded") and cfg.drift.retrain_on_degradation) or (
+            drift["dataset_drift"] and cfg.drift.retrain_on_drift
+        ):
+            version = max(versions_before, default=0) + 1
+            manifest = _wait_done(rt, spec.model, version, timeout=90)
+            _info(
+                f"{'':<22}→ retrain requested by the monitor: "
+                f"{_describe(manifest, rt.registry().resolve(spec.model))}"
+            )
+
+
+def _latest_monitoring(rt: Any, model: str) -> str:
+    names = sorted(
+        b.name
+        for b in rt.clients.storage.list_blobs(
+            rt.settings.registry_bucket, prefix=f"{model}/monitoring/"
+        )
+        if b.name.endswith("/drift.json")
+    )
+    return names[-1].rsplit("/", 1)[0] + "/"
 
 
 def _seed_week_one(stack: Any) -> None:
