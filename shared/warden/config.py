@@ -139,7 +139,8 @@ class DriftSpec(_Strict):
     )
     per_feature: dict[str, dict[str, float]] = Field(default_factory=dict)
     dataset_share: float = Field(default=0.5, gt=0.0, le=1.0)
-    min_rows: int = Field(default=200, ge=10)
+    # Calibrated in docs/drift.md: below ~1k rows, heavy-tailed columns alarm too often.
+    min_rows: int = Field(default=1000, ge=10)
     alert_on: Literal["dataset", "any"] = Field(
         default="dataset", description="publish drift_detected on dataset drift or any feature"
     )
