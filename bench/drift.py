@@ -537,7 +537,9 @@ def report(results: list[dict], prof: dict[str, Any], ev: dict[str, Any], elapse
         "evidently_s": last["evidently_s"],
         "ratio": last["ratio"],
         "agreement": last["agreement"],
-        "peak_mb": last["peak_mb"],
+        # Our peak while streaming the Parquet file (the production path); both sides below.
+        "peak_mb": last["peak_mb"]["warden_parquet"],
+        "peak_mb_by_side": last["peak_mb"],
         "reference_rows": REF_ROWS,
         "profile_s": round(prof["profile_s"], 3),
         "evidently_version": ev["version"],
