@@ -235,7 +235,9 @@ class MonitoringStandIn:
         *,
         state_file: Path | None = None,
         check_time_window: bool = True,
+        on_point: Callable[[str, dict, str, dict, int, float], None] | None = None,
     ) -> None:
+        self._on_point = on_point  # alert policy evaluation (warden_local.policies)
         self._requested_port = port
         self._port: int | None = port
         self._state_file = Path(state_file) if state_file is not None else None
@@ -518,6 +520,20 @@ class MonitoringStandIn:
         value = _TypedValuePb()
         value.CopyFrom(point.value)
         series.points.append((end_ns, value))
+        if self._on_point is not None and kind in ("double_value", "int64_value", "bool_value"):
+            try:
+                self._on_point(
+                    metric_type,
+                    metric_labels,
+                    ts.resource.type,
+                    resource_labels,
+                    end_ns,
+                    float(getattr(point.value, kind)),
+                )
+            except Exception:  # evaluating alerts must never break writes
+                import logging
+
+                logging.getLogger(__name__).exception("alert policy evaluation failed")
 
     # -- ListTimeSeries --
 

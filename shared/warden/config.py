@@ -244,9 +244,32 @@ class ModelConfig(_Strict):
         return self.data.bucket or default
 
 
+class AlertPolicy(_Strict):
+    """A threshold on one of Warden's custom metrics (Terraform makes a Cloud Monitoring alert
+    policy of it; the local Monitoring stand-in evaluates it and posts 1.2 incidents)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    metric: str = Field(pattern=r"^[a-z_]+(/[a-z_]+)+$", description="e.g. drift/share")
+    comparison: Literal[">", ">=", "<", "<="] = ">="
+    threshold: float
+    duration_s: int = Field(default=0, ge=0, le=86_400)
+    severity: Literal["critical", "error", "warning", "info"] = "warning"
+    filter: dict[str, str] = Field(default_factory=dict, description="metric label equality")
+    runbook: str = ""
+
+    def breached(self, value: float) -> bool:
+        return {
+            ">": value > self.threshold,
+            ">=": value >= self.threshold,
+            "<": value < self.threshold,
+            "<=": value <= self.threshold,
+        }[self.comparison]
+
+
 class WardenConfig(_Strict):
     version: Literal[1] = 1
     models: dict[str, ModelConfig]
+    alert_policies: list[AlertPolicy] = Field(default_factory=list)
 
     def model(self, name: str) -> ModelConfig:
         try:
