@@ -270,6 +270,9 @@ class WardenConfig(_Strict):
     version: Literal[1] = 1
     models: dict[str, ModelConfig]
     alert_policies: list[AlertPolicy] = Field(default_factory=list)
+    alerting: dict[str, Any] | None = Field(
+        default=None, description="route tree, receivers, inhibit rules (warden.alerting)"
+    )
 
     def model(self, name: str) -> ModelConfig:
         try:
@@ -316,6 +319,10 @@ def parse_config(raw: Any, *, source: str = "warden.yaml") -> WardenConfig:
             raise ConfigError(f"{source}: models.{key}.name: must equal its key {key!r}")
     if not config.models:
         raise ConfigError(f"{source}: models: declare at least one model")
+    if config.alerting is not None:
+        from warden.alerting import parse_alerting  # imports this module: resolve lazily
+
+        parse_alerting(config.alerting, source)
     return config
 
 

@@ -28,6 +28,26 @@ class Runtime:
             self._config = load_config(self.settings.config_path)
         return self._config
 
+    @property
+    def alerting(self):  # -> warden.alerting.AlertingConfig | None
+        if "alerting" not in self._cache:
+            from warden.alerting import parse_alerting
+
+            raw = self.config.alerting
+            self._cache["alerting"] = (
+                None if raw is None else parse_alerting(raw, str(self.settings.config_path))
+            )
+        return self._cache["alerting"]
+
+    def alert_state(self):  # -> warden.alert_state.AlertState
+        from warden.alert_state import AlertState
+
+        if "alert_state" not in self._cache:
+            self._cache["alert_state"] = AlertState(
+                self.clients.storage, self.settings.registry_bucket
+            )
+        return self._cache["alert_state"]
+
     def registry(self):  # -> warden.registry.Registry
         from warden.registry import Registry
 

@@ -29,6 +29,7 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_METRICS": "'on' (default) or 'off' to skip Cloud Monitoring writes.",
     "WARDEN_CODE_VERSION": "Version string of the deployed code (bundle hash or git sha).",
     "WARDEN_LOG_LEVEL": "Root log level (default INFO).",
+    "WARDEN_WEBHOOK_TOKEN": "Token the Cloud Monitoring webhook must present (secret).",
 }
 
 DEFAULT_PROJECT = "warden-local"
@@ -80,3 +81,8 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return bool(self.storage_emulator_host)
+
+
+def secret(name: str) -> str | None:
+    """A receiver secret (webhook URL or HMAC key) named in the alerting config, or None."""
+    return os.environ.get(name) or None

@@ -1,0 +1,61 @@
+"""Cloud Functions (2nd gen) ``route_alerts`` (HTTP: Cloud Monitoring incident webhooks) and
+``route_alert_events`` (Pub/Sub: ``model-events`` and flush ticks) over one routing state.
+
+Bad input gets a 4xx naming the problem (HTTP) or is acknowledged with an ERROR log (Pub/Sub);
+a failure to reach the state or a receiver's transport propagates → 5xx → retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import functions_framework
+
+from warden import runtime
+from warden.errors import PermanentError
+from warden.logs import fields
+from warden.messages import decode_json_payload, decode_pubsub_event
+from warden.router import handle_webhook, route
+
+log = logging.getLogger("warden.functions.route_alerts")
+CONFIG = Path(__file__).with_name("warden.yaml")
+
+
+@functions_framework.http
+def route_alerts(request):
+    rt = runtime.current(default_config=CONFIG)
+    status, body = handle_webhook(
+        rt,
+        method=request.method,
+        headers=request.headers,
+        args=request.args,
+        read_body=lambda n: request.stream.read(n),
+        content_length=request.content_length,
+    )
+    if status >= 400:
+        log.warning(
+            "webhook refused (%d): %s", status, body.get("error"), extra=fields(status=status)
+        )
+    return json.dumps(body), status, {"Content-Type": "application/json"}
+
+
+@functions_framework.cloud_event
+def route_alert_events(cloud_event) -> None:
+    from warden.alerting import alert_from_model_event
+
+    rt = runtime.current(default_config=CONFIG)
+    try:
+        message = decode_pubsub_event(cloud_event)
+        payload = decode_json_payload(message)
+        alerts = (
+            []
+            if payload.get("kind") == "flush"
+            else [alert_from_model_event(payload, message.attributes)]
+        )
+        summary = route(rt, alerts)
+    except PermanentError as exc:
+        log.error("alert event refused: %s", exc, extra=fields(error_type=type(exc).__name__))
+        return
+    log.info("alert events routed", extra=fields(**summary))

@@ -1,0 +1,201 @@
+"""Deliver one rendered group notification to one receiver (Slack, webhook, Pub/Sub, log).
+
+Retries: exponential backoff 0.5 s × 2^n (capped at 8 s, full jitter) on 5xx, 429 and connection
+errors only, never more than the receiver's ``max_attempts``; any other 4xx is permanent.
+:func:`deliver` never raises for a delivery failure: it returns ``ok=False`` so one failing
+receiver never blocks the others. Secrets are never logged; of a URL only the host is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from warden.alerting import DeliveryResult, Receiver
+from warden.logs import fields
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+SLACK_TEXT_LIMIT = 3000
+
+__all__ = ["DeliveryResult", "deliver", "sign"]
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "?"
+
+
+def _backoff(attempt: int) -> float:
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+
+
+def _default_post(url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:
+    import requests
+
+    return requests.post(url, data=data, headers=headers, timeout=timeout)
+
+
+def _http(
+    receiver: Receiver,
+    url: str,
+    body: bytes,
+    headers: Callable[[], dict[str, str]],
+    *,
+    max_attempts: int,
+    timeout: float,
+    http_post: Callable[..., Any],
+    sleep: Callable[[float], None],
+) -> DeliveryResult:
+    import requests
+
+    status: int | None = None
+    error: str | None = None
+    for attempt in range(1, max_attempts + 1):
+        try:
+            resp = http_post(url, data=body, headers=headers(), timeout=timeout)
+            status = int(resp.status_code)
+            if 200 <= status < 300:
+                return DeliveryResult(receiver.name, True, attempt, status, None)
+            error = f"HTTP {status} from {_host(url)}"
+            retry = status >= 500 or status == 429
+        except (requests.ConnectionError, requests.Timeout, OSError) as exc:
+            status, error, retry = None, f"{type(exc).__name__} talking to {_host(url)}", True
+        log.warning(
+            "receiver delivery attempt failed",
+            extra=fields(receiver=receiver.name, attempt=attempt, status=status, error=error),
+        )
+        if not retry or attempt == max_attempts:
+            return DeliveryResult(receiver.name, False, attempt, status, error)
+        sleep(_backoff(attempt - 1))
+    return DeliveryResult(receiver.name, False, max_attempts, status, error)
+
+
+def _slack_body(message: dict[str, Any], channel: str | None) -> dict[str, Any]:
+    text = f"*{message['title']}*\n{message['text']}"[:SLACK_TEXT_LIMIT]
+    body: dict[str, Any] = {
+        "text": message["title"],
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": message["title"][:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        ],
+    }
+    if channel:
+        body["channel"] = channel
+    return body
+
+
+def deliver(
+    receiver: Receiver,
+    message: dict[str, Any],
+    *,
+    secrets: Callable[[str], str | None],
+    publisher_factory: Callable[[], Any] | None = None,
+    project: str = "",
+    http_post: Callable[..., Any] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryResult:
+    post = http_post or _default_post
+    try:
+        if receiver.slack is not None:
+            url = secrets(receiver.slack.url_env)
+            if not url:
+                return DeliveryResult(receiver.name, False, 0, None, "slack URL secret not set")
+            body = json.dumps(_slack_body(message, receiver.slack.channel)).encode()
+            return _http(
+                receiver,
+                url,
+                body,
+                lambda: {"Content-Type": "application/json"},
+                max_attempts=receiver.slack.max_attempts,
+                timeout=10.0,
+                http_post=post,
+                sleep=sleep,
+            )
+        if receiver.webhook is not None:
+            cfg = receiver.webhook
+            url, key = secrets(cfg.url_env), secrets(cfg.secret_env)
+            if not url or not key:
+                return DeliveryResult(receiver.name, False, 0, None, "webhook secret not set")
+            body = json.dumps(message, sort_keys=True, default=str).encode()
+            signature = sign(key, body)
+            return _http(
+                receiver,
+                url,
+                body,
+                lambda: {
+                    "Content-Type": "application/json",
+                    "X-Warden-Signature": signature,
+                    "X-Warden-Timestamp": str(int(time.time())),
+                },
+                max_attempts=cfg.max_attempts,
+                timeout=cfg.timeout_s,
+                http_post=post,
+                sleep=sleep,
+            )
+        if receiver.pubsub is not None:
+            return _publish(receiver, message, publisher_factory, project, sleep)
+        log.warning(
+            "alert notification",
+            extra=fields(receiver=receiver.name, notification=message),
+        )
+        return DeliveryResult(receiver.name, True, 1, None, None)
+    except Exception as exc:  # a receiver bug must not stop the others
+        log.exception("receiver failed", extra=fields(receiver=receiver.name))
+        return DeliveryResult(receiver.name, False, 1, None, f"{type(exc).__name__}: {exc}")
+
+
+def _publish(
+    receiver: Receiver,
+    message: dict[str, Any],
+    publisher_factory: Callable[[], Any] | None,
+    project: str,
+    sleep: Callable[[float], None],
+) -> DeliveryResult:
+    cfg = receiver.pubsub
+    assert cfg is not None
+    if publisher_factory is None or not project:
+        return DeliveryResult(receiver.name, False, 0, None, "no publisher or project")
+    publisher = publisher_factory()
+    path = publisher.topic_path(project, cfg.topic)
+    batches: list[tuple[bytes, dict[str, str]]] = []
+    if cfg.action == "retrain":
+        models = sorted(
+            {
+                a["labels"]["model"]
+                for a in message.get("alerts", [])
+                if a["status"] == "firing" and a["labels"].get("model")
+            }
+        )
+        for model in models:
+            body = json.dumps({"schema": 1, "model": model, "reason": "alert"}).encode()
+            batches.append((body, {"model": model, "kind": "retrain"}))
+    else:
+        body = json.dumps(message, sort_keys=True, default=str).encode()
+        batches.append((body, {"kind": "alert", "status": str(message.get("status", ""))}))
+    error: str | None = None
+    for attempt in range(1, cfg.max_attempts + 1):
+        try:
+            for data, attrs in batches:
+                publisher.publish(path, data, **attrs).result(timeout=30)
+            return DeliveryResult(receiver.name, True, attempt, None, None)
+        except Exception as exc:  # Pub/Sub client errors are transient more often than not
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "publish failed", extra=fields(receiver=receiver.name, attempt=attempt, error=error)
+            )
+            if attempt < cfg.max_attempts:
+                sleep(_backoff(attempt - 1))
+    return DeliveryResult(receiver.name, False, cfg.max_attempts, None, error)

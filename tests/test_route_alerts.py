@@ -1,0 +1,271 @@
+"""route_alerts over HTTP (Cloud Monitoring 1.2 webhooks) and route_alert_events over Pub/Sub
+CloudEvents, with real fake-gcs state and a capture endpoint standing in for the receivers."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from functions_framework import create_app
+
+from events import binary_headers, envelope
+from warden.config import AlertPolicy, parse_config
+from warden_local.policies import incident_payload
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "t0ken-for-tests"
+SECRET = "hmac-secret-for-tests"
+SOURCE = ROOT / "functions/route_alerts/main.py"
+POLICY = AlertPolicy(name="model-drift", metric="drift/share", threshold=0.5)
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[str, list]]:
+    received: list[tuple[dict, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def alerting(group_wait: str = "0s", group_interval: str = "1s") -> dict:
+    return {
+        "receivers": [
+            {
+                "name": "oncall",
+                "webhook": {"url_env": "TEST_HOOK_URL", "secret_env": "TEST_HOOK_SECRET"},
+            },
+            {"name": "quiet", "log": {}},
+        ],
+        "route": {
+            "receiver": "oncall",
+            "group_by": ["alertname", "model"],
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": "4h",
+            "routes": [{"matchers": ['severity = "info"'], "receiver": "quiet"}],
+        },
+    }
+
+
+@pytest.fixture
+def rt(make_runtime, capture, monkeypatch):
+    url, _ = capture
+    monkeypatch.setenv("WARDEN_WEBHOOK_TOKEN", TOKEN)
+    monkeypatch.setenv("TEST_HOOK_URL", url)
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    built = make_runtime()
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "warden.yaml").read_text()))
+    raw["alerting"] = alerting()
+    built._config = parse_config(raw)
+    return built
+
+
+@pytest.fixture
+def client(rt):
+    return create_app("route_alerts", str(SOURCE), "http").test_client()
+
+
+def incident(state: str = "open", incident_id: str = "inc-1", model: str = "m") -> dict:
+    return incident_payload(
+        POLICY,
+        project="warden-test",
+        incident_id=incident_id,
+        state=state,
+        started_at=1_780_000_000,
+        ended_at=1_780_000_600 if state == "closed" else None,
+        value=0.7,
+        metric_labels={"model": model, "version": "3"},
+        resource_type="global",
+        resource_labels={"project_id": "p"},
+    )
+
+
+def post(client, payload, *, token: str | None = TOKEN, **headers):
+    query = f"?auth_token={token}" if token is not None else ""
+    return client.post(
+        f"/{query}",
+        data=json.dumps(payload),
+        headers={"Content-Type": "application/json", **headers},
+    )
+
+
+def notifications(received) -> list[dict]:
+    out = []
+    for headers, body in received:
+        signature = headers["X-Warden-Signature"].removeprefix("sha256=")
+        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(signature, expected)
+        out.append(json.loads(body))
+    return out
+
+
+def flush() -> None:
+    """A Scheduler flush tick through the Pub/Sub entry point."""
+    tick = create_app("route_alert_events", str(SOURCE), "cloudevent").test_client()
+    body = envelope({"schema": 1, "kind": "flush"})
+    assert tick.post("/", data=json.dumps(body), headers=binary_headers(body)).status_code == 200
+
+
+def test_credentials_are_required_and_checked(client) -> None:
+    assert post(client, incident(), token=None).status_code == 401
+    assert post(client, incident(), token="wrong").status_code == 401
+    basic = base64.b64encode(f"monitoring:{TOKEN}".encode()).decode()
+    ok = post(client, incident(), token=None, Authorization=f"Basic {basic}")
+    assert ok.status_code == 200
+    bad = base64.b64encode(b"monitoring:nope").decode()
+    assert post(client, incident(), token=None, Authorization=f"Basic {bad}").status_code == 401
+
+
+def test_open_duplicates_and_close_give_one_firing_and_one_resolved(client, capture) -> None:
+    _, received = capture
+    for _ in range(100):
+        assert post(client, incident("open")).status_code == 200
+    assert len(received) == 1  # group_wait 0s: the first delivery notified, the rest deduped
+    assert post(client, incident("closed")).status_code == 200
+    time.sleep(1.1)  # the resolve is a change: it waits for group_interval (1s here)
+    flush()
+    flush()
+    sent = notifications(received)
+    assert len(sent) == 2, sent
+    text = [json.dumps(n) for n in sent]
+    assert "firing" in text[0]
+    assert "resolved" in text[1]
+
+
+def test_model_events_arrive_through_pub_sub(rt, capture) -> None:
+    _, received = capture
+    app = create_app("route_alert_events", str(SOURCE), "cloudevent").test_client()
+    event = {
+        "schema": 1,
+        "kind": "drift_detected",
+        "model": "customer-segments",
+        "version": 2,
+        "at": datetime.now(UTC).isoformat(),
+        "drift_share": 0.8,
+    }
+    body = envelope(event, attributes={"model": "customer-segments", "kind": "drift_detected"})
+    assert app.post("/", data=json.dumps(body), headers=binary_headers(body)).status_code == 200
+    assert app.post("/", data=json.dumps(body), headers=binary_headers(body)).status_code == 200
+    sent = notifications(received)
+    assert len(sent) == 1
+    assert "customer-segments" in json.dumps(sent[0])
+    bad = envelope(b"not json")
+    assert app.post("/", data=json.dumps(bad), headers=binary_headers(bad)).status_code == 200
+    assert len(received) == 1
+
+
+def test_fifty_alerts_within_group_wait_make_one_notification(rt, client, capture) -> None:
+    raw = copy.deepcopy(rt.config.model_dump(by_alias=True))
+    raw["alerting"] = alerting(group_wait="2s")
+    rt._config = parse_config(raw)
+    rt._cache.pop("alerting", None)
+    _, received = capture
+    for i in range(50):
+        assert post(client, incident(incident_id=f"inc-{i}")).status_code == 200
+    assert received == []  # still inside group_wait
+    time.sleep(2.1)
+    flush()
+    sent = notifications(received)
+    assert len(sent) == 1
+    assert all(f"inc-{i}" in json.dumps(sent[0]) for i in range(50))
+
+
+def _hostile(rng: random.Random, valid: dict) -> tuple[bytes, dict]:
+    """One malformed or hostile request body (and extra headers)."""
+    choice = rng.randrange(9)
+    if choice == 0:  # random bytes
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))), {}
+    if choice == 1:  # truncated JSON
+        text = json.dumps(valid)
+        return text[: rng.randrange(1, len(text))].encode(), {}
+    if choice == 2:  # a wrong type at a random field
+        payload = copy.deepcopy(valid)
+        key = rng.choice(list(payload["incident"]))
+        payload["incident"][key] = rng.choice([None, 1.5, -1, [], {}, "x" * 50, True, "🙃"])
+        return json.dumps(payload).encode(), {}
+    if choice == 3:  # a missing field
+        payload = copy.deepcopy(valid)
+        payload["incident"].pop(rng.choice(list(payload["incident"])))
+        return json.dumps(payload).encode(), {}
+    if choice == 4:  # deep nesting
+        depth = rng.randrange(100, 5000)
+        return ("[" * depth + "]" * depth).encode(), {}
+    if choice == 5:  # odd encodings
+        return json.dumps(valid).encode(rng.choice(["utf-16", "utf-32", "latin-1"])), {}
+    if choice == 6:  # wrong top-level shapes
+        return json.dumps(
+            rng.choice(
+                [
+                    [],
+                    "1.2",
+                    12,
+                    None,
+                    {"version": "1.1"},
+                    {"version": "1.2"},
+                    {"version": "1.2", "incident": []},
+                ]
+            )
+        ).encode(), {}
+    if choice == 7:  # hostile label names and values
+        payload = copy.deepcopy(valid)
+        payload["incident"]["policy_user_labels"] = {
+            "x" * rng.randrange(1, 300): "\u0000<script>" * rng.randrange(1, 50),
+            "a\nb": "c\r\nSet-Cookie: x=1",
+        }
+        return json.dumps(payload).encode(), {}
+    # header injection attempts ride along a body that is otherwise fine-ish
+    return json.dumps(valid).encode(), {
+        "Content-Type": "application/json; charset=utf-8",
+        "X-Forwarded-For": "1.2.3.4\r\nX-Evil: 1",
+    }
+
+
+def test_fuzz_ten_thousand_hostile_payloads_never_5xx(client) -> None:
+    rng = random.Random(1234)
+    valid = incident()
+    statuses: dict[int, int] = {}
+    for _ in range(10_000):
+        body, headers = _hostile(rng, valid)
+        try:
+            resp = client.post(
+                f"/?auth_token={TOKEN}",
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+            )
+        except ValueError:  # the test client itself refuses a header with a newline
+            continue
+        statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+        assert resp.status_code < 500, body[:200]
+        if resp.status_code >= 400:
+            assert resp.get_json()["error"]
+    assert sum(n for s, n in statuses.items() if 400 <= s < 500) > 5_000
+    huge = client.post(
+        f"/?auth_token={TOKEN}",
+        data=b"{" + b" " * (300 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert huge.status_code == 413

@@ -1,0 +1,161 @@
+"""Ten route_alerts processes (functions-framework servers) receive the same burst of Cloud
+Monitoring incidents at once; each group is notified exactly once, counted at the receiver."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+import yaml
+
+from warden.config import AlertPolicy
+from warden_local.policies import incident_payload
+from warden_local.process import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "concurrency-token"
+PROCESSES = 10
+GROUPS = 5
+PER_GROUP = 4
+
+
+def test_ten_routers_notify_each_group_exactly_once(tmp_path, gcs_emulator, bucket_names) -> None:
+    received: list[dict] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    capture = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=capture.serve_forever, daemon=True).start()
+
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "warden.yaml").read_text()))
+    raw["alerting"] = {
+        "receivers": [
+            {
+                "name": "oncall",
+                "webhook": {"url_env": "TEST_HOOK_URL", "secret_env": "TEST_HOOK_SECRET"},
+            }
+        ],
+        "route": {
+            "receiver": "oncall",
+            "group_by": ["model"],
+            "group_wait": "3s",
+            "group_interval": "1h",
+            "repeat_interval": "4h",
+        },
+    }
+    config = tmp_path / "warden.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": gcs_emulator.host,
+        "WARDEN_REGISTRY_BUCKET": bucket_names["registry"],
+        "WARDEN_CONFIG": str(config),
+        "WARDEN_PROJECT": "warden-test",
+        "WARDEN_METRICS": "off",
+        "WARDEN_WEBHOOK_TOKEN": TOKEN,
+        "TEST_HOOK_SECRET": "s",
+        "TEST_HOOK_URL": f"http://127.0.0.1:{capture.server_port}/",
+    }
+    ports = [free_port() for _ in range(PROCESSES)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target",
+                "route_alerts",
+                "--source",
+                str(ROOT / "functions/route_alerts/main.py"),
+                "--signature-type",
+                "http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        urls = [f"http://127.0.0.1:{port}/?auth_token={TOKEN}" for port in ports]
+        deadline = time.monotonic() + 90
+        for url in urls:
+            while True:
+                try:
+                    requests.get(url, timeout=2)
+                    break
+                except requests.ConnectionError:
+                    assert time.monotonic() < deadline, "routers did not start"
+                    time.sleep(0.2)
+        policy = AlertPolicy(name="model-drift", metric="drift/share", threshold=0.5)
+        started = int(time.time())
+        burst = [
+            incident_payload(
+                policy,
+                project="p",
+                incident_id=f"g{g}-i{i}",
+                state="open",
+                started_at=started,
+                ended_at=None,
+                value=0.9,
+                metric_labels={"model": f"m{g}", "feature": f"f{i}"},
+                resource_type="global",
+                resource_labels={"project_id": "p"},
+            )
+            for g in range(GROUPS)
+            for i in range(PER_GROUP)
+        ]
+
+        def deliver_everywhere(payloads: list[dict]) -> list[int]:
+            with ThreadPoolExecutor(max_workers=PROCESSES * 2) as pool:
+                futures = [
+                    pool.submit(requests.post, url, json=p, timeout=60)
+                    for p in payloads
+                    for url in urls
+                ]
+                return [f.result().status_code for f in futures]
+
+        assert set(deliver_everywhere(burst)) == {200}
+        assert received == []  # group_wait holds every group back
+        time.sleep(3.2)
+        # The same burst again (Monitoring redelivers): no new alert, but every process now
+        # finds every group due and races to flush it.
+        assert set(deliver_everywhere(burst)) == {200}
+        time.sleep(0.5)
+        per_group = Counter(n["group_labels"]["model"] for n in received)
+        assert per_group == {f"m{g}": 1 for g in range(GROUPS)}
+        for note in received:
+            assert len(note["alerts"]) == PER_GROUP  # one notification listing the whole group
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        capture.shutdown()
