@@ -89,3 +89,25 @@ def test_report_downloads_the_version_report(cli_env, tmp_path) -> None:
     missing = CliRunner().invoke(main, ["report", MODEL, "--monitor", "--out", str(tmp_path)])
     assert missing.exit_code == EXIT_NOT_FOUND
     assert "no monitoring runs yet" in missing.output
+
+
+def test_silences_add_list_expire(make_runtime, monkeypatch) -> None:
+    rt = make_runtime(install=False)
+    monkeypatch.setenv("WARDEN_REGISTRY_BUCKET", rt.settings.registry_bucket)
+    monkeypatch.setenv("WARDEN_CONFIG", str(ROOT / "warden.yaml"))
+    out = invoke("--json", "silence", "add", 'model="customer-segments"',
+                 'severity=~"warning|info"', "--duration", "1d", "--comment", "migration",
+                 "--author", "ops")
+    assert out.exit_code == 0
+    created = json.loads(out.output)
+    assert created["ends_at"] - created["starts_at"] == 86400
+    listed = json.loads(invoke("--json", "silence", "list").output)
+    assert [s["id"] for s in listed] == [created["id"]]
+    assert listed[0]["matchers"] == ['model="customer-segments"', 'severity=~"warning|info"']
+    assert invoke("silence", "expire", created["id"]).exit_code == 0
+    assert json.loads(invoke("--json", "silence", "list").output) == []
+    again = CliRunner().invoke(main, ["silence", "expire", created["id"]])
+    assert again.exit_code == EXIT_NOT_FOUND
+    bad = CliRunner().invoke(main, ["silence", "add", "model~~nope"])
+    assert bad.exit_code != 0
+    assert "matcher" in bad.output.lower()

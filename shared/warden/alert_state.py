@@ -188,14 +188,19 @@ class AlertState:
         return sorted(out, key=lambda s: (s.starts_at, s.id))
 
     def expire_silence(self, silence_id: str, *, now: float) -> bool:
-        """End a silence now. False if it does not exist."""
+        """End a silence now. False if it does not exist or has already ended."""
+
+        ended: list[bool] = []
 
         def change(data: dict | None) -> dict | None:
+            ended.clear()
             if data is None or data["ends_at"] <= now:
-                return None
+                return None  # missing, or over already: nothing to end
+            ended.append(True)
             return {**data, "ends_at": now}
 
-        return self._update(f"{SILENCES}{silence_id}.json", change) is not None
+        self._update(f"{SILENCES}{silence_id}.json", change)
+        return bool(ended)
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(

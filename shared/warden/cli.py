@@ -259,6 +259,89 @@ def report(ctx: click.Context, ref: str, monitor_run: bool, out: Path) -> None:
 
 
 @main.group()
+def silence() -> None:
+    """Silence alerts by label matchers for a while (stored with the router's state)."""
+
+
+@silence.command("add")
+@click.argument("matchers", nargs=-1, required=True)
+@click.option("--duration", default="2h", show_default=True, help="e.g. 30m, 2h, 1d")
+@click.option("--comment", default="", help="Why (shown in `silence list`).")
+@click.option("--author", default=None, help="Who (default: $USER).")
+@click.pass_context
+@handled
+def silence_add(
+    ctx: click.Context, matchers: tuple[str, ...], duration: str, comment: str, author: str | None
+) -> None:
+    """Add a silence: MATCHERS like 'model="customer-segments"' 'severity=~"warning|info"'."""
+    import getpass
+    import time
+
+    from warden.alerting import parse_duration
+
+    days = duration[:-1]
+    seconds = (
+        float(days) * 86400
+        if duration.endswith("d") and days.isdigit()
+        else parse_duration(duration)
+    )
+    if not seconds or seconds <= 0:
+        raise click.BadParameter(f"not a positive duration: {duration!r}", param_hint="--duration")
+    now = time.time()
+    try:
+        created = (
+            _runtime(ctx)
+            .alert_state()
+            .add_silence(
+                matchers,
+                starts_at=now,
+                ends_at=now + seconds,
+                created_by=author or getpass.getuser(),
+                comment=comment,
+            )
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="MATCHERS") from None
+    _emit(ctx, created.to_json(), f"silence {created.id} until {_when(created.ends_at)}")
+
+
+def _when(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@click.pass_context
+@handled
+def silence_list(ctx: click.Context, show_all: bool) -> None:
+    """Active silences (or all of them)."""
+    import time
+
+    items = _runtime(ctx).alert_state().list_silences(None if show_all else time.time())
+    lines = [
+        f"{s.id}  until {_when(s.ends_at)}  by {s.created_by}  {' '.join(s.matchers)}"
+        f"{'  # ' + s.comment if s.comment else ''}"
+        for s in items
+    ]
+    _emit(ctx, [s.to_json() for s in items], "\n".join(lines) or "no active silences")
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+@click.pass_context
+@handled
+def silence_expire(ctx: click.Context, silence_id: str) -> None:
+    """End a silence now."""
+    import time
+
+    if not _runtime(ctx).alert_state().expire_silence(silence_id, now=time.time()):
+        raise VersionNotFound(f"no active silence {silence_id!r}")
+    _emit(ctx, {"expired": silence_id}, f"silence {silence_id} expired")
+
+
+@main.group()
 def jobs() -> None:
     """Scheduled jobs, through the Cloud Scheduler API (the local stand-in or the real one)."""
 
