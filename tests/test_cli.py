@@ -95,9 +95,19 @@ def test_silences_add_list_expire(make_runtime, monkeypatch) -> None:
     rt = make_runtime(install=False)
     monkeypatch.setenv("WARDEN_REGISTRY_BUCKET", rt.settings.registry_bucket)
     monkeypatch.setenv("WARDEN_CONFIG", str(ROOT / "warden.yaml"))
-    out = invoke("--json", "silence", "add", 'model="customer-segments"',
-                 'severity=~"warning|info"', "--duration", "1d", "--comment", "migration",
-                 "--author", "ops")
+    out = invoke(
+        "--json",
+        "silence",
+        "add",
+        'model="customer-segments"',
+        'severity=~"warning|info"',
+        "--duration",
+        "1d",
+        "--comment",
+        "migration",
+        "--author",
+        "ops",
+    )
     assert out.exit_code == 0
     created = json.loads(out.output)
     assert created["ends_at"] - created["starts_at"] == 86400

@@ -60,6 +60,10 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert "roc_auc on recent data" in out
     assert "DEGRADED" in out
     assert "→ retrain requested by the monitor: v4" in out
+    # Metric → incident → route → receiver, and model events → receivers.
+    assert "slack  ← [FIRING:1] model-degraded" in out
+    assert "slack  ← [FIRING:1] ModelDriftDetected" in out
+    assert "notifications (every alert group, HMAC-signed webhook)" in out
     # Rollback, health and metrics read from the outside, and a summary.
     assert "rollback → v1" in out
     assert "GET health?deep=true → 200 ok" in out

@@ -238,6 +238,7 @@ def test_list_and_get_return_the_jobs_of_warden_yaml(standin: Any, project: str)
         "customer-segments-monitor": utc(2026, 3, 29, 4),  # 06:00 CEST, the day clocks change
         "breast-cancer-risk-retrain": utc(2026, 3, 29, 6, 30),  # 02:30 EDT
         "breast-cancer-risk-monitor": utc(2026, 3, 29, 11),  # 07:00 EDT
+        "alerts-flush": utc(2026, 3, 28, 12, 1),  # every minute
     }
     for spec in specs:
         job = client.get_job(name=spec.name(project, LOCATION))

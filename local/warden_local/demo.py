@@ -175,6 +175,7 @@ def run_demo(*, keep: bool = False) -> int:
         )
         _run_and_show(rt, stack, retrain_jobs, version=3, force="manual")
         _monitor_and_show(rt, stack, config)
+        _alerts_and_show(rt, stack, config)
 
         _step('Operator rolls back customer-segments ("v2 segments broke campaign targeting")')
         state = registry.rollback(
@@ -316,6 +317,39 @@ def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
                 f"{'':<22}→ retrain requested by the monitor: "
                 f"{_describe(manifest, rt.registry().resolve(spec.model))}"
             )
+
+
+def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
+    """What the monitors' metrics and events turned into at the receivers."""
+    from warden.alerting import parse_alerting
+    from warden.jobs import ALERT_FLUSH
+
+    routing = parse_alerting(config.alerting, "warden.yaml")
+    wait = routing.tree.group_wait
+    _step(f"Alerts: incidents and model events → route_alerts (group_wait {wait:.0f}s) → receivers")
+    _info(
+        "Monitoring stand-in evaluated the alert policies on the new points; model events "
+        "arrived over Pub/Sub"
+    )
+    time.sleep(wait + 1)  # let every group's group_wait pass, then a Scheduler flush tick
+    rt.clients.scheduler.run_job(name=ALERT_FLUSH.name(stack.project, stack.location))
+    received = stack.run_dir / "received.jsonl"
+
+    def notes() -> list[dict[str, Any]]:
+        if not received.exists():
+            return []
+        return [json.loads(line) for line in received.read_text().splitlines()]
+
+    _wait(lambda: len(notes()) >= 2, timeout=60, what="notifications at the receivers")
+    time.sleep(1)
+    audit = 0
+    for note in notes():
+        body = note["body"] if isinstance(note["body"], dict) else {}
+        if note["path"] == "/slack":
+            _info(f"slack  ← {str(body.get('text', '')).splitlines()[0][:88]}")
+        else:
+            audit += 1
+    _info(f"audit  ← {audit} notifications (every alert group, HMAC-signed webhook)")
 
 
 def _latest_monitoring(rt: Any, model: str) -> str:

@@ -750,12 +750,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="accept points of any age (replaying old data)",
     )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="warden.yaml whose alert_policies to evaluate"
+    )
+    parser.add_argument(
+        "--incident-url",
+        default="",
+        help="webhook receiving 1.2 incidents (token from WARDEN_WEBHOOK_TOKEN)",
+    )
+    parser.add_argument("--project", default="warden-local")
     args = parser.parse_args(argv)
+    evaluator = None
+    if args.config is not None and args.incident_url:
+        from warden.config import load_config
+        from warden_local.policies import PolicyEvaluator
+
+        evaluator = PolicyEvaluator(
+            load_config(args.config).alert_policies,
+            project=args.project,
+            url=args.incident_url,
+            token=os.environ.get("WARDEN_WEBHOOK_TOKEN", ""),
+        )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     standin = MonitoringStandIn(
-        args.port or None, state_file=args.state_file, check_time_window=not args.no_time_window
+        args.port or None,
+        state_file=args.state_file,
+        check_time_window=not args.no_time_window,
+        on_point=evaluator.observe if evaluator is not None else None,
     ).start()
     print(f"ready {standin.endpoint}", flush=True)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -44,6 +45,11 @@ class FunctionSpec:
     name: str
     signature: str  # "cloudevent" | "http"
     topic: str | None = None  # Pub/Sub trigger (Eventarc), if any
+    source: str | None = None  # folder under functions/ (default: the name)
+
+    @property
+    def folder(self) -> str:
+        return self.source or self.name
 
 
 #: The deployed functions and their triggers (Terraform declares the same; a test holds them).
@@ -51,6 +57,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("retrain_model", "cloudevent", TOPICS["retrain"]),
     FunctionSpec("monitor_model", "cloudevent", TOPICS["monitor"]),
     FunctionSpec("health", "http"),
+    FunctionSpec("route_alerts", "http", source="route_alerts"),
+    FunctionSpec("route_alert_events", "cloudevent", EVENTS_TOPIC, source="route_alerts"),
 )
 
 
@@ -108,6 +116,7 @@ class LocalStack:
         self.function_urls: dict[str, str] = {}
         self.endpoints: dict[str, str] = {}
         self._logs: list[IO[bytes]] = []
+        self.secrets: dict[str, str] = {}
         self._started = False
 
     # -- environment --------------------------------------------------------------------------
@@ -181,12 +190,39 @@ class LocalStack:
         say("creating buckets and topics")
         self._create_buckets_and_topics()
 
+        say("starting the receiver capture endpoint")
+        port = free_port()
+        capture = PythonService(
+            "capture",
+            [
+                "-m",
+                "warden_local.capture",
+                "--port",
+                str(port),
+                "--out",
+                str(self.run_dir / "received.jsonl"),
+            ],
+            port=port,
+            log=self._log("capture"),
+            env=self._base_env(),
+        )
+        self.processes["capture"] = capture.start()
+        self.endpoints["capture"] = f"http://127.0.0.1:{port}"
+        # Receivers' URLs and secrets, as Secret Manager would inject them in the cloud.
+        self.secrets = {
+            "WARDEN_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
+            "WARDEN_SLACK_WEBHOOK_URL": f"{self.endpoints['capture']}/slack",
+            "WARDEN_AUDIT_WEBHOOK_URL": f"{self.endpoints['capture']}/audit",
+            "WARDEN_AUDIT_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+        }
+
         for spec in self.functions:
             say(f"starting function {spec.name}")
             port = free_port()
             env = {
                 **self._base_env(),
                 **self.client_env(),
+                **self.secrets,
                 "K_SERVICE": spec.name,
                 "K_REVISION": f"{spec.name}-local",
                 "K_CONFIGURATION": spec.name,
@@ -202,7 +238,7 @@ class LocalStack:
                     "--target",
                     spec.name,
                     "--source",
-                    str(FUNCTIONS_DIR / spec.name / "main.py"),
+                    str(FUNCTIONS_DIR / spec.folder / "main.py"),
                     "--signature-type",
                     spec.signature,
                     "--host",
@@ -252,6 +288,10 @@ class LocalStack:
 
         if self.before_scheduler is not None:
             self.before_scheduler(self)
+        if "route_alerts" in self.function_urls:
+            self._restart_monitoring_with_policies()
+        if self.speed > 60:
+            self._pause_flush_job()
         say("starting the Cloud Scheduler stand-in")
         sched_port = int(self.endpoints["scheduler"].rsplit(":", 1)[1])
         args = [
@@ -281,6 +321,44 @@ class LocalStack:
         )
         self.processes["scheduler"] = scheduler.start()
         self._write_state()
+
+    def _restart_monitoring_with_policies(self) -> None:
+        """Now that the router is up, the Monitoring stand-in can evaluate alert policies and
+        post incidents to it (its series survive the restart in the state file)."""
+        self.progress("restarting the Monitoring stand-in with alert policies")
+        self.processes["monitoring"].stop()
+        port = int(self.endpoints["monitoring"].rsplit(":", 1)[1])
+        monitoring = PythonService(
+            "monitoring",
+            [
+                "-m",
+                "warden_local.monitoring",
+                "--port",
+                str(port),
+                "--state-file",
+                str(self.run_dir / "monitoring-state.json"),
+                "--config",
+                str(self.config_path),
+                "--project",
+                self.project,
+                "--incident-url",
+                self.function_urls["route_alerts"],
+            ],
+            port=port,
+            log=self._log("monitoring"),
+            env={**self._base_env(), "WARDEN_WEBHOOK_TOKEN": self.secrets["WARDEN_WEBHOOK_TOKEN"]},
+        )
+        self.processes["monitoring"] = monitoring.start()
+
+    def _pause_flush_job(self) -> None:
+        """At a fast clock a per-minute flush tick would fire many times a second; flushing
+        still happens on every router invocation."""
+        from warden.jobs import ALERT_FLUSH
+
+        name = ALERT_FLUSH.name(self.project, self.location)
+        (self.run_dir / "scheduler-state.json").write_text(
+            json.dumps({"version": 1, "jobs": {name: {"state": "PAUSED"}}})
+        )
 
     def _base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}

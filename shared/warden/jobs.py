@@ -31,6 +31,7 @@ class JobSpec:
     cron: str
     timezone: str
     topic: str
+    data: dict[str, Any] | None = None  # a fixed payload for jobs that are not per model
 
     @property
     def job_id(self) -> str:
@@ -38,20 +39,35 @@ class JobSpec:
 
     def payload(self) -> dict[str, Any]:
         """Exactly what the job publishes (Cloud Scheduler's data is static)."""
+        if self.data is not None:
+            return dict(self.data)
         return {"schema": 1, "model": self.model, "reason": "schedule"}
 
     def data_b64(self) -> str:
         return base64.b64encode(json.dumps(self.payload(), sort_keys=True).encode()).decode()
 
     def attributes(self) -> dict[str, str]:
+        if self.data is not None:
+            return {"kind": self.kind}
         return {"model": self.model, "kind": self.kind}
 
     def name(self, project: str, location: str) -> str:
         return f"projects/{project}/locations/{location}/jobs/{self.job_id}"
 
 
+#: Flushes due alert groups when no new alert arrives (route_alert_events reads model-events).
+ALERT_FLUSH = JobSpec(
+    model="alerts",
+    kind="flush",
+    cron="* * * * *",
+    timezone="Etc/UTC",
+    topic=EVENTS_TOPIC,
+    data={"schema": 1, "kind": "flush"},
+)
+
+
 def job_specs(config: WardenConfig) -> list[JobSpec]:
-    specs = []
+    specs = [ALERT_FLUSH] if config.alerting is not None else []
     for name, model in sorted(config.models.items()):
         for kind in TOPICS:
             schedule = getattr(model.schedules, kind)
