@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-tools lint format lock clean bench-health bench-drift
+.PHONY: install demo test check-tools lint format lock clean bench-health bench-drift bench-router
 
 install: $(STAMP)
 
@@ -65,3 +65,6 @@ $(DRIFT_STAMP): bench/requirements-drift.txt
 
 bench-drift: install $(DRIFT_STAMP)
 	$(BIN)/python bench/drift.py
+
+bench-router: install
+	$(BIN)/python bench/router.py
