@@ -253,6 +253,34 @@ def test_inhibited_alerts_are_not_sent(env, capture: Capture) -> None:
     assert sorted(sent) == [("Model down", "churn"), ("Model drift", "fraud")]
 
 
+def test_inhibition_that_begins_later_is_recorded_in_the_state(env, capture: Capture) -> None:
+    state, send, _ = env
+    config = _config(
+        inhibit_rules=[
+            {
+                "source_matchers": ['alertname="Model down"'],
+                "target_matchers": ['alertname="Model drift"'],
+                "equal": ["model"],
+            }
+        ]
+    )
+    drift = incident(2, model="churn")
+    state.ingest([drift], config=config, now=T, instance="a")  # nothing inhibits it yet
+    state.ingest(
+        [incident(1, policy="Model down", model="churn")], config=config, now=T + 1, instance="a"
+    )
+    state.flush_due(config=config, now=T + 31, instance="a", send=send)
+    stored = [
+        rec
+        for name in state._names("_alerting/groups/")
+        for rec in (state._read(name)[0] or {}).get("alerts", {}).values()
+        if rec["labels"]["alertname"] == "Model drift"
+    ]
+    assert [r["inhibited"] for r in stored] == [True]
+    sent = [a["labels"]["alertname"] for q in capture.at("/hook") for a in q["body"]["alerts"]]
+    assert sent == ["Model down"]
+
+
 def test_concurrent_instances_notify_each_group_exactly_once(
     capture: Capture, gcs_emulator, bucket_names
 ) -> None:

@@ -350,6 +350,19 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
         else:
             audit += 1
     _info(f"audit  ← {audit} notifications (every alert group, HMAC-signed webhook)")
+    muted = []
+    for blob in rt.clients.storage.list_blobs(
+        rt.settings.registry_bucket, prefix="_alerting/groups/"
+    ):
+        for alert in json.loads(blob.download_as_bytes()).get("alerts", {}).values():
+            if alert.get("inhibited"):
+                labels = alert["labels"]
+                muted.append(f"{labels.get('alertname')} for {labels.get('model')}")
+    if muted:
+        _info(
+            f"inhibited, not sent: {', '.join(sorted(set(muted)))} (the same model's "
+            "model-degraded is firing)"
+        )
 
 
 def _latest_monitoring(rt: Any, model: str) -> str:

@@ -20,7 +20,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -313,6 +313,11 @@ class AlertState:
                     result.skipped_claimed += 1
                     break
                 if not pending and not due(state, now):
+                    if _muting(state) != _muting(data):
+                        # Nothing to send, but who is muted changed (an inhibiting alert began
+                        # firing after this one arrived): record it, best effort, so the state
+                        # tells operators why nothing was sent.
+                        self._write(name, state, gen)
                     break
                 view = to_send(state)
                 seq = int(pending["seq"]) if pending else int(state.get("seq", 0)) + 1
@@ -473,6 +478,13 @@ class AlertState:
 
                 self._update(name, prune)
         return counts
+
+
+def _muting(state: Mapping[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
+    return {
+        fp: (rec.get("silenced"), rec.get("inhibited"), rec.get("status"))
+        for fp, rec in state.get("alerts", {}).items()
+    }
 
 
 def _apply(state: dict[str, Any], a: Alert, sil: bool, inh: bool, now: float) -> str:
