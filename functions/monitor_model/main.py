@@ -1,8 +1,8 @@
-"""Cloud Function (2nd gen) ``monitor_model``: Pub/Sub ``monitor-requests`` → drift and
-performance check of one model's champion against recent data.
+"""Cloud Function (2nd gen) ``monitor_model``: Pub/Sub ``monitor-requests`` → drift and performance
+check of one model's champion.
 
-Permanent errors (malformed event, unknown model, no data, stale profile) are logged at ERROR and
-acknowledged, so Pub/Sub never loops on them. Anything else propagates → 5xx → retry.
+Permanent errors (malformed event, unknown model, bad data) are logged at ERROR and acknowledged;
+anything else propagates → 5xx → retry (see warden.entrypoints).
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from pathlib import Path
 
 import functions_framework
 
-from warden import runtime
-from warden.errors import PermanentError
-from warden.logs import fields
-from warden.messages import decode_pubsub_event, parse_run_request
+from warden.entrypoints import run_job_event
 from warden.monitor import monitor
 
 log = logging.getLogger("warden.functions.monitor_model")
@@ -24,30 +21,4 @@ CONFIG = Path(__file__).with_name("warden.yaml")
 
 @functions_framework.cloud_event
 def monitor_model(cloud_event) -> None:
-    rt = runtime.current(default_config=CONFIG)
-    try:
-        message = decode_pubsub_event(cloud_event)
-        request = parse_run_request(message, rt.config, job="monitor")
-        outcome = monitor(request, rt)
-    except PermanentError as exc:
-        log.error(
-            "monitor request refused: %s",
-            exc,
-            extra=fields(
-                event_id=cloud_event.get("id") if hasattr(cloud_event, "get") else None,
-                error_type=type(exc).__name__,
-            ),
-        )
-        return
-    log.info(
-        "monitor %s: %s",
-        outcome.status,
-        outcome.detail,
-        extra=fields(
-            model=outcome.model,
-            version=outcome.version,
-            dataset_drift=outcome.dataset_drift,
-            degraded=outcome.degraded,
-            retrain_requested=outcome.retrain_requested,
-        ),
-    )
+    run_job_event(cloud_event, job="monitor", use_case=monitor, default_config=CONFIG, logger=log)

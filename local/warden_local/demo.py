@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from warden_local.stack import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,17 +58,6 @@ def plan_clock(
     assert best is not None
     span, start = best
     return start, max(60.0, span.total_seconds() / real_seconds)
-
-
-def _wait(predicate, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 def _describe(manifest: dict[str, Any], champion: int | None) -> str:
@@ -130,7 +121,7 @@ def run_demo(*, keep: bool = False) -> int:
         _info(f"virtual clock starts {clock_start:%a %Y-%m-%d %H:%M:%S}Z and runs ×{speed:.0f}")
         for spec in retrain_jobs:
             name = spec.name(stack.project, stack.location)
-            job = _wait(
+            job = wait_until(
                 lambda n=name: (lambda j: j if j.last_attempt_time else None)(
                     scheduler.get_job(name=n)
                 ),
@@ -281,7 +272,7 @@ def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
             run = (rt.ledger().status(model, "monitor") or {}).get("last_run") or {}
             return run if run.get("at") and run.get("at") != prior else None
 
-        run = _wait(finished, timeout=90, what=f"{spec.job_id}")
+        run = wait_until(finished, timeout=90, what=f"{spec.job_id}")
         folder = _latest_monitoring(rt, spec.model)
         summary = json.loads(
             rt.clients.storage.bucket(rt.settings.registry_bucket)
@@ -340,7 +331,7 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
             return []
         return [json.loads(line) for line in received.read_text().splitlines()]
 
-    _wait(lambda: len(notes()) >= 2, timeout=60, what="notifications at the receivers")
+    wait_until(lambda: len(notes()) >= 2, timeout=60, what="notifications at the receivers")
     time.sleep(1)
     audit = 0
     for note in notes():
@@ -403,7 +394,7 @@ def _wait_done(rt: Any, model: str, version: int, *, timeout: float) -> dict[str
         last = (rt.ledger().status(model, "retrain") or {}).get("last_run") or {}
         return manifest if last.get("run_id") == manifest["run_id"] else None
 
-    return _wait(done, timeout=timeout, what=f"{model} v{version}")
+    return wait_until(done, timeout=timeout, what=f"{model} v{version}")
 
 
 def _publish_manual(rt: Any, model: str) -> None:

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import sys
 import threading
@@ -465,10 +464,6 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no running stack in {run_dir} (start one: warden local up)")
     return json.loads(path.read_text())
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None
 
 
 def wait_until(

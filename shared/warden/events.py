@@ -64,3 +64,11 @@ class EventPublisher:
         data = json.dumps(body, sort_keys=True, default=str).encode()
         future = self._publisher.publish(path, data, model=model, kind=kind)
         return str(future.result(timeout=self.timeout))
+
+    def try_publish(self, kind: str, model: str, **payload: Any) -> None:
+        """Publish, logging instead of raising: callers publish after their outcome is stored,
+        and a lost event must not make Pub/Sub redo the work."""
+        try:
+            self.publish(kind, model, **payload)
+        except Exception:
+            log.exception("could not publish %s event", kind, extra=fields(model=model))

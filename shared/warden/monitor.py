@@ -97,7 +97,7 @@ def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -
         ledger.record_status(
             cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
         )
-        _publish(rt, "failed", cfg.name, job=JOB, error=str(exc)[:2000], run_id=run_id)
+        rt.events().try_publish("failed", cfg.name, job=JOB, error=str(exc)[:2000], run_id=run_id)
         raise
     except BaseException:
         try:
@@ -207,8 +207,7 @@ def _run(
     _metrics(rt, cfg, version, drift, performance)
 
     if alert:
-        _publish(
-            rt,
+        rt.events().try_publish(
             "drift_detected",
             cfg.name,
             version=version,
@@ -219,8 +218,7 @@ def _run(
             report=f"gs://{registry.bucket_name}/{folder}report.html",
         )
     if degraded:
-        _publish(
-            rt,
+        rt.events().try_publish(
             "performance_degraded",
             cfg.name,
             version=version,
@@ -498,10 +496,3 @@ def request_retrain(rt: Runtime, cfg: ModelConfig, *, reason: str, run_id: str, 
         raise RetryableError(f"{cfg.name}: could not publish the retrain request: {exc}") from exc
     log.info("retrain requested (%s)", reason, extra=fields(model=cfg.name, message_id=message_id))
     return True
-
-
-def _publish(rt: Runtime, kind: str, model: str, **payload: Any) -> None:
-    try:
-        rt.events().publish(kind, model, **payload)
-    except Exception:  # the outcome is stored; a lost event must not redo the run
-        log.exception("could not publish %s event", kind, extra=fields(model=model))

@@ -76,8 +76,7 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
         ledger.record_status(
             cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
         )
-        _best_effort_publish(
-            rt,
+        rt.events().try_publish(
             "failed",
             cfg.name,
             job=JOB,
@@ -237,8 +236,7 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
             model=cfg.name, version=version, gate_passed=decision.passed, metrics=cand_eval.metrics
         ),
     )
-    _best_effort_publish(
-        rt,
+    rt.events().try_publish(
         "version_registered",
         cfg.name,
         version=version,
@@ -259,8 +257,7 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
         )
         promoted = state is not None and state.version == version
         if promoted:
-            _best_effort_publish(
-                rt,
+            rt.events().try_publish(
                 "promoted",
                 cfg.name,
                 version=version,
@@ -271,8 +268,7 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
             detail = "gate passed, but the champion changed while this run evaluated; not promoted"
             log.warning(detail, extra=fields(model=cfg.name, version=version))
     else:
-        _best_effort_publish(
-            rt,
+        rt.events().try_publish(
             "rejected",
             cfg.name,
             version=version,
@@ -289,13 +285,6 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
         detail=detail,
         metrics=cand_eval.metrics,
     )
-
-
-def _best_effort_publish(rt: Runtime, kind: str, model: str, **payload: Any) -> None:
-    try:
-        rt.events().publish(kind, model, **payload)
-    except Exception:  # the version is safe; a lost event must not redo the training
-        log.exception("could not publish %s event", kind, extra=fields(model=model))
 
 
 def _best_effort_metrics(
