@@ -1,0 +1,119 @@
+locals {
+  # Every entry point in functions/*/main.py, its trigger and its sizing (the test suite checks
+  # this table against the decorators in the code and against the local stack's FUNCTIONS).
+  function_defaults = {
+    retrain_model = {
+      source      = "retrain_model"
+      description = "Retrain, evaluate, register and gate one model (retrain-requests)."
+      trigger     = "retrain"
+      ingress     = "ALLOW_INTERNAL_ONLY"
+      memory      = "2Gi"
+      cpu         = "1"
+      timeout     = 540
+      instances   = 5
+    }
+    monitor_model = {
+      source      = "monitor_model"
+      description = "Drift and performance check of one model's champion (monitor-requests)."
+      trigger     = "monitor"
+      ingress     = "ALLOW_INTERNAL_ONLY"
+      memory      = "1Gi"
+      cpu         = "1"
+      timeout     = 300
+      instances   = 5
+    }
+    health = {
+      source      = "health"
+      description = "JSON health of the registry and every champion (uptime check target)."
+      trigger     = null
+      ingress     = "ALLOW_ALL" # uptime checkers call from outside; they present an OIDC token
+      memory      = "1Gi"
+      cpu         = "1"
+      timeout     = 60
+      instances   = 2
+    }
+    route_alerts = {
+      source      = "route_alerts"
+      description = "Cloud Monitoring incident webhook (token-checked) into the alert router."
+      trigger     = null
+      ingress     = "ALLOW_ALL" # Cloud Monitoring webhooks come from outside Google's network edge
+      memory      = "512Mi"
+      cpu         = "1"
+      timeout     = 60
+      instances   = 3
+    }
+    route_alert_events = {
+      source      = "route_alerts"
+      description = "model-events and flush ticks into the alert router."
+      trigger     = "events"
+      ingress     = "ALLOW_INTERNAL_ONLY"
+      memory      = "512Mi"
+      cpu         = "1"
+      timeout     = 120
+      instances   = 2
+    }
+  }
+
+  functions = {
+    for key, f in local.function_defaults : key => merge(f, {
+      name = replace(key, "_", "-")
+      service = {
+        memory          = coalesce(try(var.functions[key].memory, null), f.memory)
+        cpu             = coalesce(try(var.functions[key].cpu, null), f.cpu)
+        timeout_seconds = coalesce(try(var.functions[key].timeout_seconds, null), f.timeout)
+        max_instances   = coalesce(try(var.functions[key].max_instances, null), f.instances)
+        concurrency     = 1 # one model run per instance (DESIGN.md, "Scale")
+        ingress         = f.ingress
+      }
+    })
+  }
+
+  # What warden.settings reads, for every function. WARDEN_CODE_VERSION is set by the module
+  # (the bundle hash); WARDEN_MONITORING_ENDPOINT, WARDEN_SCHEDULER_ENDPOINT and WARDEN_CONFIG
+  # are for the local stack only (settings.LOCAL_ONLY_ENV_VARS).
+  environment = {
+    WARDEN_PROJECT         = var.project_id
+    WARDEN_LOCATION        = var.region
+    WARDEN_REGISTRY_BUCKET = google_storage_bucket.bucket["registry"].name
+    WARDEN_DATA_BUCKET     = local.data_bucket
+    WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name
+    WARDEN_RETRAIN_TOPIC   = google_pubsub_topic.topic["retrain"].name
+    WARDEN_METRICS         = "on"
+    WARDEN_LOG_LEVEL       = var.log_level
+  }
+}
+
+module "function" {
+  source      = "./modules/function"
+  for_each    = local.functions
+  project_id  = var.project_id
+  region      = var.region
+  prefix      = var.prefix
+  name        = each.value.name
+  description = each.value.description
+  entry_point = each.key
+  # Its own account; its roles are in iam.tf.
+  service_account_email = google_service_account.function[each.key].email
+  labels                = { warden-function = each.value.name }
+
+  bundle = {
+    bucket = google_storage_bucket.bucket["bundles"].name
+    path   = "${path.module}/${var.bundle_dir}/${each.value.source}.zip"
+  }
+  service     = each.value.service
+  environment = local.environment
+  secrets     = local.function_secrets[each.key]
+
+  pubsub_trigger = each.value.trigger == null ? null : {
+    topic                   = google_pubsub_topic.topic[each.value.trigger].id
+    dead_letter_topic       = google_pubsub_topic.dead_letter[each.value.trigger].name
+    invoker_service_account = google_service_account.pubsub_invoker.email
+    max_delivery_attempts   = var.pubsub.max_delivery_attempts
+    minimum_backoff         = var.pubsub.minimum_backoff
+    maximum_backoff         = var.pubsub.maximum_backoff
+  }
+
+  invokers = lookup(local.function_invokers, each.key, {})
+
+  depends_on = [google_project_service.service, google_secret_manager_secret_iam_member.accessor]
+}

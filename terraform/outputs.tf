@@ -1,0 +1,37 @@
+output "functions" {
+  description = "Function name => HTTPS endpoint."
+  value       = { for k, m in module.function : k => m.uri }
+}
+
+output "buckets" {
+  description = "Warden's buckets by role."
+  value       = merge({ for k, b in google_storage_bucket.bucket : k => b.name }, { data = local.data_bucket })
+}
+
+output "topics" {
+  description = "Topic ids by kind."
+  value       = { for k, t in google_pubsub_topic.topic : k => t.name }
+}
+
+output "scheduler_jobs" {
+  description = "Scheduler job ids (what `warden jobs run|pause|resume` takes)."
+  value       = sort([for j in google_cloud_scheduler_job.job : j.name])
+}
+
+output "cli_env" {
+  description = "Shell exports that point the warden CLI at this deployment: eval \"$(terraform output -raw cli_env)\"."
+  value = join("\n", [for k, v in {
+    WARDEN_PROJECT         = var.project_id
+    WARDEN_LOCATION        = var.region
+    WARDEN_REGISTRY_BUCKET = google_storage_bucket.bucket["registry"].name
+    WARDEN_DATA_BUCKET     = local.data_bucket
+    WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name
+    WARDEN_RETRAIN_TOPIC   = google_pubsub_topic.topic["retrain"].name
+    WARDEN_CONFIG          = abspath("${path.module}/${var.config_file}")
+  } : "export ${k}=${v}"])
+}
+
+output "webhook_token_secret" {
+  description = "Secret Manager secret holding the router's webhook token."
+  value       = google_secret_manager_secret.webhook_token.secret_id
+}

@@ -1,0 +1,187 @@
+variable "project_id" {
+  description = "Google Cloud project that hosts Warden."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project id (6-30 lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the Scheduler jobs and the buckets."
+  type        = string
+  default     = "europe-west1"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Cloud region such as europe-west1."
+  }
+}
+
+variable "prefix" {
+  description = <<-EOT
+    Prefix of every resource name. Bucket names are global, so pick one that is unique to your
+    organisation and environment (e.g. acme-wdn-prd); service account ids limit it to 11 characters.
+  EOT
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,9}[a-z0-9]$", var.prefix))
+    error_message = "prefix must be 3-11 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "config_file" {
+  description = "Path of warden.yaml, relative to this module (the same file the functions ship)."
+  type        = string
+  default     = "../warden.yaml"
+  nullable    = false
+}
+
+variable "bundle_dir" {
+  description = "Directory where `python -m warden_local.bundle` wrote NAME.zip for every function."
+  type        = string
+  default     = "../build"
+  nullable    = false
+}
+
+variable "data_bucket" {
+  description = "Bucket with the training data; null creates PREFIX-data."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.data_bucket == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.data_bucket))
+    error_message = "data_bucket must be a bucket name."
+  }
+}
+
+variable "buckets" {
+  description = "Location and retention of Warden's buckets."
+  type = object({
+    location                  = optional(string, "EU")
+    noncurrent_retention_days = optional(number, 30) # overwritten/deleted object generations
+    bundle_retention_days     = optional(number, 90) # function bundles no longer deployed
+    backup_retention_days     = optional(number, 7)  # registry snapshots (issue 7's backup job)
+    force_destroy             = optional(bool, false)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for d in [var.buckets.noncurrent_retention_days, var.buckets.bundle_retention_days, var.buckets.backup_retention_days] :
+      d >= 1 && d <= 3650
+    ])
+    error_message = "Retention days must be between 1 and 3650."
+  }
+}
+
+variable "functions" {
+  description = "Per-function overrides of memory, CPU, timeout and instance limits, by function key."
+  type = map(object({
+    memory          = optional(string)
+    cpu             = optional(string)
+    timeout_seconds = optional(number)
+    max_instances   = optional(number)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for k in keys(var.functions) :
+      contains(["retrain_model", "monitor_model", "health", "route_alerts", "route_alert_events"], k)
+    ])
+    error_message = "functions keys must be retrain_model, monitor_model, health, route_alerts or route_alert_events."
+  }
+}
+
+variable "pubsub" {
+  description = "Delivery policy of the push subscriptions that trigger the event functions."
+  type = object({
+    max_delivery_attempts = optional(number, 5)
+    minimum_backoff       = optional(string, "10s")
+    maximum_backoff       = optional(string, "600s")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.pubsub.max_delivery_attempts >= 5 && var.pubsub.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+}
+
+variable "scheduler_paused" {
+  description = "Create the Scheduler jobs paused (e.g. in a staging project)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "alert_notification_channels" {
+  description = "Extra notification channel ids (email, PagerDuty...) every Warden alert policy also notifies."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "runbook_base_url" {
+  description = "Base URL that the runbook paths in warden.yaml are appended to (alert documentation)."
+  type        = string
+  default     = "https://github.com/warden-ml/warden/blob/main"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^https://", var.runbook_base_url))
+    error_message = "runbook_base_url must be an https:// URL."
+  }
+}
+
+variable "error_rate_threshold" {
+  description = "5xx responses per second, per function, above which the error-rate policy fires."
+  type        = number
+  default     = 0.01
+  nullable    = false
+
+  validation {
+    condition     = var.error_rate_threshold > 0
+    error_message = "error_rate_threshold must be positive."
+  }
+}
+
+variable "staleness_hours" {
+  description = "No monitor run/success point for this long (per model) fires the staleness policy (at most 23.5, Cloud Monitoring's limit)."
+  type        = number
+  default     = 23.5
+  nullable    = false
+
+  validation {
+    condition     = var.staleness_hours >= 1 && var.staleness_hours <= 23.5
+    error_message = "staleness_hours must be between 1 and 23.5."
+  }
+}
+
+variable "log_level" {
+  description = "WARDEN_LOG_LEVEL of every function."
+  type        = string
+  default     = "INFO"
+  nullable    = false
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
