@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-tools lint format lock clean bench-health bench-drift bench-router
+.PHONY: install demo test check-tools lint format lock clean bundle checkov bench-health bench-drift bench-router
 
 install: $(STAMP)
 
@@ -19,8 +19,24 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: install
 	$(BIN)/warden demo
 
-test: install check-tools lint
+test: install checkov check-tools lint
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# Function bundles (build/NAME/, build/NAME.zip, build/bundles.json) that Terraform deploys.
+bundle: install
+	$(BIN)/python -m warden_local.bundle --out build
+
+# checkov scans terraform/ from the test suite; it lives in its own virtualenv because its
+# bc-python-hcl2 shadows the python-hcl2 that the suite imports.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+checkov: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
 
 # Prints only the reason (with its install hint) when the emulator or Java is missing.
 PUBSUB_PREFLIGHT := import sys; sys.excepthook = lambda t, e, tb: print(e, file=sys.stderr); \
@@ -38,6 +54,8 @@ check-tools: install
 	  echo "  apt-get update && apt-get install -y chromium" >&2; fi; \
 	if ! $(BIN)/python -c "$(PUBSUB_PREFLIGHT)" >/dev/null; then missing=1; \
 	  echo "(needed by the event tests)" >&2; fi; \
+	if ! command -v terraform >/dev/null; then missing=1; \
+	  echo "missing: terraform >= 1.6 on PATH (fmt check and the config module test; no provider is needed)" >&2; fi; \
 	exit $$missing
 
 lint: install
@@ -52,7 +70,7 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Full lock of the test environment (transitive pins). Regenerate: make lock' > constraints.txt
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) build .pytest_cache .ruff_cache
 
 bench-health: install
 	$(BIN)/python bench/health.py

@@ -29,7 +29,7 @@ from warden.settings import Settings
 from warden_local.monitoring import MonitoringStandIn
 
 PROJECT = "warden-test"
-AUC = METRIC_PREFIX + "model/auc"
+AUC = METRIC_PREFIX + "model/roc_auc"
 
 
 @pytest.fixture
@@ -73,8 +73,8 @@ def test_points_arrive_as_real_create_requests(
     at = _now() - timedelta(minutes=1)
     written = writer.write(
         [
-            MetricPoint("model/auc", 0.91, {"model": "churn", "version": "3"}),
-            MetricPoint("data/rows", 1200, {"model": "churn"}),
+            MetricPoint("model/roc_auc", 0.91, {"model": "churn", "version": "3"}),
+            MetricPoint("retrain/duration", 1200, {"model": "churn"}),
         ],
         at=at,
     )
@@ -92,7 +92,7 @@ def test_points_arrive_as_real_create_requests(
     assert auc.value_type == metric_pb2.MetricDescriptor.ValueType.DOUBLE
     assert [p.value.double_value for p in auc.points] == [0.91]
     assert auc.points[0].interval.end_time == at
-    assert rows.metric.type == METRIC_PREFIX + "data/rows"
+    assert rows.metric.type == METRIC_PREFIX + "retrain/duration"
     assert rows.points[0].value.double_value == 1200.0
     assert standin.points(AUC, model="churn") == [({"model": "churn", "version": "3"}, at, 0.91)]
 
@@ -100,7 +100,7 @@ def test_points_arrive_as_real_create_requests(
 def test_450_series_make_three_requests_of_at_most_200(
     writer: MetricsWriter, standin: MonitoringStandIn
 ) -> None:
-    points = [MetricPoint("model/auc", i / 450, {"model": f"m{i:03d}"}) for i in range(450)]
+    points = [MetricPoint("model/roc_auc", i / 450, {"model": f"m{i:03d}"}) for i in range(450)]
 
     assert writer.write(points, at=_now()) == 450
 
@@ -115,9 +115,9 @@ def test_same_series_twice_in_one_write_is_refused_before_sending(
     writer: MetricsWriter, standin: MonitoringStandIn
 ) -> None:
     points = [
-        MetricPoint("model/auc", 0.8, {"model": "a"}),
-        MetricPoint("model/auc", 0.7, {"model": "b"}),
-        MetricPoint("model/auc", 0.9, {"model": "a"}),
+        MetricPoint("model/roc_auc", 0.8, {"model": "a"}),
+        MetricPoint("model/roc_auc", 0.7, {"model": "b"}),
+        MetricPoint("model/roc_auc", 0.9, {"model": "a"}),
     ]
 
     with pytest.raises(MetricsRejectedError, match="appears twice"):
@@ -130,11 +130,11 @@ def test_out_of_order_write_is_rejected_as_permanent(
     writer: MetricsWriter, standin: MonitoringStandIn
 ) -> None:
     at = _now()
-    writer.write([MetricPoint("model/auc", 0.9, {"model": "a"})], at=at)
+    writer.write([MetricPoint("model/roc_auc", 0.9, {"model": "a"})], at=at)
 
     for stale in (at - timedelta(seconds=30), at):  # older, and the same instant
         with pytest.raises(PermanentError, match="Points must be written in order") as info:
-            writer.write([MetricPoint("model/auc", 0.1, {"model": "a"})], at=stale)
+            writer.write([MetricPoint("model/roc_auc", 0.1, {"model": "a"})], at=stale)
         assert info.value.code == "INVALID_ARGUMENT"
 
     assert len(standin.requests) == 3
@@ -145,13 +145,13 @@ def test_valid_series_of_a_partly_rejected_request_are_still_stored(
     writer: MetricsWriter, standin: MonitoringStandIn
 ) -> None:
     at = _now()
-    writer.write([MetricPoint("model/auc", 0.9, {"model": "a"})], at=at)
+    writer.write([MetricPoint("model/roc_auc", 0.9, {"model": "a"})], at=at)
 
     with pytest.raises(MetricsRejectedError, match=r"timeSeries\[0\]") as info:
         writer.write(
             [
-                MetricPoint("model/auc", 0.1, {"model": "a"}),
-                MetricPoint("model/auc", 0.5, {"model": "b"}),
+                MetricPoint("model/roc_auc", 0.1, {"model": "a"}),
+                MetricPoint("model/roc_auc", 0.5, {"model": "b"}),
             ],
             at=at,
         )
@@ -163,7 +163,7 @@ def test_valid_series_of_a_partly_rejected_request_are_still_stored(
 def test_transient_statuses_raise_retryable_and_others_permanent(
     writer: MetricsWriter, standin: MonitoringStandIn
 ) -> None:
-    point = MetricPoint("model/auc", 0.5, {"model": "a"})
+    point = MetricPoint("model/roc_auc", 0.5, {"model": "a"})
     standin.fail_next(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", method="CreateTimeSeries")
     with pytest.raises(MetricsWriteError) as transient:
         writer.write([point], at=_now() - timedelta(seconds=2))
@@ -181,12 +181,12 @@ def test_transient_statuses_raise_retryable_and_others_permanent(
 def test_stopped_standin_makes_writes_raise_unavailable_quickly(
     writer: MetricsWriter, standin: MonitoringStandIn
 ) -> None:
-    writer.write([MetricPoint("model/auc", 0.5)], at=_now() - timedelta(seconds=1))
+    writer.write([MetricPoint("model/roc_auc", 0.5)], at=_now() - timedelta(seconds=1))
     standin.stop()
 
     started = time.monotonic()
     with pytest.raises(MetricsWriteError) as info:
-        writer.write([MetricPoint("model/auc", 0.6)], at=_now())
+        writer.write([MetricPoint("model/roc_auc", 0.6)], at=_now())
 
     assert info.value.code == "UNAVAILABLE"
     assert time.monotonic() - started < 2.5
@@ -203,7 +203,7 @@ def test_disabled_writer_sends_nothing_and_never_builds_the_client(
 
     writer = MetricsWriter(factory, PROJECT, enabled=False)
 
-    assert writer.write([MetricPoint("model/auc", 0.5)]) == 0
+    assert writer.write([MetricPoint("model/roc_auc", 0.5)]) == 0
     assert calls == []
     assert standin.requests == []
 
@@ -217,8 +217,8 @@ def test_client_is_built_once_on_first_write(clients: Clients, standin: Monitori
 
     writer = MetricsWriter(factory, PROJECT)
     assert calls == []
-    writer.write([MetricPoint("model/auc", 0.5)], at=_now() - timedelta(seconds=1))
-    writer.write([MetricPoint("model/auc", 0.6)], at=_now())
+    writer.write([MetricPoint("model/roc_auc", 0.5)], at=_now() - timedelta(seconds=1))
+    writer.write([MetricPoint("model/roc_auc", 0.6)], at=_now())
 
     assert calls == [1]
     assert len(standin.requests) == 2
@@ -230,20 +230,24 @@ def test_from_clients_uses_settings(standin: MonitoringStandIn) -> None:
         Clients(Settings(project="p-off", monitoring_endpoint="127.0.0.1:1", metrics_enabled=False))
     )
 
-    assert on.write([MetricPoint("model/auc", 0.5)]) == 1
-    assert off.write([MetricPoint("model/auc", 0.5)]) == 0
+    assert on.write([MetricPoint("model/roc_auc", 0.5)]) == 1
+    assert off.write([MetricPoint("model/roc_auc", 0.5)]) == 0
     assert [r.name for r in standin.requests] == ["projects/p-on"]
 
 
 def test_invalid_points_and_naive_times_are_refused_locally(writer: MetricsWriter) -> None:
     with pytest.raises(MetricsRejectedError, match="label key"):
-        MetricPoint("model/auc", 0.5, {"Model": "a"})
+        MetricPoint("model/roc_auc", 0.5, {"Model": "a"})
     with pytest.raises(MetricsRejectedError, match="metric name"):
         MetricPoint("/model auc", 0.5)
+    with pytest.raises(MetricsRejectedError, match="not in warden.metrics.CATALOGUE"):
+        MetricPoint("model/auc", 0.5)  # a typo of model/roc_auc: no descriptor, no alert policy
+    with pytest.raises(MetricsRejectedError, match="label 'feature' is not declared"):
+        MetricPoint("model/roc_auc", 0.5, {"model": "a", "feature": "x"})
     with pytest.raises(MetricsRejectedError, match="not a number"):
-        MetricPoint("model/auc", "0.5")  # type: ignore[arg-type]
+        MetricPoint("model/roc_auc", "0.5")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timezone-aware"):
-        writer.write([MetricPoint("model/auc", 0.5)], at=datetime(2024, 1, 1))
+        writer.write([MetricPoint("model/roc_auc", 0.5)], at=datetime(2024, 1, 1))
 
 
 def test_importing_metrics_does_not_import_monitoring_v3() -> None:
@@ -267,38 +271,38 @@ def test_read_round_trips_with_label_filter_newest_first(writer: MetricsWriter) 
         at = t0 + timedelta(minutes=step)
         writer.write(
             [
-                MetricPoint("model/auc", a, {"model": "a"}),
-                MetricPoint("model/auc", b, {"model": "b"}),
+                MetricPoint("model/roc_auc", a, {"model": "a"}),
+                MetricPoint("model/roc_auc", b, {"model": "b"}),
                 MetricPoint("model/f1", 0.1, {"model": "a"}),
             ],
             at=at,
         )
 
-    only_a = writer.read("model/auc", labels={"model": "a"})
+    only_a = writer.read("model/roc_auc", labels={"model": "a"})
     assert only_a == [
         ({"model": "a"}, t0 + timedelta(minutes=2), 0.90),
         ({"model": "a"}, t0 + timedelta(minutes=1), 0.80),
         ({"model": "a"}, t0, 0.70),
     ]
-    both = writer.read("model/auc")
+    both = writer.read("model/roc_auc")
     assert len(both) == 6
     assert [when for _, when, _ in both] == sorted((when for _, when, _ in both), reverse=True)
     assert {labels["model"] for labels, _, _ in both} == {"a", "b"}
     # since is exclusive: the API's read interval is (start, end].
-    assert [v for _, _, v in writer.read("model/auc", labels={"model": "b"}, since=t0)] == [
+    assert [v for _, _, v in writer.read("model/roc_auc", labels={"model": "b"}, since=t0)] == [
         0.62,
         0.65,
     ]
-    assert writer.read("model/auc", labels={"model": "nope"}) == []
+    assert writer.read("model/roc_auc", labels={"model": "nope"}) == []
 
 
 def test_list_time_series_pages_and_honours_interval(
     writer: MetricsWriter, clients: Clients
 ) -> None:
     t0 = _now() - timedelta(minutes=2)
-    writer.write([MetricPoint("model/auc", i, {"model": f"m{i}"}) for i in range(3)], at=t0)
+    writer.write([MetricPoint("model/roc_auc", i, {"model": f"m{i}"}) for i in range(3)], at=t0)
     writer.write(
-        [MetricPoint("model/auc", 10 + i, {"model": f"m{i}"}) for i in range(3)],
+        [MetricPoint("model/roc_auc", 10 + i, {"model": f"m{i}"}) for i in range(3)],
         at=t0 + timedelta(minutes=1),
     )
 
@@ -341,7 +345,7 @@ def test_list_time_series_pages_and_honours_interval(
 def test_unknown_filter_forms_are_rejected(
     bad_filter: str, writer: MetricsWriter, clients: Clients
 ) -> None:
-    writer.write([MetricPoint("model/auc", 0.5, {"model": "a"})])
+    writer.write([MetricPoint("model/roc_auc", 0.5, {"model": "a"})])
 
     with pytest.raises(api_exceptions.InvalidArgument, match="filter"):
         list(
@@ -403,7 +407,7 @@ def test_value_type_must_match_the_auto_created_descriptor(
     writer: MetricsWriter, clients: Clients
 ) -> None:
     at = _now()
-    writer.write([MetricPoint("model/auc", 0.5, {"model": "a"})], at=at - timedelta(seconds=5))
+    writer.write([MetricPoint("model/roc_auc", 0.5, {"model": "a"})], at=at - timedelta(seconds=5))
     descriptor = clients.monitoring.get_metric_descriptor(
         name=f"projects/{PROJECT}/metricDescriptors/{AUC}", retry=None, timeout=2.0
     )
@@ -443,7 +447,7 @@ def test_state_file_keeps_series_across_a_restart(tmp_path: Path) -> None:
             PROJECT,
             timeout=2.0,
         )
-        writer.write([MetricPoint("model/auc", 0.9, {"model": "a"})], at=at)
+        writer.write([MetricPoint("model/roc_auc", 0.9, {"model": "a"})], at=at)
     assert state.exists()
 
     with MonitoringStandIn(state_file=state) as second:
@@ -452,6 +456,6 @@ def test_state_file_keeps_series_across_a_restart(tmp_path: Path) -> None:
             PROJECT,
             timeout=2.0,
         )
-        assert writer.read("model/auc") == [({"model": "a"}, at, 0.9)]
+        assert writer.read("model/roc_auc") == [({"model": "a"}, at, 0.9)]
         with pytest.raises(MetricsRejectedError, match="in order"):
-            writer.write([MetricPoint("model/auc", 0.1, {"model": "a"})], at=at)
+            writer.write([MetricPoint("model/roc_auc", 0.1, {"model": "a"})], at=at)

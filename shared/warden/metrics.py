@@ -37,6 +37,54 @@ DEFAULT_TIMEOUT = 5.0
 
 TRANSIENT_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL"})
 
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a custom metric means; Terraform declares the same descriptor (a test holds them)."""
+
+    labels: tuple[str, ...]
+    unit: str
+    description: str
+
+
+_VERSIONED = ("model", "version")
+_PER_JOB = ("model", "job")
+
+#: Every metric Warden writes. A point of any other name, or with a label not listed here, is
+#: refused before it is sent, so the descriptors and alert policies in Terraform cover all of them.
+CATALOGUE: dict[str, MetricSpec] = {
+    "model/silhouette": MetricSpec(
+        _VERSIONED, "1", "Silhouette of a registered version on held-out data."
+    ),
+    "model/roc_auc": MetricSpec(
+        _VERSIONED, "1", "ROC AUC of a registered version on held-out data."
+    ),
+    "model/f1": MetricSpec(_VERSIONED, "1", "F1 of a registered version on held-out data."),
+    "model/accuracy": MetricSpec(
+        _VERSIONED, "1", "Accuracy of a registered version on held-out data."
+    ),
+    "model/promoted": MetricSpec(_PER_JOB, "1", "1 when a retrain promoted its candidate, else 0."),
+    "retrain/duration": MetricSpec(_PER_JOB, "s", "Wall time of a successful retrain."),
+    "run/success": MetricSpec(
+        _PER_JOB, "1", "1 per successful retrain or monitor run, 0 per failed one."
+    ),
+    "drift/share": MetricSpec(
+        _VERSIONED, "1", "Share of features that drifted from the champion's profile."
+    ),
+    "drift/dataset": MetricSpec(
+        _VERSIONED, "1", "1 when the dataset-level drift verdict is positive."
+    ),
+    "drift/score": MetricSpec(
+        (*_VERSIONED, "feature"), "1", "Per-feature drift statistic (see docs/drift.md)."
+    ),
+    "monitor/performance": MetricSpec(
+        (*_VERSIONED, "metric"), "1", "Champion's metric on recent data."
+    ),
+    "monitor/performance_drop": MetricSpec(
+        (*_VERSIONED, "metric"), "1", "Relative drop of that metric against the promoted value."
+    ),
+}
+
 _NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,99}")
 _MAX_LABEL_VALUE = 1024
@@ -60,7 +108,7 @@ class MetricsRejectedError(PermanentError):
 
 @dataclass(frozen=True)
 class MetricPoint:
-    """One value of one series: ``name`` ("model/auc") plus ``labels`` identify the series."""
+    """One value of one series: ``name`` ("model/roc_auc") plus ``labels`` identify the series."""
 
     name: str
     value: float
@@ -73,7 +121,17 @@ class MetricPoint:
             )
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             raise MetricsRejectedError(f"metric {self.name}: value {self.value!r} is not a number")
+        spec = CATALOGUE.get(self.name)
+        if spec is None:
+            raise MetricsRejectedError(
+                f"metric {self.name!r} is not in warden.metrics.CATALOGUE (nor in Terraform's "
+                "descriptors): declare it in both"
+            )
         for key, val in self.labels.items():
+            if key not in spec.labels and _LABEL_KEY.fullmatch(key):
+                raise MetricsRejectedError(
+                    f"metric {self.name}: label {key!r} is not declared (declared: {spec.labels})"
+                )
             if not _LABEL_KEY.fullmatch(key):
                 raise MetricsRejectedError(
                     f"metric {self.name}: label key {key!r} must match [a-z][a-z0-9_]*"

@@ -32,6 +32,14 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_WEBHOOK_TOKEN": "Token the Cloud Monitoring webhook must present (secret).",
 }
 
+#: Not set on deployed functions: the local stand-ins' endpoints, and the config path (functions
+#: read the warden.yaml shipped beside their main.py; the CLI may point elsewhere).
+LOCAL_ONLY_ENV_VARS = frozenset(
+    {"WARDEN_MONITORING_ENDPOINT", "WARDEN_SCHEDULER_ENDPOINT", "WARDEN_CONFIG"}
+)
+#: Delivered to functions from Secret Manager, never as a plain environment variable.
+SECRET_ENV_VARS = frozenset({"WARDEN_WEBHOOK_TOKEN"})
+
 DEFAULT_PROJECT = "warden-local"
 
 

@@ -1,0 +1,730 @@
+"""Offline checks of terraform/: what can be proven without a Google provider.
+
+No provider can be downloaded here, so ``terraform validate``/``plan`` cannot run. Instead:
+``terraform fmt -check``; checkov ``--skip-download`` (its own virtualenv, ``make checkov``) with
+zero failed checks and every skip justified; a real ``terraform apply`` of the provider-free
+``modules/config`` (the yamldecode of warden.yaml) compared with what the Python code derives
+from the same file; and python-hcl2 reads of the root module that hold Terraform, warden.yaml
+and the code together (functions, environment, scheduler payloads, metrics, alert policies,
+per-function roles).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import functools
+import json
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import hcl2
+import pytest
+import yaml
+from croniter import croniter
+from hcl2 import SerializationOptions
+
+from warden import settings
+from warden.alerting import parse_alerting
+from warden.config import WardenConfig, load_config
+from warden.jobs import EVENTS_TOPIC, TOPICS, job_specs
+from warden.messages import decode_json_payload, decode_pubsub_event, parse_run_request
+from warden.metrics import CATALOGUE
+from warden.router import TOKEN_ENV
+from warden_local.bundle import REQUIREMENT_SETS
+from warden_local.stack import FUNCTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+TF = ROOT / "terraform"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+HCL = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+
+
+# --- reading HCL --------------------------------------------------------------------------------
+
+
+def _unwrap(value: Any) -> Any:
+    """python-hcl2 gives every nested block as a list; a single block reads better as a dict."""
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_unwrap(v) for v in value]
+        return items[0] if len(items) == 1 and isinstance(items[0], dict) else items
+    return value
+
+
+@functools.cache
+def _parse(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        parsed = hcl2.load(fh, serialization_options=HCL)
+    # Top-level block lists stay lists (merged below); what is inside them is unwrapped.
+    return {kind: [_unwrap(b) for b in blocks] for kind, blocks in parsed.items()}
+
+
+@functools.cache
+def _module(directory: Path) -> dict[str, Any]:
+    """All .tf files of one module merged: blocks by type, then by label(s)."""
+    merged: dict[str, Any] = {
+        "locals": {},
+        "resource": {},
+        "data": {},
+        "variable": {},
+        "output": {},
+        "module": {},
+    }
+    for path in sorted(directory.glob("*.tf")):
+        for kind, blocks in _parse(path).items():
+            if kind == "locals":
+                for block in blocks:
+                    merged["locals"].update(block)
+            elif kind in {"resource", "data"}:
+                for block in blocks:
+                    for rtype, named in block.items():
+                        merged[kind].setdefault(rtype, {}).update(named)
+            elif kind in {"variable", "output", "module"}:
+                for block in blocks:
+                    merged[kind].update(block)
+    return merged
+
+
+def _root() -> dict[str, Any]:
+    return _module(TF)
+
+
+def _resources(rtype: str) -> dict[str, Any]:
+    return _root()["resource"].get(rtype, {})
+
+
+# --- evaluating modules/config with a real terraform ----------------------------------------------
+
+
+def _terraform() -> str:
+    exe = shutil.which("terraform")
+    if exe is None:
+        pytest.fail("terraform >= 1.6 must be on PATH (no provider is needed for these checks)")
+    return exe
+
+
+def _tf_env(tmp: Path) -> dict[str, str]:
+    rc = tmp / "terraformrc"
+    rc.write_text("")
+    return {"TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "PATH": "/usr/bin:/bin"}
+
+
+def _evaluate_config(yaml_text: str, workdir: Path) -> dict[str, Any]:
+    """Apply modules/config (no provider, no resource) to YAML and return its outputs."""
+    exe = _terraform()
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(TF / "modules" / "config", workdir / "config")
+    (workdir / "warden.yaml").write_text(yaml_text)
+    (workdir / "main.tf").write_text(
+        'module "config" {\n'
+        '  source      = "./config"\n'
+        '  config_yaml = file("${path.module}/warden.yaml")\n'
+        "}\n"
+        'output "config" {\n'
+        "  value = module.config\n"
+        "}\n"
+    )
+    env = _tf_env(workdir)
+    for args in (["init", "-input=false", "-no-color"], ["apply", "-auto-approve", "-no-color"]):
+        done = subprocess.run(
+            [exe, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"terraform {args[0]} failed:\n{done.stdout}\n{done.stderr}"
+    out = subprocess.run(
+        [exe, "output", "-json", "config"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def tf_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _evaluate_config(
+        (ROOT / "warden.yaml").read_text(), tmp_path_factory.mktemp("tf-config")
+    )
+
+
+@pytest.fixture(scope="module")
+def config() -> WardenConfig:
+    return load_config(ROOT / "warden.yaml")
+
+
+def _variant_yaml() -> str:
+    """warden.yaml with a housekeeping schedule, a schedule without a time zone, no alerting, and
+    a policy relying on every default: the derivation must agree beyond the shipped file."""
+    raw = yaml.safe_load((ROOT / "warden.yaml").read_text())
+    first, second = sorted(raw["models"])
+    raw["models"][first]["schedules"]["housekeeping"] = {
+        "cron": "15 4 * * *",
+        "timezone": "Asia/Tokyo",
+    }
+    raw["models"][second]["schedules"]["monitor"] = {"cron": "*/30 * * * *"}
+    raw.pop("alerting")
+    raw["alert_policies"].append(
+        {"name": "all-defaults", "metric": "drift/dataset", "threshold": 1}
+    )
+    raw["alert_policies"].append(
+        {
+            "name": "low-auc",
+            "metric": "monitor/performance",
+            "comparison": "<=",
+            "threshold": 0.8,
+            "filter": {"metric": "roc_auc"},
+            "duration_s": 600,
+            "severity": "critical",
+        }
+    )
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+# --- formatting and static analysis ---------------------------------------------------------------
+
+
+def test_terraform_files_are_formatted(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [_terraform(), "fmt", "-check", "-recursive", "-diff", "-no-color"],
+        cwd=TF,
+        env=_tf_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"terraform fmt -check found changes:\n{done.stdout}"
+
+
+def _checkov(directory: Path) -> dict[str, Any]:
+    if not CHECKOV.exists():
+        pytest.fail(f"{CHECKOV} is missing: run `make checkov` (make test does)")
+    done = subprocess.run(
+        [
+            str(CHECKOV),
+            "--directory",
+            str(directory),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--output",
+            "json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode in {0, 1}, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    return report[0] if isinstance(report, list) else report
+
+
+# checkov does not expand the root's for_each over the function module, so the module is also
+# scanned on its own (with its variables' defaults).
+@pytest.mark.parametrize("directory", ["", "modules/function"], ids=["root", "function-module"])
+def test_checkov_reports_no_failed_check(directory: str) -> None:
+    report = _checkov(TF / directory)
+    failed = report.get("results", {}).get("failed_checks", [])
+    summary = report["summary"]
+    assert not failed, "\n".join(
+        f"{c['check_id']} {c['check_name']}: {c['resource']} ({c['file_path']})" for c in failed
+    )
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] + summary["skipped"] > 0, "checkov scanned nothing"
+
+
+def test_every_checkov_skip_is_justified_at_its_resource() -> None:
+    skips = []
+    for path in TF.rglob("*.tf"):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                match = re.search(r"checkov:skip=(CKV2?_[A-Z]+_\d+):(.+)", line)
+                assert match, f"{path.name}: skip without a reason: {line.strip()}"
+                skips.append((path.name, match.group(1), match.group(2).strip()))
+    assert skips, "expected the justified skips (CMEK on topics, bucket usage logs, ingress)"
+    for name, check, reason in skips:
+        assert len(reason.split()) >= 8, f"{name}: {check} needs a real justification"
+
+
+# --- module shape -------------------------------------------------------------------------------
+
+
+def test_root_module_files_are_by_concern() -> None:
+    concerns = [
+        "versions",
+        "providers",
+        "backend",
+        "variables",
+        "outputs",
+        "services",
+        "storage",
+        "pubsub",
+        "scheduler",
+        "functions",
+        "iam",
+        "monitoring",
+    ]
+    missing = [c for c in concerns if not (TF / f"{c}.tf").exists()]
+    assert not missing
+    assert (TF / "modules" / "function" / "main.tf").exists()
+    assert _root()["module"]["function"]["source"] == "./modules/function"
+
+
+@pytest.mark.parametrize("directory", ["", "modules/function", "modules/config"])
+def test_every_variable_is_typed_and_described(directory: str) -> None:
+    variables = _module(TF / directory if directory else TF)["variable"]
+    assert variables
+    for name, body in variables.items():
+        assert body.get("type"), f"variable {name} has no type"
+        assert len(str(body.get("description", ""))) > 10, f"variable {name} has no description"
+
+
+def test_free_form_root_variables_are_validated() -> None:
+    variables = _root()["variable"]
+    for name in ["project_id", "region", "prefix", "data_bucket", "buckets", "functions", "pubsub"]:
+        assert variables[name].get("validation"), f"variable {name} has no validation block"
+
+
+def test_tfvars_example_sets_only_declared_variables() -> None:
+    example = _parse(TF / "terraform.tfvars.example")
+    assert set(example) <= set(_root()["variable"])
+    assert {"project_id", "region", "prefix"} <= set(example)
+
+
+def test_names_come_from_the_prefix_not_random_suffixes() -> None:
+    assert "random_id" not in _root()["resource"]
+    assert "random_string" not in _root()["resource"]
+    # The only random value is the webhook token, which is a secret, not a name.
+    assert set(_resources("random_password")) == {"webhook_token"}
+    named = {
+        "google_storage_bucket": "name",
+        "google_pubsub_topic": "name",
+        "google_pubsub_subscription": "name",
+        "google_cloud_scheduler_job": "name",
+        "google_service_account": "account_id",
+        "google_secret_manager_secret": "secret_id",
+    }
+    for rtype, attr in named.items():
+        for label, body in _resources(rtype).items():
+            assert str(body[attr]).startswith("${var.prefix}-"), f"{rtype}.{label}.{attr}"
+
+
+def test_buckets_are_locked_down_versioned_and_expire_old_objects() -> None:
+    bucket = _resources("google_storage_bucket")["bucket"]
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"]["enabled"] is True
+    rule = bucket["lifecycle_rule"]
+    assert rule["condition"]["with_state"] == "ARCHIVED"
+    assert "noncurrent_retention_days" in rule["condition"]["days_since_noncurrent_time"]
+    buckets = _root()["locals"]["buckets"]
+    for role in ["registry", "backup", "bundles"]:
+        assert role in buckets
+    assert "bundle_retention_days" in buckets
+    assert "backup_retention_days" in buckets
+
+
+# --- functions ----------------------------------------------------------------------------------
+
+
+def _decorated_entry_points() -> set[tuple[str, str, str]]:
+    """(entry point, folder, signature) of every functions_framework-decorated function."""
+    found = set()
+    for main in sorted((ROOT / "functions").glob("*/main.py")):
+        for node in ast.parse(main.read_text()).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Attribute) and deco.attr in {"http", "cloud_event"}:
+                    signature = "http" if deco.attr == "http" else "cloudevent"
+                    found.add((node.name, main.parent.name, signature))
+    return found
+
+
+def test_every_entry_point_has_a_function_with_its_trigger() -> None:
+    code = _decorated_entry_points()
+    assert len(code) == 5
+    defaults = _root()["locals"]["function_defaults"]
+    terraform = {
+        (name, f["source"], "http" if f["trigger"] is None else "cloudevent")
+        for name, f in defaults.items()
+    }
+    assert terraform == code
+    local = {(f.name, f.folder, f.signature) for f in FUNCTIONS}
+    assert local == code
+    # Event functions are triggered by the same topic in the cloud and in the local stack.
+    topics = _root()["locals"]["topics"]
+    for spec in FUNCTIONS:
+        trigger = defaults[spec.name]["trigger"]
+        assert (topics[trigger] if trigger else None) == spec.topic, spec.name
+
+
+def test_function_module_deploys_each_bundle_under_its_content_hash() -> None:
+    call = _root()["module"]["function"]
+    assert call["for_each"] == "${local.functions}"
+    assert call["entry_point"] == "${each.key}"
+    assert call["bundle"]["path"].endswith("/${each.value.source}.zip")
+    assert call["service_account_email"] == "${google_service_account.function[each.key].email}"
+    module = _module(TF / "modules" / "function")
+    assert module["locals"]["bundle_hash"] == "${filesha256(var.bundle.path)}"
+    obj = module["resource"]["google_storage_bucket_object"]["bundle"]
+    assert "local.bundle_hash" in obj["name"]
+    # Every function folder is a bundle the build script knows, and nothing else is.
+    folders = {p.name for p in (ROOT / "functions").iterdir() if (p / "main.py").exists()}
+    assert set(REQUIREMENT_SETS) == folders
+    assert {f["source"] for f in _root()["locals"]["function_defaults"].values()} == folders
+
+
+def test_event_functions_have_explicit_retry_and_a_dead_letter_topic() -> None:
+    sub = _module(TF / "modules" / "function")["resource"]["google_pubsub_subscription"]["trigger"]
+    assert sub["retry_policy"]["minimum_backoff"] == "${var.pubsub_trigger.minimum_backoff}"
+    assert "dead_letter_topic" in sub["dead_letter_policy"]
+    assert "oidc_token" in sub["push_config"]
+    call = _root()["module"]["function"]["pubsub_trigger"]
+    assert "google_pubsub_topic.dead_letter[each.value.trigger]" in call
+    topics = _root()["locals"]["topics"]
+    assert topics == {
+        "retrain": TOPICS["retrain"],
+        "monitor": TOPICS["monitor"],
+        "events": EVENTS_TOPIC,
+    }
+    assert _resources("google_pubsub_subscription")["dead_letter"]["for_each"] == (
+        "${local.dead_letter_topics}"
+    )
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+
+def test_terraform_sets_exactly_the_variables_the_code_reads() -> None:
+    environment = set(_root()["locals"]["environment"])
+    module_main = _module(TF / "modules" / "function")["resource"][
+        "google_cloudfunctions2_function"
+    ]
+    env_expr = module_main["function"]["service_config"]["environment_variables"]
+    assert "WARDEN_CODE_VERSION" in env_expr  # set by the module from the bundle hash
+    secrets = _root()["locals"]["function_secrets"]["route_alerts"]
+    secret_names = {k for k in re.findall(r"\b(WARDEN_[A-Z_]+)\s*=", str(secrets))}
+    deployed = environment | {"WARDEN_CODE_VERSION"} | secret_names
+    assert deployed == set(settings.ENV_VARS) - settings.LOCAL_ONLY_ENV_VARS
+    assert secret_names >= settings.SECRET_ENV_VARS
+    assert not settings.SECRET_ENV_VARS & environment, "a secret must not be a plain variable"
+
+
+def test_env_vars_table_is_what_settings_reads() -> None:
+    source = (ROOT / "shared" / "warden" / "settings.py").read_text()
+    read = set(re.findall(r'env\.get\("(WARDEN_[A-Z_]+)"', source)) | {TOKEN_ENV}
+    assert read == set(settings.ENV_VARS)
+
+
+def test_only_settings_reads_the_environment() -> None:
+    offenders = []
+    for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
+        if path.name == "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders
+
+
+def test_receiver_secrets_are_the_env_names_in_the_alerting_config(
+    tf_config: dict[str, Any], config: WardenConfig
+) -> None:
+    alerting = parse_alerting(config.alerting, "warden.yaml")
+    names = set()
+    for receiver in alerting.receivers:
+        spec = getattr(receiver, receiver.kind)
+        names |= {getattr(spec, f) for f in ("url_env", "secret_env") if hasattr(spec, f)}
+    assert set(tf_config["receiver_secret_envs"]) == names
+    assert tf_config["receiver_topics"] == []
+
+
+# --- scheduler jobs -------------------------------------------------------------------------------
+
+
+def _deliver(data: str, attributes: dict[str, str], topic: str, published: datetime) -> Any:
+    """What a deployed event function receives for a message: our push subscription's raw body,
+    turned into a CloudEvent by functions-framework's own conversion."""
+    import flask
+    from functions_framework import event_conversion
+
+    body = {
+        "subscription": f"projects/p/subscriptions/warden-{topic}-push",
+        "message": {
+            "data": base64.b64encode(data.encode()).decode(),
+            "attributes": attributes,
+            "messageId": "4242",
+            "publishTime": published.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        },
+    }
+    app = flask.Flask("push")
+    with app.test_request_context(f"/projects/p/topics/{topic}", method="POST", json=body):
+        return event_conversion.background_event_to_cloud_event(flask.request)
+
+
+def _assert_jobs_agree(tf_jobs: dict[str, Any], config: WardenConfig) -> None:
+    specs = {spec.job_id: spec for spec in job_specs(config)}
+    assert set(tf_jobs) == set(specs)
+    topics = _root()["locals"]["topics"] | {"housekeeping": TOPICS["housekeeping"]}
+    for job_id, job in tf_jobs.items():
+        spec = specs[job_id]
+        assert (job["model"], job["kind"]) == (spec.model, spec.kind)
+        assert topics[job["topic"]] == spec.topic
+        assert (job["cron"], job["timezone"]) == (spec.cron, spec.timezone)
+        assert croniter.is_valid(job["cron"]), job_id
+        ZoneInfo(job["timezone"])
+        assert job["attributes"] == spec.attributes()
+        assert json.loads(job["data"]) == spec.payload()
+        # Cloud Scheduler publishes a moment after the slot it fires for.
+        tz = ZoneInfo(job["timezone"])
+        slot = croniter(job["cron"], datetime(2026, 11, 23, tzinfo=tz)).get_next(datetime)
+        published = slot + timedelta(seconds=1.5)
+        message = decode_pubsub_event(
+            _deliver(job["data"], job["attributes"], spec.topic, published)
+        )
+        if spec.kind == "flush":
+            assert decode_json_payload(message) == {"schema": 1, "kind": "flush"}
+            continue
+        request = parse_run_request(message, config, job=spec.kind)
+        assert request.model == spec.model
+        assert request.reason == "schedule"
+        # A scheduled tick is keyed by its cron slot, so a double-fired slot deduplicates.
+        assert (
+            request.key == f"{spec.kind}:{spec.model}:scheduled:{slot.astimezone(UTC).isoformat()}"
+        )
+
+
+def test_scheduler_jobs_match_the_python_derivation(
+    tf_config: dict[str, Any], config: WardenConfig
+) -> None:
+    _assert_jobs_agree(tf_config["scheduler_jobs"], config)
+    assert tf_config["alerting_enabled"] is True
+    assert tf_config["models"] == sorted(config.models)
+
+
+def test_variant_config_agrees_too(tmp_path: Path) -> None:
+    text = _variant_yaml()
+    (tmp_path / "warden.yaml").write_text(text)
+    config = load_config(tmp_path / "warden.yaml")
+    evaluated = _evaluate_config(text, tmp_path / "tf")
+    _assert_jobs_agree(evaluated["scheduler_jobs"], config)
+    assert evaluated["alerting_enabled"] is False
+    assert any(j["kind"] == "housekeeping" for j in evaluated["scheduler_jobs"].values())
+    _assert_policies_agree(evaluated["alert_policies"], config)
+
+
+def test_scheduler_resource_publishes_the_derived_payload() -> None:
+    job = _resources("google_cloud_scheduler_job")["job"]
+    assert job["for_each"] == "${module.config.scheduler_jobs}"
+    assert job["schedule"] == "${each.value.cron}"
+    assert job["time_zone"] == "${each.value.timezone}"
+    target = job["pubsub_target"]
+    assert target["data"] == "${base64encode(each.value.data)}"
+    assert target["attributes"] == "${each.value.attributes}"
+    assert target["topic_name"] == "${google_pubsub_topic.topic[each.value.topic].id}"
+
+
+# --- metrics and alert policies -------------------------------------------------------------------
+
+
+def _assert_policies_agree(tf_policies: dict[str, Any], config: WardenConfig) -> None:
+    assert set(tf_policies) == {p.name for p in config.alert_policies}
+    for policy in config.alert_policies:
+        tf = tf_policies[policy.name]
+        dumped = policy.model_dump()
+        for field in ["metric", "comparison", "threshold", "duration_s", "severity", "filter"]:
+            assert tf[field] == dumped[field], (policy.name, field)
+        assert tf["runbook"] == policy.runbook
+        assert policy.metric in CATALOGUE, f"{policy.name} watches a metric nobody writes"
+        # Cloud Monitoring only compares GT/LT: the nudged threshold must decide like the code.
+        t = policy.threshold
+        api_t = tf["api_threshold"]
+        for value in [t - 1, t - 1e-6, t, t + 1e-6, t + 1]:
+            fires = value > api_t if tf["api_comparison"] == "COMPARISON_GT" else value < api_t
+            assert fires == policy.breached(value), (policy.name, value)
+
+
+def test_alert_policies_match_the_config_and_decide_like_the_code(
+    tf_config: dict[str, Any], config: WardenConfig
+) -> None:
+    assert config.alert_policies
+    _assert_policies_agree(tf_config["alert_policies"], config)
+
+
+def test_metric_descriptors_are_the_catalogue_the_code_enforces() -> None:
+    declared = _root()["locals"]["metrics"]
+    assert set(declared) == set(CATALOGUE)
+    for name, spec in CATALOGUE.items():
+        assert tuple(declared[name]["labels"]) == spec.labels, name
+        assert declared[name]["unit"] == spec.unit, name
+        assert declared[name]["description"] == spec.description, name
+    descriptor = _resources("google_monitoring_metric_descriptor")["warden"]
+    assert descriptor["for_each"] == "${local.metrics}"
+    assert (descriptor["metric_kind"], descriptor["value_type"]) == ("GAUGE", "DOUBLE")
+
+
+def _anchors(markdown: str) -> set[str]:
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^a-z0-9 -]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_policy_links_an_existing_runbook(config: WardenConfig) -> None:
+    runbooks = ROOT / "docs" / "RUNBOOKS.md"
+    anchors = _anchors(runbooks.read_text())
+    for policy in config.alert_policies:
+        path, _, anchor = policy.runbook.partition("#")
+        assert (ROOT / path) == runbooks, policy.name
+        assert anchor in anchors, f"{policy.name}: no #{anchor} in docs/RUNBOOKS.md"
+    policies = _resources("google_monitoring_alert_policy")
+    assert {"config", "function_errors", "stale_pipeline", "dead_letters", "health"} <= set(
+        policies
+    )
+    for label, body in policies.items():
+        content = body["documentation"]["content"]
+        assert "Runbook: ${var.runbook_base_url}/" in content, label
+        for anchor in re.findall(r"RUNBOOKS\.md#([a-z0-9-]+)", content):
+            assert anchor in anchors, f"{label}: no #{anchor} in docs/RUNBOOKS.md"
+        assert body["notification_channels"] == "${local.notification_channels}"
+
+
+def test_every_custom_metric_terraform_watches_is_written_by_the_code() -> None:
+    monitoring = (TF / "monitoring.tf").read_text()
+    watched = set(re.findall(r'local\.metric_type\["([a-z_/]+)"\]', monitoring))
+    assert watched  # e.g. the staleness policy on run/success
+    assert watched <= set(CATALOGUE)
+
+
+def test_incidents_reach_the_router_with_its_token() -> None:
+    channel = _resources("google_monitoring_notification_channel")["router"]
+    assert channel["type"] == "webhook_tokenauth"
+    url = channel["labels"]["url"]
+    assert 'module.function["route_alerts"].uri' in url
+    assert "?auth_token=${random_password.webhook_token.result}" in url
+    uptime = _resources("google_monitoring_uptime_check_config")["health"]
+    assert 'module.function["health"].uri' in uptime["monitored_resource"]["labels"]["host"]
+    assert uptime["http_check"]["service_agent_authentication"]["type"] == "OIDC_TOKEN"
+
+
+# --- least privilege ----------------------------------------------------------------------------
+
+#: What each function's code does with Google resources, hence the roles it needs. Read from
+#: the use cases: retrain writes versions/aliases/ledger (registry), reads data, publishes
+#: model-events and writes metrics; monitor also requests retrains; health only reads the
+#: registry; the router keeps its state under the registry's _alerting/ prefix.
+NEEDED = {
+    "retrain_model": {
+        "buckets": {"registry": "roles/storage.objectUser", "data": "roles/storage.objectViewer"},
+        "topics": ["events"],
+        "project_roles": ["roles/monitoring.metricWriter"],
+    },
+    "monitor_model": {
+        "buckets": {"registry": "roles/storage.objectUser", "data": "roles/storage.objectViewer"},
+        "topics": ["events", "retrain"],
+        "project_roles": ["roles/monitoring.metricWriter"],
+    },
+    "health": {
+        "buckets": {"registry": "roles/storage.objectViewer"},
+        "topics": [],
+        "project_roles": [],
+    },
+    "route_alerts": {
+        "buckets": {"registry": "roles/storage.objectUser"},
+        "topics": [],
+        "project_roles": [],
+    },
+    "route_alert_events": {
+        "buckets": {"registry": "roles/storage.objectUser"},
+        "topics": [],
+        "project_roles": [],
+    },
+}
+
+
+def _warden_closure(main: Path) -> set[str]:
+    """Warden modules a function can reach: imports at any depth, including lazy ones."""
+    seen: set[str] = set()
+    todo = [main]
+    while todo:
+        tree = ast.parse(todo.pop().read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                path = ROOT / "shared" / (name.replace(".", "/") + ".py")
+                if name.startswith("warden") and path.exists() and name not in seen:
+                    seen.add(name)
+                    todo.append(path)
+    return seen
+
+
+def _functions_that(pattern: str) -> set[str]:
+    users = set()
+    for name, f in _root()["locals"]["function_defaults"].items():
+        modules = _warden_closure(ROOT / "functions" / f["source"] / "main.py")
+        sources = [(ROOT / "shared" / (m.replace(".", "/") + ".py")).read_text() for m in modules]
+        if any(re.search(pattern, s) for s in sources):
+            users.add(name)
+    return users
+
+
+def test_each_function_gets_exactly_the_roles_its_code_needs() -> None:
+    access = _root()["locals"]["access"]
+    assert access == NEEDED
+    # Cross-check the table against the code: metrics and model events come from the use cases
+    # that call them, and no other function holds those roles.
+    writers = {
+        f for f, a in NEEDED.items() if "roles/monitoring.metricWriter" in a["project_roles"]
+    }
+    assert writers == _functions_that(r"\.metrics\(\)\.write\(")
+    publishers = {f for f, a in NEEDED.items() if "events" in a["topics"]}
+    assert publishers == _functions_that(r"\.events\(\)\.(try_)?publish\(")
+
+
+def test_no_broad_or_primitive_role_anywhere() -> None:
+    text = "\n".join(p.read_text() for p in TF.rglob("*.tf"))
+    roles = set(re.findall(r'"(roles/[A-Za-z.]+)"', text))
+    assert roles
+    for role in roles:
+        assert role not in {"roles/owner", "roles/editor", "roles/viewer"}, role
+        assert not role.lower().endswith("admin"), role
+    project_roles = {r for a in NEEDED.values() for r in a["project_roles"]}
+    assert project_roles == {"roles/monitoring.metricWriter"}
+    assert _resources("google_project_iam_member")["function"]["for_each"] == (
+        "${local.project_grants}"
+    )
+
+
+def test_one_service_account_per_function_and_only_the_router_is_public() -> None:
+    accounts = _resources("google_service_account")
+    assert accounts["function"]["for_each"] == "${local.functions}"
+    assert accounts["function"]["account_id"] == "${var.prefix}-${each.value.name}"
+    invokers = _root()["locals"]["function_invokers"]
+    public = {fn for fn, members in invokers.items() if "allUsers" in str(members)}
+    assert public == {"route_alerts"}
+    for label in ["function", "receiver"]:
+        grant = _resources("google_pubsub_topic_iam_member")[label]
+        assert grant["role"] == "roles/pubsub.publisher"
+        assert "google_service_account.function[each.value.fn].email" in grant["member"]
+    secrets = _resources("google_secret_manager_secret_iam_member")["accessor"]
+    assert secrets["role"] == "roles/secretmanager.secretAccessor"
+    function_secrets = _root()["locals"]["function_secrets"]
+    without = {fn for fn, s in function_secrets.items() if s == {}}
+    assert without == {"retrain_model", "monitor_model", "health"}
