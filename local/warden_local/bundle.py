@@ -50,7 +50,8 @@ REQUIREMENT_SETS: dict[str, Literal["full"] | tuple[str, ...]] = {
     # none of it (tests/test_bundle.py runs the built bundle with those imports blocked).
     "route_alerts": (
         "functions-framework",
-        "google-cloud-storage",  # routing state (warden.alert_state); brings requests
+        "google-cloud-storage",  # routing state (warden.alert_state)
+        "requests",  # slack and webhook receivers
         "google-cloud-pubsub",  # pubsub receivers
         "google-cloud-logging",  # structured logs (warden.logs)
         "pydantic",  # warden.yaml and alerting validation
