@@ -27,7 +27,8 @@ output "cli_env" {
     WARDEN_DATA_BUCKET     = local.data_bucket
     WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name
     WARDEN_RETRAIN_TOPIC   = google_pubsub_topic.topic["retrain"].name
-    WARDEN_CONFIG          = abspath("${path.module}/${var.config_file}")
+    # No WARDEN_CONFIG: an absolute path from the build machine means nothing on yours; the CLI
+    # reads ./warden.yaml from the checkout you run it in.
   } : "export ${k}=${v}"])
 }
 

@@ -65,7 +65,7 @@ variable "buckets" {
   type = object({
     location                  = optional(string, "EU")
     noncurrent_retention_days = optional(number, 30) # overwritten/deleted object generations
-    bundle_retention_days     = optional(number, 90) # function bundles no longer deployed
+    bundle_retention_days     = optional(number, 90) # function bundles (a deployed one is re-uploaded)
     backup_retention_days     = optional(number, 7)  # registry snapshots (issue 7's backup job)
     force_destroy             = optional(bool, false)
   })

@@ -575,6 +575,7 @@ def chromium(url: str, *args: str, profile_dir: Path) -> subprocess.CompletedPro
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        "--disable-dev-shm-usage",  # containers (Cloud Build) give /dev/shm only 64 MB
         "--disable-quic",
         "--no-first-run",
         "--disable-background-networking",
