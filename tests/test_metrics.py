@@ -240,7 +240,7 @@ def test_invalid_points_and_naive_times_are_refused_locally(writer: MetricsWrite
         MetricPoint("model/roc_auc", 0.5, {"Model": "a"})
     with pytest.raises(MetricsRejectedError, match="metric name"):
         MetricPoint("/model auc", 0.5)
-    with pytest.raises(MetricsRejectedError, match="not in warden.metrics.CATALOGUE"):
+    with pytest.raises(MetricsRejectedError, match=r"not in warden\.metrics\.CATALOGUE"):
         MetricPoint("model/auc", 0.5)  # a typo of model/roc_auc: no descriptor, no alert policy
     with pytest.raises(MetricsRejectedError, match="label 'feature' is not declared"):
         MetricPoint("model/roc_auc", 0.5, {"model": "a", "feature": "x"})
