@@ -70,7 +70,7 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Full lock of the test environment (transitive pins). Regenerate: make lock' > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .venv-audit build .pytest_cache .ruff_cache
 
 bench-health: install
 	$(BIN)/python bench/health.py
@@ -89,3 +89,43 @@ bench-drift: install $(DRIFT_STAMP)
 
 bench-router: install
 	$(BIN)/python bench/router.py
+
+# Regression guard (tests/regression, part of `make test`): prints the baseline diff old → new;
+# CONFIRM=yes writes tests/regression/baseline.json. Only for an intended, understood metric
+# change (a new estimator, a reviewed library upgrade), never to make a failing guard pass.
+.PHONY: regression-baseline deps-check
+regression-baseline: install
+	$(BIN)/python tests/regression/refresh.py $(if $(filter yes,$(CONFIRM)),--yes)
+
+# Dependency hygiene (docs/dependencies.md): known vulnerabilities in the pins (pip-audit, in a
+# virtualenv of its own), then the pins that have newer releases. Non-zero only when the audit
+# finds vulnerabilities or cannot audit (2: its vulnerability feed is unreachable); the
+# outdated list is information.
+AUDIT_VENV := .venv-audit
+AUDIT_STAMP := $(AUDIT_VENV)/.installed
+
+$(AUDIT_STAMP): requirements-audit.txt
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-audit.txt
+	touch $(AUDIT_STAMP)
+
+deps-check: install $(AUDIT_STAMP)
+	@audit=0; \
+	$(BIN)/python -m warden_local.audit --pip-audit $(AUDIT_VENV)/bin/pip-audit \
+	  requirements.txt constraints.txt || audit=$$?; \
+	echo; \
+	$(BIN)/python -m warden_local.outdated || exit $$?; \
+	exit $$audit
+
+# After bumping pins in requirements*.txt (docs/dependencies.md): resolve them afresh, without the
+# old lock, into a new .venv and freeze that into constraints.txt. (`make lock` alone first
+# reinstalls .venv against the old constraints.txt, which a bumped pin contradicts.)
+.PHONY: relock
+relock:
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null \
+	  || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+	$(MAKE) lock

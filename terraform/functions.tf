@@ -22,6 +22,16 @@ locals {
       timeout     = 300
       instances   = 5
     }
+    housekeeping = {
+      source      = "housekeeping"
+      description = "Integrity sweep, backup snapshot, retention and state expiry of one model (housekeeping-requests)."
+      trigger     = "housekeeping"
+      ingress     = "ALLOW_INTERNAL_ONLY"
+      memory      = "1Gi"
+      cpu         = "1"
+      timeout     = 540
+      instances   = 2
+    }
     health = {
       source      = "health"
       description = "JSON health of the registry and every champion (uptime check target)."
@@ -76,6 +86,7 @@ locals {
     WARDEN_LOCATION        = var.region
     WARDEN_REGISTRY_BUCKET = google_storage_bucket.bucket["registry"].name
     WARDEN_DATA_BUCKET     = local.data_bucket
+    WARDEN_BACKUP_BUCKET   = google_storage_bucket.bucket["backup"].name
     WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name
     WARDEN_RETRAIN_TOPIC   = google_pubsub_topic.topic["retrain"].name
     WARDEN_METRICS         = "on"

@@ -15,6 +15,12 @@ locals {
       topics        = ["events", "retrain"] # drift events; retrain requests on drift/degradation
       project_roles = ["roles/monitoring.metricWriter"]
     }
+    housekeeping = {
+      # retention deletes versions, expiry deletes markers and router state; snapshots go to backup
+      buckets       = { registry = "roles/storage.objectUser", backup = "roles/storage.objectUser" }
+      topics        = ["events"] # integrity_failed
+      project_roles = ["roles/monitoring.metricWriter"]
+    }
     health = {
       buckets       = { registry = "roles/storage.objectViewer" } # reads manifests and artifacts
       topics        = []
@@ -34,6 +40,7 @@ locals {
 
   bucket_names = {
     registry = google_storage_bucket.bucket["registry"].name
+    backup   = google_storage_bucket.bucket["backup"].name
     data     = local.data_bucket
   }
 

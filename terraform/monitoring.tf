@@ -2,18 +2,21 @@ locals {
   # Every metric the code writes (warden.metrics.CATALOGUE; the suite holds the two together).
   # Declared up front so alert policies and the dashboard can refer to them before the first run.
   metrics = {
-    "model/silhouette"         = { labels = ["model", "version"], unit = "1", description = "Silhouette of a registered version on held-out data." }
-    "model/roc_auc"            = { labels = ["model", "version"], unit = "1", description = "ROC AUC of a registered version on held-out data." }
-    "model/f1"                 = { labels = ["model", "version"], unit = "1", description = "F1 of a registered version on held-out data." }
-    "model/accuracy"           = { labels = ["model", "version"], unit = "1", description = "Accuracy of a registered version on held-out data." }
-    "model/promoted"           = { labels = ["model", "job"], unit = "1", description = "1 when a retrain promoted its candidate, else 0." }
-    "retrain/duration"         = { labels = ["model", "job"], unit = "s", description = "Wall time of a successful retrain." }
-    "run/success"              = { labels = ["model", "job"], unit = "1", description = "1 per successful retrain or monitor run, 0 per failed one." }
-    "drift/share"              = { labels = ["model", "version"], unit = "1", description = "Share of features that drifted from the champion's profile." }
-    "drift/dataset"            = { labels = ["model", "version"], unit = "1", description = "1 when the dataset-level drift verdict is positive." }
-    "drift/score"              = { labels = ["model", "version", "feature"], unit = "1", description = "Per-feature drift statistic (see docs/drift.md)." }
-    "monitor/performance"      = { labels = ["model", "version", "metric"], unit = "1", description = "Champion's metric on recent data." }
-    "monitor/performance_drop" = { labels = ["model", "version", "metric"], unit = "1", description = "Relative drop of that metric against the promoted value." }
+    "model/silhouette"                = { labels = ["model", "version"], unit = "1", description = "Silhouette of a registered version on held-out data." }
+    "model/roc_auc"                   = { labels = ["model", "version"], unit = "1", description = "ROC AUC of a registered version on held-out data." }
+    "model/f1"                        = { labels = ["model", "version"], unit = "1", description = "F1 of a registered version on held-out data." }
+    "model/accuracy"                  = { labels = ["model", "version"], unit = "1", description = "Accuracy of a registered version on held-out data." }
+    "model/promoted"                  = { labels = ["model", "job"], unit = "1", description = "1 when a retrain promoted its candidate, else 0." }
+    "retrain/duration"                = { labels = ["model", "job"], unit = "s", description = "Wall time of a successful retrain." }
+    "run/success"                     = { labels = ["model", "job"], unit = "1", description = "1 per successful retrain or monitor run, 0 per failed one." }
+    "drift/share"                     = { labels = ["model", "version"], unit = "1", description = "Share of features that drifted from the champion's profile." }
+    "drift/dataset"                   = { labels = ["model", "version"], unit = "1", description = "1 when the dataset-level drift verdict is positive." }
+    "drift/score"                     = { labels = ["model", "version", "feature"], unit = "1", description = "Per-feature drift statistic (see docs/drift.md)." }
+    "monitor/performance"             = { labels = ["model", "version", "metric"], unit = "1", description = "Champion's metric on recent data." }
+    "monitor/performance_drop"        = { labels = ["model", "version", "metric"], unit = "1", description = "Relative drop of that metric against the promoted value." }
+    "housekeeping/heartbeat"          = { labels = ["model"], unit = "1", description = "1 at the end of each successful housekeeping run." }
+    "housekeeping/integrity_failures" = { labels = ["model"], unit = "1", description = "Versions whose files are missing or differ from their manifest's sha256." }
+    "housekeeping/deleted_versions"   = { labels = ["model"], unit = "1", description = "Versions retired by a housekeeping run's retention." }
   }
   metric_type = { for name, _ in local.metrics : name => "custom.googleapis.com/warden/${name}" }
 
@@ -208,6 +211,42 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   notification_channels = local.notification_channels
 }
 
+# A version whose files no longer match their manifest (found by housekeeping's daily sweep; the
+# same finding also reaches the router as an integrity_failed model event).
+resource "google_monitoring_alert_policy" "integrity" {
+  project      = var.project_id
+  display_name = "integrity-failure"
+  combiner     = "OR"
+  severity     = "CRITICAL"
+  user_labels  = { warden_policy = "integrity-failure", warden_prefix = var.prefix }
+
+  conditions {
+    display_name = "versions failing their sha256"
+    condition_threshold {
+      filter          = "metric.type=\"${local.metric_type["housekeeping/integrity_failures"]}\" AND resource.type=\"global\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "3600s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "[CRITICAL] integrity-failure: $${metric.label.model}"
+    content   = "Housekeeping found versions of $${metric.label.model} whose files differ from their manifest.\n\nRunbook: ${var.runbook_base_url}/docs/RUNBOOKS.md#integrity-failure"
+  }
+  notification_channels = local.notification_channels
+  depends_on            = [google_monitoring_metric_descriptor.warden]
+}
+
 resource "google_monitoring_uptime_check_config" "health" {
   project      = var.project_id
   display_name = "${var.prefix}-health"
@@ -215,7 +254,8 @@ resource "google_monitoring_uptime_check_config" "health" {
   period       = "300s"
 
   http_check {
-    path           = "/"
+    # fail_on=stale: a scheduled job past twice its period fails the check too (warden.health).
+    path           = "/?fail_on=stale"
     port           = 443
     use_ssl        = true
     validate_ssl   = true

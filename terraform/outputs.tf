@@ -25,6 +25,7 @@ output "cli_env" {
     WARDEN_LOCATION        = var.region
     WARDEN_REGISTRY_BUCKET = google_storage_bucket.bucket["registry"].name
     WARDEN_DATA_BUCKET     = local.data_bucket
+    WARDEN_BACKUP_BUCKET   = google_storage_bucket.bucket["backup"].name
     WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name
     WARDEN_RETRAIN_TOPIC   = google_pubsub_topic.topic["retrain"].name
     # No WARDEN_CONFIG: an absolute path from the build machine means nothing on yours; the CLI

@@ -1,9 +1,10 @@
 locals {
   # Topic kind => topic id suffix (warden.jobs.TOPICS and EVENTS_TOPIC; the prefix is added).
   topics = {
-    retrain = "retrain-requests"
-    monitor = "monitor-requests"
-    events  = "model-events"
+    retrain      = "retrain-requests"
+    monitor      = "monitor-requests"
+    housekeeping = "housekeeping-requests"
+    events       = "model-events"
   }
   dead_letter_topics = { for k, v in local.topics : k => "${v}-dead-letter" }
 }

@@ -35,6 +35,7 @@ locals {
   function_secrets = {
     retrain_model      = {}
     monitor_model      = {}
+    housekeeping       = {}
     health             = {}
     route_alerts       = merge(local.receiver_secrets, { WARDEN_WEBHOOK_TOKEN = google_secret_manager_secret.webhook_token.secret_id })
     route_alert_events = local.receiver_secrets

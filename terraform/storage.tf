@@ -4,8 +4,10 @@ locals {
   buckets = merge(
     {
       registry = { retention_days = null }
-      backup   = { retention_days = var.buckets.backup_retention_days }
-      bundles  = { retention_days = var.buckets.bundle_retention_days }
+      # Snapshot retention is housekeeping's (warden.backup.prune_snapshots keeps the newest per
+      # model however old): an age rule here could delete the last good backup.
+      backup  = { retention_days = null }
+      bundles = { retention_days = var.buckets.bundle_retention_days }
     },
     var.data_bucket == null ? { data = { retention_days = null } } : {},
   )

@@ -66,7 +66,6 @@ variable "buckets" {
     location                  = optional(string, "EU")
     noncurrent_retention_days = optional(number, 30) # overwritten/deleted object generations
     bundle_retention_days     = optional(number, 90) # function bundles (a deployed one is re-uploaded)
-    backup_retention_days     = optional(number, 7)  # registry snapshots (issue 7's backup job)
     force_destroy             = optional(bool, false)
   })
   default  = {}
@@ -74,7 +73,7 @@ variable "buckets" {
 
   validation {
     condition = alltrue([
-      for d in [var.buckets.noncurrent_retention_days, var.buckets.bundle_retention_days, var.buckets.backup_retention_days] :
+      for d in [var.buckets.noncurrent_retention_days, var.buckets.bundle_retention_days] :
       d >= 1 && d <= 3650
     ])
     error_message = "Retention days must be between 1 and 3650."
@@ -95,9 +94,9 @@ variable "functions" {
   validation {
     condition = alltrue([
       for k in keys(var.functions) :
-      contains(["retrain_model", "monitor_model", "health", "route_alerts", "route_alert_events"], k)
+      contains(["retrain_model", "monitor_model", "housekeeping", "health", "route_alerts", "route_alert_events"], k)
     ])
-    error_message = "functions keys must be retrain_model, monitor_model, health, route_alerts or route_alert_events."
+    error_message = "functions keys must be retrain_model, monitor_model, housekeeping, health, route_alerts or route_alert_events."
   }
 }
 

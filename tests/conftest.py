@@ -88,7 +88,11 @@ def storage_client(gcs_emulator: StorageEmulator):
 def bucket_names(storage_client) -> dict[str, str]:
     """A fresh registry and data bucket per test, so tests never see each other's objects."""
     suffix = uuid.uuid4().hex[:10]
-    names = {"registry": f"registry-{suffix}", "data": f"data-{suffix}"}
+    names = {
+        "registry": f"registry-{suffix}",
+        "data": f"data-{suffix}",
+        "backup": f"backup-{suffix}",
+    }
     for name in names.values():
         storage_client.create_bucket(name)
     return names
@@ -115,6 +119,7 @@ def make_runtime(storage_client, bucket_names) -> Iterator[Callable[..., runtime
             "project": "warden-test",
             "registry_bucket": bucket_names["registry"],
             "data_bucket": bucket_names["data"],
+            "backup_bucket": bucket_names["backup"],
             "metrics_enabled": False,
             "config_path": ROOT / "warden.yaml",
             **overrides,

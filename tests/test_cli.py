@@ -121,3 +121,46 @@ def test_silences_add_list_expire(make_runtime, monkeypatch) -> None:
     bad = CliRunner().invoke(main, ["silence", "add", "model~~nope"])
     assert bad.exit_code != 0
     assert "matcher" in bad.output.lower()
+
+
+def test_backup_wipe_restore_from_the_cli(cli_env, bucket_names, storage_client, monkeypatch):
+    monkeypatch.setenv("WARDEN_BACKUP_BUCKET", bucket_names["backup"])
+    registry = cli_env.registry()
+    manifests = {v["version"]: v for v in registry.versions(MODEL)}
+    champion = registry.alias(MODEL).version
+
+    out = invoke("--json", "backup", "--model", MODEL, "--id", "cli-1")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["versions"] == {MODEL: [1, 2]}
+    assert "cli-1" in invoke("snapshots").output
+    assert invoke("backup", "--model", "nope").exit_code == 1  # unknown model, named
+
+    for blob in storage_client.list_blobs(bucket_names["registry"]):
+        blob.delete()
+    assert registry.versions(MODEL) == []
+    dry = invoke("restore", "cli-1", "--dry-run")
+    assert dry.exit_code == 0
+    assert "would_restore" in dry.output
+    assert registry.versions(MODEL) == []
+
+    out = invoke("--json", "restore", "cli-1")
+    assert out.exit_code == 0, out.output
+    assert {v["version"]: v for v in registry.versions(MODEL)} == manifests
+    assert registry.alias(MODEL).version == champion
+    registry.load(MODEL)
+    assert invoke("restore", "no-such-snapshot").exit_code != 0
+
+
+def test_housekeeping_dry_run_then_real_from_the_cli(cli_env, bucket_names, monkeypatch):
+    monkeypatch.setenv("WARDEN_BACKUP_BUCKET", bucket_names["backup"])
+    monkeypatch.setenv("WARDEN_METRICS", "off")
+    dry = invoke("housekeeping", MODEL, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would delete versions: []" in dry.output  # two versions, keep_last is 10
+    out = invoke("--json", "housekeeping", MODEL)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["status"] == "completed"
+    assert data["integrity"] == {"checked": [1, 2], "failures": []}
+    assert invoke("--json", "snapshots").output.count(f"-{MODEL}") >= 1
+    assert invoke("housekeeping", "nope").exit_code == 1

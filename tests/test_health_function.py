@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,6 +69,35 @@ def test_health_verifies_champions_and_reports_retrain_age(seeded) -> None:
     deep = _health("?deep=true").get_json()
     assert deep["deep"] is True
     assert all(m["loaded"] is True for m in deep["models"].values())
+
+
+def test_a_job_past_twice_its_period_is_stale_and_fails_the_strict_check(seeded) -> None:
+    _retrain_all()
+    fresh = _health("?fail_on=stale")
+    assert fresh.status_code == 200
+    body = fresh.get_json()
+    assert body["stale"] == []
+    segments = body["models"]["customer-segments"]["jobs"]
+    assert segments["retrain"]["stale_after_seconds"] == 14 * 24 * 3600  # weekly cron
+    assert segments["retrain"]["stale"] is False
+    assert segments["monitor"]["last_success_at"] is None  # never ran: not stale
+    assert body["versions"]["scikit-learn"]  # dependency versions are reported
+    assert body["versions"]["python"].startswith("3.")
+
+    # Eight days later the daily breast-cancer retrain (limit ~2 days) is stale; the weekly
+    # customer-segments retrain (limit 14 days) is not.
+    real_clock = seeded.clock
+    seeded.clock = lambda: real_clock() + timedelta(days=8)
+    lenient = _health()
+    assert lenient.status_code == 200
+    body = lenient.get_json()
+    assert body["status"] == "degraded"
+    assert body["stale"] == ["breast-cancer-risk/retrain"]
+    assert body["models"]["breast-cancer-risk"]["detail"] == "stale: retrain"
+    assert body["models"]["customer-segments"]["status"] == "ok"
+    strict = _health("?fail_on=stale")
+    assert strict.status_code == 503
+    assert _health("?fail_on=maybe").status_code == 400
 
 
 def test_health_is_503_when_a_champion_is_tampered(seeded) -> None:

@@ -238,6 +238,8 @@ def test_list_and_get_return_the_jobs_of_warden_yaml(standin: Any, project: str)
         "customer-segments-monitor": utc(2026, 3, 29, 4),  # 06:00 CEST, the day clocks change
         "breast-cancer-risk-retrain": utc(2026, 3, 29, 6, 30),  # 02:30 EDT
         "breast-cancer-risk-monitor": utc(2026, 3, 29, 11),  # 07:00 EDT
+        "customer-segments-housekeeping": utc(2026, 3, 29, 2, 30),  # 04:30 CEST
+        "breast-cancer-risk-housekeeping": utc(2026, 3, 29, 9),  # 05:00 EDT
         "alerts-flush": utc(2026, 3, 28, 12, 1),  # every minute
     }
     for spec in specs:

@@ -331,7 +331,9 @@ def test_buckets_are_locked_down_versioned_and_expire_old_objects() -> None:
     for role in ["registry", "backup", "bundles"]:
         assert role in buckets
     assert "bundle_retention_days" in buckets
-    assert "backup_retention_days" in buckets
+    # Snapshots age out in housekeeping (keeping the newest per model), never by a bucket rule.
+    storage_tf = (TF / "storage.tf").read_text()
+    assert re.search(r"backup\s*=\s*\{\s*retention_days\s*=\s*null\s*\}", storage_tf)
 
 
 # --- functions ----------------------------------------------------------------------------------
@@ -353,7 +355,7 @@ def _decorated_entry_points() -> set[tuple[str, str, str]]:
 
 def test_every_entry_point_has_a_function_with_its_trigger() -> None:
     code = _decorated_entry_points()
-    assert len(code) == 5
+    assert len(code) == 6
     defaults = _root()["locals"]["function_defaults"]
     terraform = {
         (name, f["source"], "http" if f["trigger"] is None else "cloudevent")
@@ -393,11 +395,7 @@ def test_event_functions_have_explicit_retry_and_a_dead_letter_topic() -> None:
     call = _root()["module"]["function"]["pubsub_trigger"]
     assert "google_pubsub_topic.dead_letter[each.value.trigger]" in call
     topics = _root()["locals"]["topics"]
-    assert topics == {
-        "retrain": TOPICS["retrain"],
-        "monitor": TOPICS["monitor"],
-        "events": EVENTS_TOPIC,
-    }
+    assert topics == {**TOPICS, "events": EVENTS_TOPIC}
     assert _resources("google_pubsub_subscription")["dead_letter"]["for_each"] == (
         "${local.dead_letter_topics}"
     )
@@ -476,7 +474,7 @@ def _deliver(data: str, attributes: dict[str, str], topic: str, published: datet
 def _assert_jobs_agree(tf_jobs: dict[str, Any], config: WardenConfig) -> None:
     specs = {spec.job_id: spec for spec in job_specs(config)}
     assert set(tf_jobs) == set(specs)
-    topics = _root()["locals"]["topics"] | {"housekeeping": TOPICS["housekeeping"]}
+    topics = _root()["locals"]["topics"]
     for job_id, job in tf_jobs.items():
         spec = specs[job_id]
         assert (job["model"], job["kind"]) == (spec.model, spec.kind)
@@ -624,7 +622,8 @@ def test_incidents_reach_the_router_with_its_token() -> None:
 
 #: What each function's code does with Google resources, hence the roles it needs. Read from
 #: the use cases: retrain writes versions/aliases/ledger (registry), reads data, publishes
-#: model-events and writes metrics; monitor also requests retrains; health only reads the
+#: model-events and writes metrics; monitor also requests retrains; housekeeping deletes expired
+#: versions and state and writes snapshots to the backup bucket; health only reads the
 #: registry; the router keeps its state under the registry's _alerting/ prefix.
 NEEDED = {
     "retrain_model": {
@@ -635,6 +634,11 @@ NEEDED = {
     "monitor_model": {
         "buckets": {"registry": "roles/storage.objectUser", "data": "roles/storage.objectViewer"},
         "topics": ["events", "retrain"],
+        "project_roles": ["roles/monitoring.metricWriter"],
+    },
+    "housekeeping": {
+        "buckets": {"registry": "roles/storage.objectUser", "backup": "roles/storage.objectUser"},
+        "topics": ["events"],
         "project_roles": ["roles/monitoring.metricWriter"],
     },
     "health": {
@@ -727,4 +731,4 @@ def test_one_service_account_per_function_and_only_the_router_is_public() -> Non
     assert secrets["role"] == "roles/secretmanager.secretAccessor"
     function_secrets = _root()["locals"]["function_secrets"]
     without = {fn for fn, s in function_secrets.items() if s == {}}
-    assert without == {"retrain_model", "monitor_model", "health"}
+    assert without == {"retrain_model", "monitor_model", "housekeeping", "health"}

@@ -1,7 +1,8 @@
 """Cloud Function (2nd gen) ``health``: HTTP JSON health of the registry and every champion.
 
 ``GET /?deep=true`` also loads each champion (imports scikit-learn); the default only verifies
-artifacts against their manifests' sha256, and stays light.
+artifacts against their manifests' sha256, and stays light. ``fail_on=stale`` answers 503 when a
+scheduled job is stale too (what the uptime check asks for).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ CONFIG = Path(__file__).with_name("warden.yaml")
 @functions_framework.http
 def health(request):
     deep = request.args.get("deep", "").lower() in {"1", "true", "yes"}
-    status, body = check_health(runtime.current(default_config=CONFIG), deep=deep)
+    fail_on = request.args.get("fail_on", "unhealthy").lower()
+    if fail_on not in {"unhealthy", "stale"}:
+        return (
+            json.dumps({"error": f"fail_on must be 'unhealthy' or 'stale', got {fail_on[:32]!r}"}),
+            400,
+            {"Content-Type": "application/json"},
+        )
+    rt = runtime.current(default_config=CONFIG)
+    status, body = check_health(rt, deep=deep, fail_on_stale=fail_on == "stale")
     return (
         json.dumps(body, sort_keys=True),
         status,

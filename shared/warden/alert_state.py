@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from warden.alerting import (
@@ -478,6 +479,65 @@ class AlertState:
 
                 self._update(name, prune)
         return counts
+
+    def purge_expired(
+        self, *, now: float, older_than: timedelta, dry_run: bool = False
+    ) -> list[str]:
+        """Housekeeping's sweep of router state; returns the object names deleted (or, with
+        ``dry_run``, that would be). Removed, once ``older_than`` has passed:
+
+        * silences that ended more than ``older_than`` ago;
+        * notification-log records sent more than ``older_than`` ago;
+        * groups with nothing left to say — no pending claim, no firing alert (after model-event
+          timeouts), no resolve still owed to a receiver — whose last activity (update,
+          notification, alert end) is older than ``older_than``. A group still owing a resolve
+          after that long is kept: it shows a receiver that has been failing.
+
+        Claims are not separate objects (``pending`` inside a group); a stale one is taken over
+        by the next flush, so the sweep never touches a group holding one. Every delete is
+        conditional on the generation inspected: a router writing the object meanwhile wins.
+        """
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        cutoff = now - older_than.total_seconds()
+        out: list[str] = []
+
+        def drop(name: str, gen: int) -> None:
+            if not dry_run:
+                try:
+                    self.bucket.blob(name).delete(if_generation_match=gen)
+                except (NotFound, PreconditionFailed):
+                    return
+            out.append(name)
+
+        for name in self._names(SILENCES):
+            data, gen = self._read(name)
+            if data is not None and float(data["ends_at"]) < cutoff:
+                drop(name, gen)
+        for name in self._names(NFLOG):
+            data, gen = self._read(name)
+            if data is not None and float(data["sent_at"]) < cutoff:
+                drop(name, gen)
+        for name, data, gen in self._groups():
+            if data.get("pending"):
+                continue
+            state = expire(copy.deepcopy(data), now)
+            alerts = state.get("alerts", {})
+            if any(rec["status"] == "firing" for rec in alerts.values()):
+                continue
+            if to_send(state):
+                continue  # a resolve is still owed
+            times = [
+                data.get("updated_at"),
+                data.get("last_notified_at"),
+                data.get("first_seen"),
+                *(rec.get("ends_at") for rec in alerts.values()),
+                *(rec.get("updated_at") for rec in alerts.values()),
+            ]
+            last = max((float(t) for t in times if t is not None), default=0.0)
+            if last < cutoff:
+                drop(name, gen)
+        return out
 
 
 def _muting(state: Mapping[str, Any]) -> dict[str, tuple[Any, Any, Any]]:

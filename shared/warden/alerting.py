@@ -475,8 +475,14 @@ MODEL_EVENT_KINDS = (
     "rolled_back",
     "drift_detected",
     "performance_degraded",
+    "integrity_failed",
 )
-MODEL_SEVERITY = {"drift_detected": "warning", "performance_degraded": "warning", "failed": "error"}
+MODEL_SEVERITY = {
+    "drift_detected": "warning",
+    "performance_degraded": "warning",
+    "failed": "error",
+    "integrity_failed": "critical",
+}
 
 
 def _parse_at(value: Any) -> float:

@@ -447,13 +447,20 @@ def metrics(ctx: click.Context, model: str, since_hours: float) -> None:
 
 @main.command()
 @click.option("--deep", is_flag=True, help="Also load each champion (imports scikit-learn).")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["unhealthy", "stale"]),
+    default="unhealthy",
+    show_default=True,
+    help="Exit 1 when unhealthy, or also when a scheduled job is stale (the uptime check's view).",
+)
 @click.pass_context
 @handled
-def health(ctx: click.Context, deep: bool) -> None:
+def health(ctx: click.Context, deep: bool, fail_on: str) -> None:
     """Health of the registry and every champion (what the health function answers)."""
     from warden.health import check_health
 
-    status, body = check_health(_runtime(ctx), deep=deep)
+    status, body = check_health(_runtime(ctx), deep=deep, fail_on_stale=fail_on == "stale")
     lines = [f"status: {body['status']}"]
     for name, entry in sorted(body.get("models", {}).items()):
         champion = (entry.get("champion") or {}).get("version")
@@ -464,6 +471,81 @@ def health(ctx: click.Context, deep: bool) -> None:
     _emit(ctx, body, "\n".join(lines))
     if status >= 500:
         sys.exit(EXIT_ERROR)
+
+
+@main.command("housekeeping")
+@click.argument("model")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; change nothing.")
+@click.pass_context
+@handled
+def housekeeping_cmd(ctx: click.Context, model: str, dry_run: bool) -> None:
+    """Run MODEL's housekeeping now: integrity sweep, snapshot, retention, expiry."""
+    from warden.housekeeping import run_housekeeping
+
+    outcome = run_housekeeping(_runtime(ctx), model, dry_run=dry_run)
+    data = outcome.to_dict()
+    lines = [f"housekeeping {model}: {outcome.status} — {outcome.detail}"]
+    lines += [f"  {key}: {value}" for key, value in outcome.summary().items()]
+    if dry_run:
+        lines.append(f"  would delete versions: {outcome.retention.delete}")
+    _emit(ctx, data, "\n".join(lines))
+
+
+@main.command()
+@click.option("--model", help="Only this model (default: the whole registry).")
+@click.option("--id", "snapshot_id", help="Snapshot id (default: a UTC timestamp).")
+@click.pass_context
+@handled
+def backup(ctx: click.Context, model: str | None, snapshot_id: str | None) -> None:
+    """Copy the registry (or one model) to the backup bucket as a consistent snapshot."""
+    from warden.backup import snapshot
+
+    rt = _runtime(ctx)
+    if model is not None:
+        rt.config.model(model)  # unknown model: a clear error, not an empty snapshot
+    snap = snapshot(rt, model=model, snapshot_id=snapshot_id)
+    data = snap.to_dict()
+    versions = sum(len(m.get("versions", {})) for m in data.get("models", {}).values())
+    text = f"snapshot {snap.id}: {len(data.get('models', {}))} model(s), {versions} version(s)"
+    if data.get("already_complete"):
+        text += " (already complete)"
+    _emit(ctx, data, text)
+
+
+@main.command()
+@click.pass_context
+@handled
+def snapshots(ctx: click.Context) -> None:
+    """List the complete snapshots in the backup bucket, newest first."""
+    from warden.backup import list_snapshots
+
+    rows = [s.to_dict() for s in list_snapshots(_runtime(ctx))]
+    text = "\n".join(
+        f"{r['id']:<32} {r['created_at']}  models: {', '.join(sorted(r['models']))}" for r in rows
+    )
+    _emit(ctx, rows, text or "no snapshots")
+
+
+@main.command()
+@click.argument("snapshot_id")
+@click.option("--model", help="Only this model.")
+@click.option("--dry-run", is_flag=True, help="Say what would be restored; write nothing.")
+@click.pass_context
+@handled
+def restore(ctx: click.Context, snapshot_id: str, model: str | None, dry_run: bool) -> None:
+    """Restore SNAPSHOT_ID into the registry without overwriting anything newer."""
+    from warden.backup import restore as restore_snapshot
+
+    report = restore_snapshot(_runtime(ctx), snapshot_id, model=model, dry_run=dry_run)
+    data = report.to_dict()
+    lines = [f"restore {snapshot_id}{' (dry run)' if dry_run else ''}:"]
+    for v in data.get("versions", []):
+        lines.append(f"  {v['model']:<24} v{v['version']:<5} {v['status']}  {v.get('detail', '')}")
+    for a in data.get("aliases", []):
+        lines.append(f"  {a['model']:<24} champion {a['status']}  {a.get('detail', '')}")
+    _emit(ctx, data, "\n".join(lines))
+    if not report.ok:
+        sys.exit(EXIT_INTEGRITY)
 
 
 @main.group()

@@ -161,6 +161,26 @@ class DriftSpec(_Strict):
         return value
 
 
+class RetentionSpec(_Strict):
+    """Which versions housekeeping keeps: the newest ``keep_last``, every version an alias
+    pointed to within ``alias_window_days``, and always the current champion."""
+
+    keep_last: int = Field(default=10, ge=1, le=10_000)
+    alias_window_days: int = Field(default=30, ge=0, le=3650)
+
+
+class HousekeepingSpec(_Strict):
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    marker_ttl_days: int = Field(
+        default=30, ge=1, le=3650, description="finished run-ledger markers older than this go"
+    )
+    backup: bool = Field(default=True, description="snapshot the model on each housekeeping run")
+    backup_retention_days: int = Field(default=7, ge=1, le=3650)
+    orphan_grace_hours: int = Field(
+        default=24, ge=1, le=720, description="age after which an unmanifested version is swept"
+    )
+
+
 class ModelConfig(_Strict):
     name: str
     task: Task
@@ -177,6 +197,7 @@ class ModelConfig(_Strict):
     gate: GateSpec = Field(default_factory=GateSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    housekeeping: HousekeepingSpec = Field(default_factory=HousekeepingSpec)
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")

@@ -25,6 +25,7 @@ KINDS = (
     "rolled_back",
     "drift_detected",
     "performance_degraded",
+    "integrity_failed",
 )
 SCHEMA = 1
 

@@ -83,6 +83,17 @@ CATALOGUE: dict[str, MetricSpec] = {
     "monitor/performance_drop": MetricSpec(
         (*_VERSIONED, "metric"), "1", "Relative drop of that metric against the promoted value."
     ),
+    "housekeeping/heartbeat": MetricSpec(
+        ("model",), "1", "1 at the end of each successful housekeeping run."
+    ),
+    "housekeeping/integrity_failures": MetricSpec(
+        ("model",),
+        "1",
+        "Versions whose files are missing or differ from their manifest's sha256.",
+    ),
+    "housekeeping/deleted_versions": MetricSpec(
+        ("model",), "1", "Versions retired by a housekeeping run's retention."
+    ),
 }
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")

@@ -21,6 +21,9 @@ Guarantees, and how:
   create-only under its sequence number; if a crash skipped that write, the next mover (or a
   history read) restores it from the alias object itself, which holds the whole entry.
 * ``joblib.load`` never sees bytes whose sha256 differs from the manifest.
+* Housekeeping retires a version in the commit's reverse order: the manifest first (the version
+  vanishes at once for every reader), then its files; ``claim.json`` stays, so no number is
+  ever handed out twice.
 """
 
 from __future__ import annotations
@@ -116,6 +119,45 @@ class Verification:
     sha256: str | None = None
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of a version folder, as listed."""
+
+    path: str
+    generation: int
+    size: int
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class RetiredManifest:
+    """A deleted manifest's bytes, kept in memory so the retirement can be undone."""
+
+    model: str
+    version: int
+    data: bytes
+
+
+class _HashSink:
+    """A write-only file object that hashes what it is given."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise io.UnsupportedOperation("can only rewind to the start")
+        self._hash = hashlib.sha256()  # the download restarts from byte 0
+        return 0
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 def _version_dir(model: str, version: int) -> str:
     return f"{model}/versions/{version:06d}/"
 
@@ -208,10 +250,15 @@ class Registry:
 
     def versions(self, model: str) -> list[dict[str, Any]]:
         """Manifests of every visible version, oldest first."""
+        from google.api_core.exceptions import NotFound
+
         out = []
         for blob in self._client.list_blobs(self.bucket_name, prefix=f"{model}/versions/"):
             if blob.name.endswith("/" + MANIFEST):
-                out.append(json.loads(blob.download_as_bytes()))
+                try:
+                    out.append(json.loads(blob.download_as_bytes()))
+                except NotFound:  # retired by housekeeping between the listing and the read
+                    continue
         return sorted(out, key=lambda m: int(m["version"]))
 
     def version_numbers(self, model: str) -> list[int]:
@@ -287,6 +334,85 @@ class Registry:
         import joblib  # only after verification; imports nothing of scikit-learn by itself
 
         return joblib.load(io.BytesIO(data)), manifest
+
+    # -- housekeeping: listing, streaming checks, retiring ------------------------------------
+    def version_folders(self, model: str) -> dict[int, dict[str, StoredObject]]:
+        """Every version folder of ``model``, manifested or not, with its objects (one listing).
+
+        A folder without ``manifest.json`` is either being written, was interrupted (an orphan),
+        or was retired (only ``claim.json`` is left, so its number is never reused).
+        """
+        out: dict[int, dict[str, StoredObject]] = {}
+        prefix = f"{model}/versions/"
+        for blob in self._client.list_blobs(self.bucket_name, prefix=prefix):
+            folder, _, name = blob.name.removeprefix(prefix).partition("/")
+            if not folder.isdigit() or not name or "/" in name:
+                continue
+            out.setdefault(int(folder), {})[name] = StoredObject(
+                path=blob.name,
+                generation=int(blob.generation or 0),
+                size=int(blob.size or 0),
+                created=blob.time_created,
+            )
+        return dict(sorted(out.items()))
+
+    def file_sha256(self, path: str, *, generation: int | None = None) -> str | None:
+        """sha256 of one object, streamed (never held in memory, never unpickled); None if
+        it does not exist (or no longer has ``generation``)."""
+        from google.api_core.exceptions import NotFound
+
+        sink = _HashSink()
+        blob = self.bucket.blob(path, generation=generation or None)
+        try:
+            blob.download_to_file(sink)
+        except NotFound:
+            return None
+        return sink.hexdigest()
+
+    def delete_object(self, path: str, generation: int) -> bool:
+        """Delete one object only if it still has ``generation``. False if it is gone or was
+        replaced meanwhile (then it is left alone)."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        try:
+            self.bucket.blob(path).delete(if_generation_match=generation)
+        except (NotFound, PreconditionFailed):
+            return False
+        return True
+
+    def retire_manifest(self, model: str, version: int) -> RetiredManifest | None:
+        """Delete a version's manifest — the commit point in reverse: the version vanishes at
+        once for every reader, while its files stay until :meth:`delete_files`. Returns what
+        :meth:`restore_manifest` needs, or None if there was no manifest (or it changed)."""
+        from google.api_core.exceptions import NotFound
+
+        path = _version_dir(model, version) + MANIFEST
+        blob = self.bucket.blob(path)
+        try:
+            data = blob.download_as_bytes()
+        except NotFound:
+            return None
+        if not self.delete_object(path, int(blob.generation or 0)):
+            return None
+        return RetiredManifest(model, version, data)
+
+    def restore_manifest(self, retired: RetiredManifest) -> bool:
+        """Put a retired manifest back (create-only, same bytes) while its files still exist."""
+        path = _version_dir(retired.model, retired.version) + MANIFEST
+        return self._create(path, retired.data, "application/json") is not None
+
+    def delete_files(
+        self, model: str, version: int, objects: Mapping[str, StoredObject]
+    ) -> list[str]:
+        """Delete a manifest-less version's files, each only at the generation listed. The
+        claim stays: it keeps the number taken forever (``claim_version`` counts folders)."""
+        deleted = []
+        for name, obj in sorted(objects.items()):
+            if name in (MANIFEST, CLAIM):
+                continue
+            if self.delete_object(obj.path, obj.generation):
+                deleted.append(obj.path)
+        return deleted
 
     # -- writing a version -------------------------------------------------------------------
     def claim_version(self, model: str, run_id: str) -> int:

@@ -173,6 +173,50 @@ class RunLedger:
             return False
         return True
 
+    # -- expiry (housekeeping) ----------------------------------------------------------------
+    def purge(self, model: str, *, older_than: datetime, dry_run: bool = False) -> list[str]:
+        """Delete ``model``'s markers that finished (done, failed, aborted) before
+        ``older_than``, and ``running`` ones whose lease ran out before it (their instance
+        died long ago). A marker within its lease is never touched; ``status/`` is not either.
+
+        Each delete is conditional on the generation that was read, so a marker a redelivery
+        just took over or finished is left alone. Returns the names deleted (or, with
+        ``dry_run``, that would be).
+        """
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        purged = []
+        for blob in self._client.list_blobs(self.bucket_name, prefix=f"{model}/runs/"):
+            if not blob.name.endswith(".json"):
+                continue
+            try:
+                record = json.loads(blob.download_as_bytes())
+                generation = int(blob.generation or 0)
+                status = record.get("status")
+                if status in (*FINAL, "aborted"):
+                    ended = _parse(record.get("finished_at") or record["started_at"])
+                elif status == "running":
+                    ended = _parse(record["lease_until"])
+                else:
+                    continue
+            except NotFound:
+                continue
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning(
+                    "unreadable run marker left alone",
+                    extra={"json_fields": {"model": model, "marker": blob.name}},
+                )
+                continue
+            if ended >= older_than:
+                continue
+            if not dry_run:
+                try:
+                    self.bucket.blob(blob.name).delete(if_generation_match=generation)
+                except (NotFound, PreconditionFailed):
+                    continue
+            purged.append(blob.name)
+        return purged
+
     # -- last outcome per model and kind (read by health) -----------------------------------
     def status(self, model: str, kind: str) -> dict[str, Any] | None:
         from google.api_core.exceptions import NotFound

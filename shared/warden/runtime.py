@@ -6,7 +6,9 @@ Function entry points call :func:`current`; tests and the local stack call :func
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,18 @@ from warden.config import WardenConfig, load_config
 from warden.settings import Settings
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
     settings: Settings
     clients: Clients
     _config: WardenConfig | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
+    #: "Now" for leases, retention windows and staleness (tests move it; nothing else does).
+    clock: Callable[[], datetime] = _utcnow
 
     @property
     def config(self) -> WardenConfig:
@@ -52,14 +60,18 @@ class Runtime:
         from warden.registry import Registry
 
         if "registry" not in self._cache:
-            self._cache["registry"] = Registry(self.clients.storage, self.settings.registry_bucket)
+            self._cache["registry"] = Registry(
+                self.clients.storage, self.settings.registry_bucket, clock=lambda: self.clock()
+            )
         return self._cache["registry"]
 
     def ledger(self):  # -> warden.runs.RunLedger
         from warden.runs import RunLedger
 
         if "ledger" not in self._cache:
-            self._cache["ledger"] = RunLedger(self.clients.storage, self.settings.registry_bucket)
+            self._cache["ledger"] = RunLedger(
+                self.clients.storage, self.settings.registry_bucket, clock=lambda: self.clock()
+            )
         return self._cache["ledger"]
 
     def metrics(self):  # -> warden.metrics.MetricsWriter

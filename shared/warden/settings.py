@@ -21,6 +21,7 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_CONFIG": "Path of warden.yaml (default: warden.yaml beside the function's main.py).",
     "WARDEN_REGISTRY_BUCKET": "Bucket holding the model registry.",
     "WARDEN_DATA_BUCKET": "Default bucket for training data.",
+    "WARDEN_BACKUP_BUCKET": "Bucket that registry snapshots go to (warden backup, housekeeping).",
     "WARDEN_EVENTS_TOPIC": "Pub/Sub topic id for model-events (empty: events are only logged).",
     "WARDEN_RETRAIN_TOPIC": "Pub/Sub topic id that retrain requests go to (monitor, CLI).",
     "WARDEN_MONITORING_ENDPOINT": "host:port of a plaintext MetricService (local stand-in only).",
@@ -51,6 +52,7 @@ class Settings:
     config_path: Path = Path("warden.yaml")
     registry_bucket: str = "warden-registry"
     data_bucket: str = "warden-data"
+    backup_bucket: str = "warden-backup"
     events_topic: str = ""
     retrain_topic: str = "retrain-requests"
     monitoring_endpoint: str = ""
@@ -75,6 +77,7 @@ class Settings:
             config_path=Path(config_path),
             registry_bucket=env.get("WARDEN_REGISTRY_BUCKET", cls.registry_bucket),
             data_bucket=env.get("WARDEN_DATA_BUCKET", cls.data_bucket),
+            backup_bucket=env.get("WARDEN_BACKUP_BUCKET", cls.backup_bucket),
             events_topic=env.get("WARDEN_EVENTS_TOPIC", ""),
             retrain_topic=env.get("WARDEN_RETRAIN_TOPIC", cls.retrain_topic),
             monitoring_endpoint=env.get("WARDEN_MONITORING_ENDPOINT", ""),
