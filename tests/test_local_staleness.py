@@ -61,6 +61,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
         [
             *(sys.executable, "-m", "warden.cli", "local", "up"),
             *("--run-dir", str(run_dir), "--config", str(config), "--speed", "1"),
+            *("--only", "retrain_model,housekeeping,health"),  # a light stack: it runs long
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -576,18 +576,36 @@ def local() -> None:
     default=Path("warden.yaml"),
     show_default=True,
 )
-def local_up(run_dir: Path, speed: float, clock_start: str | None, config_path: Path) -> None:
+@click.option(
+    "--only",
+    default=None,
+    help="Comma-separated functions to run (default: all), for a lighter stack.",
+)
+def local_up(
+    run_dir: Path, speed: float, clock_start: str | None, config_path: Path, only: str | None
+) -> None:
     """Start the whole stack and supervise it until Ctrl-C."""
     from datetime import datetime
 
-    from warden_local.stack import LocalStack
+    from warden_local.stack import FUNCTIONS, LocalStack
 
+    functions = FUNCTIONS
+    if only:
+        wanted = {name.strip() for name in only.split(",") if name.strip()}
+        known = {f.name for f in FUNCTIONS}
+        if wanted - known:
+            raise click.BadParameter(
+                f"unknown {sorted(wanted - known)}; known: {', '.join(sorted(known))}",
+                param_hint="--only",
+            )
+        functions = tuple(f for f in FUNCTIONS if f.name in wanted)
     start = datetime.fromisoformat(clock_start.replace("Z", "+00:00")) if clock_start else None
     stack = LocalStack(
         config_path=config_path,
         run_dir=run_dir,
         speed=speed,
         clock_start=start,
+        functions=functions,
         progress=lambda m: click.echo(f"  … {m}", err=True),
     )
     try:
