@@ -35,6 +35,7 @@ from warden.housekeeping import (
     housekeep,
     retention_plan,
     run_housekeeping,
+    snapshot_id_for,
 )
 from warden.messages import RunRequest
 from warden.registry import ARTIFACT, CLAIM, Registry
@@ -530,9 +531,11 @@ def test_backup_runs_before_deletion_and_skips_on_a_dry_run(
     out = housekeep(_request(), rt)
     assert out.backup.status == "done"
     assert out.backup.snapshot == {"id": "snap"}
-    assert out.backup.snapshot_id == f"20261120-{MODEL}"
+    sid = snapshot_id_for(MODEL, now, _request().key)
+    assert sid.startswith(f"20261120-{MODEL}-")
+    assert out.backup.snapshot_id == sid
     assert calls == [
-        ("snapshot", {"model": MODEL, "snapshot_id": f"20261120-{MODEL}"}),
+        ("snapshot", {"model": MODEL, "snapshot_id": sid}),
         ("prune", {"retention_days": 9, "now": now, "dry_run": False}),
     ]
     assert out.retention.deleted == [1, 2]
@@ -549,7 +552,7 @@ def test_the_snapshot_holds_what_retention_then_deletes(
     now = datetime.now(UTC)
     rt = make_rt(now, backup=True, retention={"keep_last": 1, "alias_window_days": 0})
     out = housekeep(_request(), rt)
-    sid = f"{now:%Y%m%d}-{MODEL}"
+    sid = snapshot_id_for(MODEL, now, _request().key)
     assert out.backup.status == "done"
     assert out.backup.snapshot["id"] == sid
     assert out.backup.snapshot["versions"] == {MODEL: [1, 2, 3, 4]}

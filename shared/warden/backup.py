@@ -876,7 +876,9 @@ def prune_snapshots(
     ]
     backup = rt.clients.storage.bucket(rt.settings.backup_bucket)
     for sid in incomplete:
-        if model is not None and not sid.endswith(f"-{model}"):
+        if model is not None and not re.fullmatch(
+            rf"\d{{8}}-{re.escape(model)}(-[0-9a-f]{{8}})?", sid
+        ):
             continue
         blobs = list(backup.client.list_blobs(backup.name, prefix=_snap_dir(sid)))
         if blobs and max(b.time_created for b in blobs) < cutoff:

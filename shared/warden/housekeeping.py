@@ -28,6 +28,7 @@ metric; the outcome lists what a real run would do.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import time
@@ -208,7 +209,7 @@ def housekeep(
     cfg = rt.config.model(request.model)  # UnknownModelError is permanent
     run_id = uuid.uuid4().hex
     if dry_run:  # changes nothing, so it takes no marker either
-        return _run(rt, cfg, run_id=run_id, actor=actor, dry_run=True)
+        return _run(rt, cfg, run_id=run_id, actor=actor, dry_run=True, key=request.key)
     ledger = rt.ledger()
     claim = ledger.begin(cfg.name, JOB, request.key, run_id)
     if isinstance(claim, PriorRun):
@@ -224,7 +225,7 @@ def housekeep(
             detail=f"already {claim.status}",
         )
     try:
-        outcome = _run(rt, cfg, run_id=run_id, actor=actor, dry_run=False)
+        outcome = _run(rt, cfg, run_id=run_id, actor=actor, dry_run=False, key=request.key)
     except PermanentError as exc:
         ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
         ledger.record_status(
@@ -270,7 +271,7 @@ def run_housekeeping(rt: Runtime, model: str, *, dry_run: bool) -> HousekeepingO
 
 
 def _run(
-    rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str, dry_run: bool
+    rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str, dry_run: bool, key: str
 ) -> HousekeepingOutcome:
     started = time.monotonic()
     now = rt.clock().astimezone(UTC)
@@ -280,7 +281,7 @@ def _run(
     )
     outcome.dry_run = dry_run
     outcome.integrity = _integrity(rt, cfg.name, folders, dry_run=dry_run)
-    outcome.backup = _backup(rt, cfg, now, dry_run=dry_run)
+    outcome.backup = _backup(rt, cfg, now, dry_run=dry_run, key=key)
     outcome.retention = _retention(
         rt, cfg, folders, outcome.integrity.corrupt, now, dry_run=dry_run
     )
@@ -363,11 +364,20 @@ def _check_version(
     return problems
 
 
-def _backup(rt: Runtime, cfg: ModelConfig, now: datetime, *, dry_run: bool) -> BackupResult:
+def snapshot_id_for(model: str, now: datetime, key: str) -> str:
+    """One snapshot per run: a redelivery of the same request completes the same snapshot, and a
+    second run on the same day (a manual one after new versions) takes a fresh one."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{now:%Y%m%d}-{model}-{digest}"
+
+
+def _backup(
+    rt: Runtime, cfg: ModelConfig, now: datetime, *, dry_run: bool, key: str
+) -> BackupResult:
     spec = cfg.housekeeping
     if not spec.backup:
         return BackupResult(status="skipped", detail="housekeeping.backup is off")
-    snapshot_id = f"{now:%Y%m%d}-{cfg.name}"
+    snapshot_id = snapshot_id_for(cfg.name, now, key)
     try:
         backup = importlib.import_module("warden.backup")
     except ImportError as exc:
