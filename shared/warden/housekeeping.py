@@ -43,7 +43,7 @@ from warden.errors import IntegrityError, PermanentError, VersionNotFound
 from warden.logs import fields
 from warden.messages import RunRequest
 from warden.registry import CLAIM, MANIFEST, StoredObject
-from warden.runs import PriorRun
+from warden.runs import Finished, PriorRun, run_once
 from warden.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -207,42 +207,37 @@ def housekeep(
     request: RunRequest, rt: Runtime, *, actor: str = "housekeeping", dry_run: bool = False
 ) -> HousekeepingOutcome:
     cfg = rt.config.model(request.model)  # UnknownModelError is permanent
-    run_id = uuid.uuid4().hex
     if dry_run:  # changes nothing, so it takes no marker either
-        return _run(rt, cfg, run_id=run_id, actor=actor, dry_run=True, key=request.key)
-    ledger = rt.ledger()
-    claim = ledger.begin(cfg.name, JOB, request.key, run_id)
-    if isinstance(claim, PriorRun):
-        log.info(
-            "duplicate housekeeping request; already %s",
-            claim.status,
-            extra=fields(model=cfg.name, key=request.key),
-        )
+        return _run(rt, cfg, run_id=uuid.uuid4().hex, actor=actor, dry_run=True, key=request.key)
+
+    def duplicate(prior: PriorRun) -> HousekeepingOutcome:
         return HousekeepingOutcome(
             model=cfg.name,
             status="duplicate",
-            run_id=str(claim.record.get("run_id", "")),
-            detail=f"already {claim.status}",
+            run_id=str(prior.record.get("run_id", "")),
+            detail=f"already {prior.status}",
         )
-    try:
-        outcome = _run(rt, cfg, run_id=run_id, actor=actor, dry_run=False, key=request.key)
-    except PermanentError as exc:
-        ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
-        ledger.record_status(
-            cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
-        )
+
+    def failed(exc: PermanentError, run_id: str) -> None:
         rt.events().try_publish("failed", cfg.name, job=JOB, error=str(exc)[:2000], run_id=run_id)
-        raise
-    except BaseException:
-        # Transient (or a bug): release the marker so the redelivery can start at once.
-        try:
-            ledger.finish(claim, "aborted", {"run_id": run_id})
-        except Exception:
-            log.exception("could not release the run marker", extra=fields(model=cfg.name))
-        raise
-    summary = outcome.summary()
-    ledger.finish(claim, "done", summary)
-    ledger.record_status(cfg.name, JOB, outcome="success", detail={"run_id": run_id, **summary})
+
+    def finished(o: HousekeepingOutcome) -> Finished:
+        return Finished(marker=o.summary(), status=o.summary())
+
+    outcome = run_once(
+        rt.ledger(),
+        cfg.name,
+        JOB,
+        request.key,
+        work=lambda run_id: _run(
+            rt, cfg, run_id=run_id, actor=actor, dry_run=False, key=request.key
+        ),
+        finished=finished,
+        duplicate=duplicate,
+        failed=failed,
+    )
+    if outcome.status == "duplicate":
+        return outcome
     _best_effort_metrics(
         rt,
         cfg.name,

@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import math
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from warden.config import ModelConfig
 from warden.errors import DataError, PermanentError, RetryableError
 from warden.logs import fields
 from warden.messages import RunRequest
-from warden.runs import PriorRun
+from warden.runs import Finished, PriorRun, run_once
 from warden.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,54 +74,39 @@ def drift_thresholds(cfg: ModelConfig) -> Any:
 
 def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -> MonitorOutcome:
     cfg = rt.config.model(request.model)
-    ledger = rt.ledger()
-    run_id = uuid.uuid4().hex
-    claim = ledger.begin(cfg.name, JOB, request.key, run_id)
-    if isinstance(claim, PriorRun):
-        log.info(
-            "duplicate monitor request; already %s",
-            claim.status,
-            extra=fields(model=cfg.name, key=request.key),
-        )
+
+    def duplicate(prior: PriorRun) -> MonitorOutcome:
         return MonitorOutcome(
             model=cfg.name,
             status="duplicate",
-            run_id=str(claim.record.get("run_id", "")),
-            detail=f"already {claim.status}",
+            run_id=str(prior.record.get("run_id", "")),
+            detail=f"already {prior.status}",
         )
-    try:
-        outcome = _run(request, rt, cfg, run_id=run_id, actor=actor)
-    except PermanentError as exc:
-        ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
-        ledger.record_status(
-            cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
-        )
+
+    def failed(exc: PermanentError, run_id: str) -> None:
         rt.events().try_publish("failed", cfg.name, job=JOB, error=str(exc)[:2000], run_id=run_id)
-        raise
-    except BaseException:
-        try:
-            ledger.finish(claim, "aborted", {"run_id": run_id})
-        except Exception:
-            log.exception("could not release the run marker", extra=fields(model=cfg.name))
-        raise
-    ledger.finish(
-        claim,
-        "done",
-        {"version": outcome.version, "drift": outcome.dataset_drift, "degraded": outcome.degraded},
-    )
-    ledger.record_status(
+
+    def finished(o: MonitorOutcome) -> Finished:
+        return Finished(
+            marker={"version": o.version, "drift": o.dataset_drift, "degraded": o.degraded},
+            status={
+                "version": o.version,
+                "dataset_drift": o.dataset_drift,
+                "drift_share": o.drift_share,
+                "degraded": o.degraded,
+            },
+        )
+
+    return run_once(
+        rt.ledger(),
         cfg.name,
         JOB,
-        outcome="success",
-        detail={
-            "run_id": run_id,
-            "version": outcome.version,
-            "dataset_drift": outcome.dataset_drift,
-            "drift_share": outcome.drift_share,
-            "degraded": outcome.degraded,
-        },
+        request.key,
+        work=lambda run_id: _run(request, rt, cfg, run_id=run_id, actor=actor),
+        finished=finished,
+        duplicate=duplicate,
+        failed=failed,
     )
-    return outcome
 
 
 def _run(

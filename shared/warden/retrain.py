@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from warden.errors import DataError, IntegrityError, PermanentError
 from warden.logs import fields
 from warden.messages import RunRequest
-from warden.runs import PriorRun
+from warden.runs import Finished, PriorRun, run_once
 from warden.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -50,32 +49,20 @@ class RetrainOutcome:
 
 def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -> RetrainOutcome:
     cfg = rt.config.model(request.model)
-    ledger = rt.ledger()
-    run_id = uuid.uuid4().hex
-    claim = ledger.begin(cfg.name, JOB, request.key, run_id)
-    if isinstance(claim, PriorRun):
-        log.info(
-            "duplicate retrain request; already %s",
-            claim.status,
-            extra=fields(model=cfg.name, key=request.key, message_id=request.message_id),
-        )
-        prior = claim.record.get("result", {})
+    started = time.monotonic()
+
+    def duplicate(prior: PriorRun) -> RetrainOutcome:
+        result = prior.record.get("result", {})
         return RetrainOutcome(
             model=cfg.name,
             status="duplicate",
-            version=prior.get("version"),
-            promoted=bool(prior.get("promoted")),
-            run_id=str(claim.record.get("run_id", "")),
-            detail=f"already {claim.status}",
+            version=result.get("version"),
+            promoted=bool(result.get("promoted")),
+            run_id=str(prior.record.get("run_id", "")),
+            detail=f"already {prior.status}",
         )
-    started = time.monotonic()
-    try:
-        outcome = _run(request, rt, run_id=run_id, actor=actor)
-    except PermanentError as exc:
-        ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
-        ledger.record_status(
-            cfg.name, JOB, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
-        )
+
+    def failed(exc: PermanentError, run_id: str) -> None:
         rt.events().try_publish(
             "failed",
             cfg.name,
@@ -85,22 +72,24 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
             request=request.to_dict(),
         )
         _best_effort_metrics(rt, cfg.name, {"run/success": 0.0}, job=True)
-        raise
-    except BaseException:
-        # Transient (or a bug): release the marker so the redelivery can start at once.
-        try:
-            ledger.finish(claim, "aborted", {"run_id": run_id})
-        except Exception:  # the original error matters more
-            log.exception("could not release the run marker", extra=fields(model=cfg.name))
-        raise
-    duration = time.monotonic() - started
-    ledger.finish(claim, "done", {"version": outcome.version, "promoted": outcome.promoted})
-    ledger.record_status(
+
+    def finished(o: RetrainOutcome) -> Finished:
+        result = {"version": o.version, "promoted": o.promoted}
+        return Finished(marker=result, status=result)
+
+    outcome = run_once(
+        rt.ledger(),
         cfg.name,
         JOB,
-        outcome="success",
-        detail={"run_id": run_id, "version": outcome.version, "promoted": outcome.promoted},
+        request.key,
+        work=lambda run_id: _run(request, rt, run_id=run_id, actor=actor),
+        finished=finished,
+        duplicate=duplicate,
+        failed=failed,
     )
+    if outcome.status == "duplicate":
+        return outcome
+    duration = time.monotonic() - started
     numeric = {
         f"model/{k}": float(v)
         for k, v in outcome.metrics.items()

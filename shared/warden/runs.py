@@ -21,14 +21,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from warden.errors import ConflictError, RunInProgress
+from warden.errors import ConflictError, PermanentError, RunInProgress
 
 if TYPE_CHECKING:
     from google.cloud import storage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FINAL = ("done", "failed")
 
@@ -251,3 +252,64 @@ class RunLedger:
             except PreconditionFailed:
                 continue
         raise ConflictError(f"{model}: status {kind} kept changing under us")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a successful run leaves in its marker and in ``MODEL/status/KIND.json``."""
+
+    marker: dict[str, Any]
+    status: dict[str, Any]
+
+
+def run_once(
+    ledger: RunLedger,
+    model: str,
+    kind: str,
+    key: str,
+    *,
+    work: Callable[[str], T],
+    finished: Callable[[T], Finished],
+    duplicate: Callable[[PriorRun], T],
+    failed: Callable[[PermanentError, str], None] = lambda _exc, _run_id: None,
+) -> T:
+    """Run ``work(run_id)`` at most once per request ``key`` (retrain, monitor, housekeeping).
+
+    A finished request returns ``duplicate(prior)``; one running elsewhere within its lease
+    raises :class:`RunInProgress`. A permanent error is recorded (marker ``failed``, status),
+    passed to ``failed`` and re-raised; anything else releases the marker (``aborted``) so the
+    redelivery can start at once, and propagates.
+    """
+    import uuid
+
+    from warden.logs import fields
+
+    run_id = uuid.uuid4().hex
+    claim = ledger.begin(model, kind, key, run_id)
+    if isinstance(claim, PriorRun):
+        log.info(
+            "duplicate %s request; already %s",
+            kind,
+            claim.status,
+            extra=fields(model=model, key=key),
+        )
+        return duplicate(claim)
+    try:
+        outcome = work(run_id)
+    except PermanentError as exc:
+        ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
+        ledger.record_status(
+            model, kind, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
+        )
+        failed(exc, run_id)
+        raise
+    except BaseException:
+        try:
+            ledger.finish(claim, "aborted", {"run_id": run_id})
+        except Exception:  # the original error matters more
+            log.exception("could not release the run marker", extra=fields(model=model))
+        raise
+    done = finished(outcome)
+    ledger.finish(claim, "done", done.marker)
+    ledger.record_status(model, kind, outcome="success", detail={"run_id": run_id, **done.status})
+    return outcome
