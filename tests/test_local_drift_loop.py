@@ -6,10 +6,6 @@ requests nothing."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stack_process import local_stack, wait_for
 from warden.examples import seed_examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +23,7 @@ SLACK = 40  # real seconds between the stack's start and the first monitor tick
 
 
 def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
+    return wait_for(predicate, timeout, what, interval=0.5)
 
 
 def test_drift_closes_the_loop(tmp_path) -> None:
@@ -47,129 +38,85 @@ def test_drift_closes_the_loop(tmp_path) -> None:
     config = tmp_path / "warden.yaml"
     config.write_text(yaml.safe_dump(raw))
     slot = now.replace(hour=hour, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    run_dir = tmp_path / "run"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"}
-    }
-    log = (tmp_path / "stack.out").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "warden.cli",
-            "local",
-            "up",
-            "--run-dir",
-            str(run_dir),
-            "--config",
-            str(config),
-            "--speed",
-            str(SPEED),
-            "--clock-start",
-            (slot - timedelta(seconds=SLACK * SPEED)).isoformat(),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=tmp_path,
-    )
     mp = pytest.MonkeyPatch()
-    try:
-        state_file = run_dir / "stack.json"
-        _wait(lambda: state_file.exists() or proc.poll() is not None, 180, "stack.json")
-        assert proc.poll() is None, (tmp_path / "stack.out").read_text()
-        state = json.loads(state_file.read_text())
-        cenv = {**env, **state["env"]}
+    clock_start = slot - timedelta(seconds=SLACK * SPEED)
+    with local_stack(tmp_path, config, speed=SPEED, clock_start=clock_start) as running:
+        state = running.state
         for key in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
-            mp.setenv(key, cenv[key])
+            mp.setenv(key, running.env[key])
+        warden = running.warden_json
+        try:
+            _closed_loop(state, warden, now, tmp_path)
+        finally:
+            mp.undo()
 
-        def warden(*args: str) -> object:
-            out = subprocess.run(
-                [sys.executable, "-m", "warden.cli", "--json", *args],
-                env=cenv,
-                capture_output=True,
-                text=True,
-                timeout=120,
+
+def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path) -> None:
+    from google.cloud import pubsub_v1, storage
+
+    subscriber = pubsub_v1.SubscriberClient()
+    events_sub = subscriber.subscription_path(state["project"], "test-model-events")
+    subscriber.create_subscription(
+        name=events_sub, topic=f"projects/{state['project']}/topics/model-events"
+    )
+
+    def drift_events() -> list[dict]:
+        resp = subscriber.pull(subscription=events_sub, max_messages=50, timeout=5)
+        if resp.received_messages:
+            subscriber.acknowledge(
+                subscription=events_sub, ack_ids=[m.ack_id for m in resp.received_messages]
             )
-            assert out.returncode == 0, out.stdout + out.stderr
-            return json.loads(out.stdout)
+        return [
+            json.loads(m.message.data)
+            for m in resp.received_messages
+            if m.message.attributes.get("kind") == "drift_detected"
+        ]
 
-        from google.cloud import pubsub_v1, storage
+    # A champion trained on last week's normal data.
+    gcs = storage.Client(project=state["project"])
+    data_bucket = state["env"]["WARDEN_DATA_BUCKET"]
+    last_week = (now - timedelta(days=7)).date()
+    seed_examples(
+        gcs,
+        bucket=data_bucket,
+        end=last_week,
+        days=7,
+        customer_rows=2000,
+        seed=1,
+        models=(SEG,),
+    )
+    warden("retrain", SEG, "--as-of", last_week.isoformat())
+    _wait(lambda: [v for v in warden("versions", SEG) if v["champion"]], 90, "a champion")
+    # This week's data has drifted; it lands before the monitor tick.
+    seed_examples(
+        gcs,
+        bucket=data_bucket,
+        end=now.date(),
+        days=7,
+        customer_rows=2000,
+        seed=2,
+        shift=1.0,
+        models=(SEG,),
+    )
 
-        subscriber = pubsub_v1.SubscriberClient()
-        events_sub = subscriber.subscription_path(state["project"], "test-model-events")
-        subscriber.create_subscription(
-            name=events_sub, topic=f"projects/{state['project']}/topics/model-events"
-        )
-
-        def drift_events() -> list[dict]:
-            resp = subscriber.pull(subscription=events_sub, max_messages=50, timeout=5)
-            if resp.received_messages:
-                subscriber.acknowledge(
-                    subscription=events_sub, ack_ids=[m.ack_id for m in resp.received_messages]
-                )
-            return [
-                json.loads(m.message.data)
-                for m in resp.received_messages
-                if m.message.attributes.get("kind") == "drift_detected"
-            ]
-
-        # A champion trained on last week's normal data.
-        gcs = storage.Client(project=state["project"])
-        data_bucket = state["env"]["WARDEN_DATA_BUCKET"]
-        last_week = (now - timedelta(days=7)).date()
-        seed_examples(
-            gcs,
-            bucket=data_bucket,
-            end=last_week,
-            days=7,
-            customer_rows=2000,
-            seed=1,
-            models=(SEG,),
-        )
-        warden("retrain", SEG, "--as-of", last_week.isoformat())
-        _wait(lambda: [v for v in warden("versions", SEG) if v["champion"]], 90, "a champion")
-        # This week's data has drifted; it lands before the monitor tick.
-        seed_examples(
-            gcs,
-            bucket=data_bucket,
-            end=now.date(),
-            days=7,
-            customer_rows=2000,
-            seed=2,
-            shift=1.0,
-            models=(SEG,),
-        )
-
-        seen: list[dict] = []
-        _wait(lambda: seen.extend(drift_events()) or seen, SLACK + 90, "drift_detected")
-        assert seen[0]["model"] == SEG
-        assert seen[0]["dataset_drift"] is True
-        assert seen[0]["version"] == 1
-        metrics = warden("metrics", SEG)
-        shares = [r for r in metrics if r["metric"] == "drift/share"]
-        assert shares
-        assert shares[-1]["value"] >= 0.5
-        # The monitor asked for a retrain: a second version, trained on the drifted week.
-        _wait(lambda: len(warden("versions", SEG)) == 2, 90, "the drift-triggered version")
-        v2 = warden("show", f"{SEG}@2")
-        assert v2["request"]["reason"] == "drift"
-        # It fails its gate (the blurred segments score below the floor), so v1 stays champion,
-        # and the next daily tick sees the same drift — inside the cooldown: no new request.
-        _wait(lambda: seen.extend(drift_events()) or len(seen) >= 2, 90, "the second drift")
-        time.sleep(8)
-        assert [v["version"] for v in warden("versions", SEG)] == [1, 2]
-        report = warden("report", SEG, "--monitor", "--out", str(tmp_path))
-        assert "Dataset drift" in Path(report["path"]).read_text()
-        subscriber.close()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
-        mp.undo()
+    seen: list[dict] = []
+    _wait(lambda: seen.extend(drift_events()) or seen, SLACK + 90, "drift_detected")
+    assert seen[0]["model"] == SEG
+    assert seen[0]["dataset_drift"] is True
+    assert seen[0]["version"] == 1
+    metrics = warden("metrics", SEG)
+    shares = [r for r in metrics if r["metric"] == "drift/share"]
+    assert shares
+    assert shares[-1]["value"] >= 0.5
+    # The monitor asked for a retrain: a second version, trained on the drifted week.
+    _wait(lambda: len(warden("versions", SEG)) == 2, 90, "the drift-triggered version")
+    v2 = warden("show", f"{SEG}@2")
+    assert v2["request"]["reason"] == "drift"
+    # It fails its gate (the blurred segments score below the floor), so v1 stays champion,
+    # and the next daily tick sees the same drift — inside the cooldown: no new request.
+    _wait(lambda: seen.extend(drift_events()) or len(seen) >= 2, 90, "the second drift")
+    time.sleep(8)
+    assert [v["version"] for v in warden("versions", SEG)] == [1, 2]
+    report = warden("report", SEG, "--monitor", "--out", str(tmp_path))
+    assert "Dataset drift" in Path(report["path"]).read_text()
+    subscriber.close()

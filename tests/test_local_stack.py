@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stack_process import local_stack, wait_for
 from warden.examples import seed_examples
 from warden.runs import RunLedger
 
@@ -31,13 +32,7 @@ def _far_hour(now: datetime) -> int:
 
 
 def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
+    return wait_for(predicate, timeout, what)
 
 
 @pytest.fixture(scope="module")
@@ -51,86 +46,39 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     config = tmp / "warden.yaml"
     config.write_text(yaml.safe_dump(raw))
     slot = now.replace(hour=hour, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    run_dir = tmp / "run"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"}
-    }
-    log = (tmp / "stack.out").open("wb")
     mp = pytest.MonkeyPatch()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "warden.cli",
-            "local",
-            "up",
-            "--run-dir",
-            str(run_dir),
-            "--config",
-            str(config),
-            "--speed",
-            str(SPEED),
-            "--clock-start",
-            (slot - timedelta(seconds=20 * SPEED)).isoformat(),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=tmp,
-    )
-    try:
-        state_file = run_dir / "stack.json"
-        _wait(lambda: state_file.exists() or proc.poll() is not None, 180, "stack.json")
-        assert proc.poll() is None, (tmp / "stack.out").read_text()
-        state = json.loads(state_file.read_text())
-        client_env = {**env, **state["env"]}
-        # Data lands before the first tick (20 real seconds after start).
-        for key in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
-            mp.setenv(key, client_env[key])
-        from google.cloud import storage
+    clock_start = slot - timedelta(seconds=20 * SPEED)
+    with local_stack(tmp, config, speed=SPEED, clock_start=clock_start) as running:
+        try:
+            # Data lands before the first tick (20 real seconds after start).
+            for key in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+                mp.setenv(key, running.env[key])
+            from google.cloud import storage
 
-        gcs = storage.Client(project=state["project"])
-        seed_examples(
-            gcs,
-            bucket=state["env"]["WARDEN_DATA_BUCKET"],
-            end=now.date(),
-            days=5,
-            customer_rows=1500,
-        )
-        yield {
-            "proc": proc,
-            "state": state,
-            "env": client_env,
-            "run_dir": run_dir,
-            "gcs": gcs,
-            "config": config,
-            "tmp": tmp,
-        }
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
-        mp.undo()
+            gcs = storage.Client(project=running.state["project"])
+            seed_examples(
+                gcs,
+                bucket=running.state["env"]["WARDEN_DATA_BUCKET"],
+                end=now.date(),
+                days=5,
+                customer_rows=1500,
+            )
+            yield {
+                "proc": running.proc,
+                "state": running.state,
+                "env": running.env,
+                "run_dir": running.run_dir,
+                "gcs": gcs,
+                "config": config,
+                "tmp": tmp,
+                "running": running,
+            }
+        finally:
+            mp.undo()
 
 
 def warden(stack: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run(
-        [sys.executable, "-m", "warden.cli", "--json", *args],
-        env=stack["env"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=stack["tmp"],
-    )
-    if check:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
+    return stack["running"].warden(*args, check=check)
 
 
 def versions(stack: dict, model: str) -> list[int]:

@@ -7,11 +7,7 @@ three and a half, most of it waiting for the clock.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from stack_process import RunningStack, local_stack, wait_for
 from warden.examples import seed_examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,17 +25,11 @@ MODEL = "breast-cancer-risk"
 
 
 def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
+    return wait_for(predicate, timeout, what, interval=1)
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[dict]:
+def stack(tmp_path_factory) -> Iterator[RunningStack]:
     tmp = tmp_path_factory.mktemp("staleness")
     raw = yaml.safe_load((ROOT / "warden.yaml").read_text())
     raw["models"] = {MODEL: raw["models"][MODEL]}
@@ -50,70 +41,30 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     raw.pop("alerting")  # no flush ticks: nothing but housekeeping runs on the clock
     config = tmp / "warden.yaml"
     config.write_text(yaml.safe_dump(raw))
-    run_dir = tmp / "run"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"}
-    }
-    log = (tmp / "stack.out").open("wb")
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "warden.cli", "local", "up"),
-            *("--run-dir", str(run_dir), "--config", str(config), "--speed", "1"),
-            *("--only", "retrain_model,housekeeping,health"),  # a light stack: it runs long
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=tmp,
-    )
-    try:
-        state_file = run_dir / "stack.json"
-        _wait(lambda: state_file.exists() or proc.poll() is not None, 180, "stack.json")
-        assert proc.poll() is None, (tmp / "stack.out").read_text()
-        state = json.loads(state_file.read_text())
-        client_env = {**env, **state["env"]}
+    # A light stack (it runs for minutes): only the functions this test needs.
+    with local_stack(tmp, config, speed=1, only="retrain_model,housekeeping,health") as running:
         from google.cloud import storage
 
-        os.environ["STORAGE_EMULATOR_HOST"] = client_env["STORAGE_EMULATOR_HOST"]
+        os.environ["STORAGE_EMULATOR_HOST"] = running.env["STORAGE_EMULATOR_HOST"]
         try:
-            gcs = storage.Client(project=state["project"])
             seed_examples(
-                gcs,
-                bucket=state["env"]["WARDEN_DATA_BUCKET"],
+                storage.Client(project=running.state["project"]),
+                bucket=running.state["env"]["WARDEN_DATA_BUCKET"],
                 end=datetime.now(UTC).date(),
                 days=5,
                 models=(MODEL,),
             )
         finally:
             os.environ.pop("STORAGE_EMULATOR_HOST")
-        yield {"state": state, "env": client_env, "tmp": tmp}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+        yield running
 
 
-def warden(stack: dict, *args: str) -> dict | list:
-    out = subprocess.run(
-        [sys.executable, "-m", "warden.cli", "--json", *args],
-        env=stack["env"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=stack["tmp"],
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout)
+def warden(stack: RunningStack, *args: str) -> dict | list:
+    return stack.warden_json(*args)
 
 
-def _health(stack: dict, query: str = "") -> requests.Response:
-    return requests.get(stack["state"]["functions"]["health"] + query, timeout=30)
+def _health(stack: RunningStack, query: str = "") -> requests.Response:
+    return requests.get(stack.state["functions"]["health"] + query, timeout=30)
 
 
 def test_a_paused_job_turns_health_degraded_past_its_staleness_limit(stack) -> None:
