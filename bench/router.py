@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,39 +54,6 @@ def _receiver() -> tuple[ThreadingHTTPServer, list[int]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, count
-
-
-def _serve(target: str, source: Path, env: dict[str, str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            target,
-            "--source",
-            str(source),
-            "--signature-type",
-            "http",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"{target} did not start") from None
-            time.sleep(0.2)
 
 
 def _load(url: str, payloads: list[dict], seconds: float, clients: int) -> dict:
@@ -139,10 +105,10 @@ def main() -> None:
     from warden.config import AlertPolicy
     from warden_local.gcs import StorageEmulator
     from warden_local.policies import incident_payload
-    from warden_local.process import free_port
+    from warden_local.process import FunctionServer
 
     receiver, delivered = _receiver()
-    procs: list[subprocess.Popen] = []
+    servers: list[FunctionServer] = []
     with StorageEmulator() as gcs, tempfile.TemporaryDirectory() as tmp:
         os.environ["STORAGE_EMULATOR_HOST"] = gcs.host
         from google.cloud import storage
@@ -180,11 +146,12 @@ def main() -> None:
             "WARDEN_LOG_LEVEL": "WARNING",
         }
         try:
-            base_port, router_port = free_port(), free_port()
-            procs.append(_serve("ping", trivial, env, base_port))
-            procs.append(
-                _serve("route_alerts", ROOT / "functions/route_alerts/main.py", env, router_port)
+            ping = FunctionServer(trivial, "ping", signature="http", env=env)
+            router = FunctionServer(
+                ROOT / "functions/route_alerts/main.py", "route_alerts", signature="http", env=env
             )
+            for server in (ping, router):
+                servers.append(server.start(timeout=60))
             policy = AlertPolicy(name="bench", metric="drift/share", threshold=0.5)
             now = int(time.time())
             payloads = [
@@ -203,17 +170,16 @@ def main() -> None:
                 for k in range(500)
                 for state in ("open", "closed")
             ]
-            base = _load(f"http://127.0.0.1:{base_port}/", [{}], args.seconds / 2, args.clients)
+            base = _load(ping.url, [{}], args.seconds / 2, args.clients)
             routed = _load(
-                f"http://127.0.0.1:{router_port}/?auth_token={TOKEN}",
+                f"{router.url}?auth_token={TOKEN}",
                 payloads,
                 args.seconds,
                 args.clients,
             )
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=15)
+            for server in servers:
+                server.stop()
             receiver.shutdown()
     print(f"{'':<22}{'requests':>9}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, r in (("trivial function", base), ("route_alerts", routed)):

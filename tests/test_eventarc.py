@@ -26,7 +26,7 @@ from warden_local.eventarc import (
     create_push_subscription,
     ensure_topic,
 )
-from warden_local.process import ManagedProcess, free_port
+from warden_local.process import FunctionServer, free_port
 from warden_local.pubsub import PubSubEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,28 +56,6 @@ def record(event):
     if "fail_while" in msg_attrs and pathlib.Path(msg_attrs["fail_while"]).exists():
         raise RuntimeError("asked to fail")
 """
-
-
-class FunctionServer(ManagedProcess):
-    """``python -m functions_framework`` serving one CloudEvent function on a loopback port."""
-
-    name = "functions-framework"
-
-    def __init__(self, source: Path, target: str, *, log: Any, env: dict[str, str]) -> None:
-        super().__init__(log=log, env=env)
-        self.source = source
-        self.target = target
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "functions_framework", "--target", self.target,
-            "--source", str(self.source), "--signature-type", "cloudevent",
-            "--host", "127.0.0.1", "--port", str(self.port),
-        ]  # fmt: skip
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
 
 
 class Recorder:

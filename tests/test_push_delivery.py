@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date
-from pathlib import Path
 
 import pytest
-import requests
 
 from warden.registry import Registry
 from warden_local.bundle import build
-from warden_local.process import free_port
+from warden_local.process import FunctionServer
 
 AS_OF = date(2026, 11, 20)  # conftest's seed() ends its partitions here
 
@@ -26,23 +22,10 @@ PROJECT = "warden-test"
 MODEL = "breast-cancer-risk"
 
 
-def _wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"function exited:\n{log.read_text()[-3000:]}"
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, f"function did not start:\n{log.read_text()}"
-            time.sleep(0.2)
-
-
 @pytest.fixture
 def retrain_bundle_server(tmp_path, gcs_emulator, bucket_names):
     [bundle] = build(["retrain_model"], out=tmp_path / "build")
     source = tmp_path / "build" / "retrain_model"
-    port = free_port()
     log = tmp_path / "function.log"
     env = {
         **os.environ,
@@ -57,33 +40,9 @@ def retrain_bundle_server(tmp_path, gcs_emulator, bucket_names):
     }
     env.pop("WARDEN_CONFIG", None)  # the function reads the warden.yaml shipped in its bundle
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                "--target",
-                "retrain_model",
-                "--source",
-                str(source / "main.py"),
-                "--signature-type",
-                "cloudevent",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=source,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield f"http://127.0.0.1:{port}/", bundle, log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        server = FunctionServer(source / "main.py", "retrain_model", log=out, env=env, cwd=source)
+        with server:
+            yield server.url, bundle, log
 
 
 def test_raw_push_into_a_built_bundle_retrains_once(

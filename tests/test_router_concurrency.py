@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -20,7 +18,7 @@ import yaml
 
 from warden.config import AlertPolicy
 from warden_local.policies import incident_payload
-from warden_local.process import free_port
+from warden_local.process import FunctionServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "concurrency-token"
@@ -76,41 +74,18 @@ def test_ten_routers_notify_each_group_exactly_once(tmp_path, gcs_emulator, buck
         "TEST_HOOK_SECRET": "s",
         "TEST_HOOK_URL": f"http://127.0.0.1:{capture.server_port}/",
     }
-    ports = [free_port() for _ in range(PROCESSES)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                "--target",
-                "route_alerts",
-                "--source",
-                str(ROOT / "functions/route_alerts/main.py"),
-                "--signature-type",
-                "http",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    servers = [
+        FunctionServer(
+            ROOT / "functions/route_alerts/main.py", "route_alerts", signature="http", env=env
         )
-        for port in ports
+        for _ in range(PROCESSES)
     ]
     try:
-        urls = [f"http://127.0.0.1:{port}/?auth_token={TOKEN}" for port in ports]
-        deadline = time.monotonic() + 90
-        for url in urls:
-            while True:
-                try:
-                    requests.get(url, timeout=2)
-                    break
-                except requests.ConnectionError:
-                    assert time.monotonic() < deadline, "routers did not start"
-                    time.sleep(0.2)
+        for server in servers:
+            server.start(timeout=90)
+        urls = [f"{server.url}?auth_token={TOKEN}" for server in servers]
+        for url in urls:  # warm each router (runtime, config, clients) before the timed burst
+            requests.get(url, timeout=30)
         policy = AlertPolicy(name="model-drift", metric="drift/share", threshold=0.5)
         started = int(time.time())
         burst = [
@@ -153,11 +128,6 @@ def test_ten_routers_notify_each_group_exactly_once(tmp_path, gcs_emulator, buck
         for note in received:
             assert len(note["alerts"]) == PER_GROUP  # one notification listing the whole group
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for server in servers:
+            server.stop()
         capture.shutdown()

@@ -11,8 +11,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import IO, Self
 
 
@@ -46,6 +48,7 @@ class ManagedProcess:
         self._log = log
         self._env = dict(env) if env is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self.cwd: Path | None = None
 
     def command(self) -> Sequence[str]:
         raise NotImplementedError
@@ -63,6 +66,7 @@ class ManagedProcess:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             env=self._env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -114,3 +118,37 @@ class ManagedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FunctionServer(ManagedProcess):
+    """``python -m functions_framework`` serving one function of ``source`` on a loopback port,
+    as Cloud Functions would (the local stack, the benchmarks and end-to-end tests use it)."""
+
+    def __init__(
+        self,
+        source: Path,
+        target: str,
+        *,
+        signature: str = "cloudevent",
+        port: int | None = None,
+        log: IO[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        super().__init__(port, log=log, env=env)
+        self.source = Path(source)
+        self.target = target
+        self.signature = signature
+        self.cwd = cwd
+        self.name = f"function {target}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "functions_framework", "--target", self.target,
+            "--source", str(self.source), "--signature-type", self.signature,
+            "--host", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"

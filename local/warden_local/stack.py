@@ -32,7 +32,7 @@ from typing import IO, Any
 from warden.config import load_config
 from warden.jobs import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
 from warden_local.gcs import StorageEmulator
-from warden_local.process import ManagedProcess, free_port
+from warden_local.process import FunctionServer, ManagedProcess, free_port
 from warden_local.pubsub import PubSubEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,22 +233,10 @@ class LocalStack:
                 "FUNCTION_SIGNATURE_TYPE": spec.signature,
                 "WARDEN_CODE_VERSION": "local",
             }
-            proc = PythonService(
+            proc = FunctionServer(
+                FUNCTIONS_DIR / spec.folder / "main.py",
                 spec.name,
-                [
-                    "-m",
-                    "functions_framework",
-                    "--target",
-                    spec.name,
-                    "--source",
-                    str(FUNCTIONS_DIR / spec.folder / "main.py"),
-                    "--signature-type",
-                    spec.signature,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                signature=spec.signature,
                 port=port,
                 log=self._log(f"function-{spec.name}"),
                 env=env,
