@@ -141,7 +141,8 @@ def incident(n: int = 0, state: str = "open", policy: str = "Model drift", **lab
                 "severity": "Warning",
                 "documentation": {"content": "see runbook", "mime_type": "text/markdown"},
             },
-        }
+        },
+        received_at=T,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import incidents
 from warden.alerting import (
     Alert,
     Silence,
@@ -14,6 +15,7 @@ from warden.alerting import (
     alert_from_model_event,
     due,
     inhibited,
+    is_test_notification,
     next_due,
     parse_alerting,
     parse_matcher,
@@ -22,165 +24,171 @@ from warden.alerting import (
 )
 from warden.errors import ConfigError, EventError
 
-
-def incident(state: str = "open", **over: Any) -> dict[str, Any]:
-    """A notification as Cloud Monitoring sends it (webhook schema version 1.2)."""
-    inc: dict[str, Any] = {
-        "incident_id": "0.opqiw61fsv7p",
-        "scoping_project_id": "warden-prod",
-        "scoping_project_number": 12345,
-        "url": "https://console.cloud.google.com/monitoring/alerting/incidents/0.opqiw61fsv7p?project=warden-prod",
-        "started_at": 1_700_000_000,
-        "ended_at": None if state == "open" else 1_700_000_900,
-        "state": state,
-        "resource_id": "",
-        "resource_name": "churn-scorer",
-        "resource_display_name": "churn-scorer",
-        "resource_type_display_name": "Cloud Run Revision",
-        "resource": {
-            "type": "cloud_run_revision",
-            "labels": {"service_name": "churn-scorer", "location": "europe-west1"},
-        },
-        "metric": {
-            "type": "custom.googleapis.com/warden/drift_score",
-            "displayName": "Drift score",
-            "labels": {"model": "churn", "feature-name": "tenure"},
-        },
-        "metadata": {"system_labels": {}, "user_labels": {"team": "ml"}},
-        "policy_name": "Model drift",
-        "policy_user_labels": {"team": "ml", "severity": "page"},
-        "condition_name": "drift above 0.2",
-        "threshold_value": "0.2",
-        "observed_value": "0.31",
-        "condition": {"name": "projects/warden-prod/alertPolicies/1/conditions/2"},
-        "severity": "Warning",
-        "summary": "Drift score for churn is above the threshold of 0.2 with a value of 0.31.",
-        "apigee_url": "",
-        "documentation": {
-            "content": "Retrain the model: `warden retrain churn`.",
-            "mime_type": "text/markdown",
-            "subject": "Drift on churn",
-        },
-    }
-    inc.update(over)
-    return {"version": "1.2", "incident": inc}
+RECEIVED = 1_800_000_000.0  # when the router got the notification (fallback for unknown times)
 
 
-def test_open_incident_becomes_a_firing_alert() -> None:
-    a = alert_from_incident(incident())
-    assert a.status == "firing"
-    assert a.source == "monitoring"
-    assert a.starts_at == 1_700_000_000
-    assert a.ends_at is None
-    assert a.labels["alertname"] == "Model drift"
-    assert a.labels["severity"] == "warning"  # core label wins over policy_user_labels
-    assert a.labels["condition"] == "drift above 0.2"
-    assert a.labels["incident_id"] == "0.opqiw61fsv7p"
-    assert a.labels["metric_type"] == "custom.googleapis.com/warden/drift_score"
-    assert a.labels["resource_type"] == "cloud_run_revision"
-    assert a.labels["team"] == "ml"
-    assert a.labels["model"] == "churn"
-    assert a.labels["feature_name"] == "tenure"  # sanitized label name
-    assert a.labels["service_name"] == "churn-scorer"
-    assert a.annotations["url"].startswith("https://console.cloud.google.com/")
-    assert a.annotations["documentation"].startswith("Retrain")
+def parse(payload: Any, **kw: Any) -> Alert:
+    return alert_from_incident(payload, received_at=RECEIVED, **kw)
 
 
-def test_closed_incident_shares_the_fingerprint() -> None:
-    opened, closed = alert_from_incident(incident()), alert_from_incident(incident("closed"))
+@pytest.mark.parametrize("kind", sorted(incidents.BY_KIND))
+def test_every_documented_condition_kind_opens_and_closes(kind: str) -> None:
+    payload, condition_type = incidents.BY_KIND[kind]
+    opened = parse(payload)
+    assert opened.status == "firing"
+    assert opened.ends_at is None
+    assert opened.labels["condition_type"] == condition_type
+    assert opened.labels["alertname"] == payload["incident"]["policy_name"]
+    assert opened.labels["incident_id"] == payload["incident"]["incident_id"]
+    assert opened.labels["severity"] in ("critical", "error", "warning")
+    assert opened.annotations["summary"] == payload["incident"]["summary"]
+    closed = parse(incidents.closed(payload))
     assert closed.status == "resolved"
-    assert closed.ends_at == 1_700_000_900
-    assert opened.fingerprint == closed.fingerprint
-    other = alert_from_incident(incident(incident_id="0.other"))
-    assert other.fingerprint != opened.fingerprint
+    assert closed.fingerprint == opened.fingerprint
+    assert closed.ends_at == payload["incident"]["started_at"] + 600
+
+
+def test_the_documented_example_is_accepted_as_published() -> None:
+    a = parse(incidents.DOCUMENTED_EXAMPLE)
+    assert a.status == "resolved"
+    assert (a.starts_at, a.ends_at) == (1577840461, 1577877071)
+    # "no severity" (lower case, as documented) takes the configured default.
+    assert a.labels["severity"] == "warning"
+    assert parse(incidents.DOCUMENTED_EXAMPLE, default_severity="error").labels["severity"] == (
+        "error"
+    )
+    assert a.labels["alertname"] == "Monitor-Project-Cluster"
+    assert a.labels["condition"] == "VM Instance - CPU utilization [MAX]"
+    assert a.labels["metric_type"] == "compute.googleapis.com/instance/cpu/utilization"
+    assert a.labels["resource_type"] == "gce_instance"
+    # Policy user labels, metric labels, resource labels and metadata labels all route.
+    assert a.labels["user_label_1"] == "important label"  # sanitized name
+    assert a.labels["instance_name"] == "the name of the VM instance"
+    assert a.labels["zone"] == "us-central1-c"
+    assert a.labels["labelkey"] == "labelvalue"
+    assert a.annotations["subject"] == "ALERT - No severity"
+    assert a.annotations["documentation"].startswith("TEST ALERT")
+    assert a.annotations["observed_value"] == "0.835"
+    assert a.annotations["url"].startswith("https://console.cloud.google.com/")
+
+
+def test_uptime_and_log_match_incidents_route_on_the_labels_they_have() -> None:
+    up = parse(incidents.UPTIME_OPEN)
+    assert up.labels["host"] == "warden-health.example.run.app"
+    assert up.labels["severity"] == "warning"  # no severity at all: the default
+    assert "metric_type" not in up.labels
+    assert "documentation" not in up.annotations
+    assert parse(incidents.UPTIME_CLOSED).ends_at == 1579559552
+    log = parse(incidents.LOG_MATCH_OPEN)
+    assert log.labels["severity"] == "error"  # "Error": any case
+    assert log.labels["service_name"] == "warden-retrain-model"
+    assert log.labels["team"] == "ml-platform"
+    assert "metric_type" not in log.labels
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [("OPEN", "firing"), ("Open", "firing"), ("CLOSED", "resolved"), ("Closed", "resolved")],
+)
+def test_state_is_case_insensitive(state: str, status: str) -> None:
+    payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+    payload["incident"].update(state=state, ended_at=1780000600 if status == "resolved" else None)
+    assert parse(payload).status == status
+
+
+@pytest.mark.parametrize(
+    ("given", "user_label", "want"),
+    [
+        ("CRITICAL", None, "critical"),
+        ("Error", None, "error"),
+        ("warning", "info", "warning"),  # the incident's own severity wins over a label
+        ("no severity", "info", "info"),  # Terraform labels "info" policies (no API severity)
+        ("No severity", None, "warning"),
+        ("sev-1", None, "warning"),  # unknown: the default
+        (None, "critical", "critical"),
+        (None, "page", "warning"),  # a label that names no severity is no severity
+    ],
+)
+def test_severity_is_case_insensitive_with_a_default(given, user_label, want) -> None:
+    payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+    payload["incident"]["severity"] = given
+    payload["incident"]["policy_user_labels"] = {"severity": user_label} if user_label else {}
+    assert parse(payload).labels["severity"] == want
+
+
+@pytest.mark.parametrize(
+    "field", sorted(set(incidents.THRESHOLD_OPEN["incident"]) - {"incident_id"})
+)
+@pytest.mark.parametrize("value", ["<missing>", None, "", [], {}, 7, "ÿ" * 3, True])
+def test_every_field_but_incident_id_may_be_missing_null_or_of_another_type(field, value) -> None:
+    base = parse(incidents.THRESHOLD_OPEN)
+    payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+    if value == "<missing>":
+        del payload["incident"][field]
+    else:
+        payload["incident"][field] = value
+    a = parse(payload)
+    assert a.fingerprint == base.fingerprint
+    assert a.labels["incident_id"] == "0.nvmkgq5w0d1a"
+    assert a.labels["alertname"]
+
+
+def test_unknown_fields_versions_and_times_are_tolerated() -> None:
+    payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+    payload["version"] = "1.3"
+    payload["brand_new"] = {"deep": [1, 2]}
+    payload["incident"]["another_new_field"] = "x"
+    payload["incident"]["started_at"] = "1780000000"  # a numeric string
+    a = parse(payload)
+    assert a.starts_at == 1780000000
+    payload["incident"]["started_at"] = "2026-05-28T20:26:40Z"  # RFC 3339
+    assert parse(payload).starts_at == 1780000000
+    payload["incident"]["started_at"] = 0  # the test notification's "unknown"
+    assert parse(payload).starts_at == RECEIVED
+    payload["incident"].update(state=None, ended_at=1780000600)  # no state, but it ended
+    assert parse(payload).status == "resolved"
+    payload["incident"]["incident_id"] = 12345  # a number is still an id
+    assert parse(payload).labels["incident_id"] == "12345"
 
 
 def test_label_limits() -> None:
-    many = {f"l{i}": "x" * 2000 for i in range(100)}
-    a = alert_from_incident(incident(policy_user_labels=many))
+    payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+    payload["incident"]["policy_user_labels"] = {f"l{i}": "x" * 2000 for i in range(100)}
+    a = parse(payload)
     assert len(a.labels) == 64
     assert all(len(v) <= 1024 for v in a.labels.values())
-    assert a.labels["alertname"] == "Model drift"
+    assert a.labels["alertname"] == "model-drift"
 
 
-def _without(path: str) -> dict[str, Any]:
-    p = incident()
-    node = p
-    *parents, last = path.split(".")
-    for k in parents:
-        node = node[k]
-    del node[last]
-    return p
-
-
-def _with(path: str, value: Any) -> dict[str, Any]:
-    p = incident()
-    node = p
-    *parents, last = path.split(".")
-    for k in parents:
-        node = node[k]
-    node[last] = value
-    return p
-
-
-MALFORMED = [
-    ("payload", [1, 2]),
-    ("version", {"version": "1.1", "incident": incident()["incident"]}),
-    ("version", _without("version")),
-    ("incident", _without("incident")),
-    ("incident", _with("incident", "x")),
-    ("incident.incident_id", _without("incident.incident_id")),
-    ("incident.incident_id", _with("incident.incident_id", 7)),
-    ("incident.incident_id", _with("incident.incident_id", " ")),
-    ("incident.url", _without("incident.url")),
-    ("incident.url", _with("incident.url", ["x"])),
-    ("incident.started_at", _with("incident.started_at", "1700000000")),
-    ("incident.started_at", _with("incident.started_at", 1.5)),
-    ("incident.started_at", _with("incident.started_at", True)),
-    ("incident.started_at", _with("incident.started_at", -1)),
-    ("incident.started_at", _without("incident.started_at")),
-    ("incident.ended_at", _with("incident.ended_at", "soon")),
-    ("incident.ended_at", _with("incident.state", "closed")),  # closed without ended_at
-    ("incident.ended_at", _with("incident.ended_at", 1)),  # before started_at
-    ("incident.state", _with("incident.state", "acknowledged")),
-    ("incident.state", _without("incident.state")),
-    ("incident.summary", _with("incident.summary", None)),
-    ("incident.summary", _with("incident.summary", 3)),
-    ("incident.resource", _without("incident.resource")),
-    ("incident.resource.type", _without("incident.resource.type")),
-    ("incident.resource.labels.location", _with("incident.resource.labels.location", 1)),
-    ("incident.resource.labels", _with("incident.resource.labels", ["a"])),
-    ("incident.metric", _with("incident.metric", [])),
-    ("incident.metric.type", _with("incident.metric.type", 5)),
-    ("incident.metric.displayName", _without("incident.metric.displayName")),
-    ("incident.metric.labels.model", _with("incident.metric.labels.model", None)),
-    ("incident.metadata", _with("incident.metadata", "x")),
-    ("incident.metadata.user_labels.team", _with("incident.metadata.user_labels.team", 1)),
-    ("incident.policy_name", _without("incident.policy_name")),
-    ("incident.policy_user_labels.team", _with("incident.policy_user_labels.team", 2)),
-    ("incident.condition_name", _with("incident.condition_name", {})),
-    ("incident.condition", _with("incident.condition", "c")),
-    ("incident.severity", _with("incident.severity", "critical")),
-    ("incident.severity", _without("incident.severity")),
-    ("incident.documentation", _without("incident.documentation")),
-    ("incident.documentation.content", _with("incident.documentation.content", 1)),
-    ("incident.documentation.mime_type", _without("incident.documentation.mime_type")),
-    ("incident.documentation.subject", _with("incident.documentation.subject", 9)),
-    ("incident.observed_value", _with("incident.observed_value", 0.31)),
-    ("incident.scoping_project_id", _with("incident.scoping_project_id", 1)),
+REFUSED = [
+    ("not an object", [1, 2], "must be a JSON object"),
+    ("a string", "1.2", "must be a JSON object"),
+    ("no incident", {"version": "1.2"}, "no 'incident' object"),
+    ("null incident", {"version": "1.2", "incident": None}, "no 'incident' object"),
+    ("incident is a string", {"incident": "x"}, "incident must be an object"),
+    ("incident is a list", {"incident": []}, "incident must be an object"),
+    ("no incident_id", {"incident": {"state": "open"}}, "incident.incident_id"),
+    ("empty incident_id", {"incident": {"incident_id": " "}}, "incident.incident_id"),
+    ("null incident_id", {"incident": {"incident_id": None}}, "incident.incident_id"),
+    ("bool incident_id", {"incident": {"incident_id": True}}, "incident.incident_id"),
+    ("object incident_id", {"incident": {"incident_id": {"a": 1}}}, "incident.incident_id"),
 ]
 
 
-@pytest.mark.parametrize(("field", "payload"), MALFORMED, ids=[f for f, _ in MALFORMED])
-def test_malformed_incidents_name_the_field(field: str, payload: Any) -> None:
+@pytest.mark.parametrize(("case", "payload", "reason"), REFUSED, ids=[c for c, _, _ in REFUSED])
+def test_only_what_can_never_be_an_alert_is_refused(case: str, payload: Any, reason: str) -> None:
     with pytest.raises(EventError) as err:
-        alert_from_incident(payload)
-    assert field in str(err.value)
+        parse(payload)
+    assert reason in str(err.value)
 
 
-def test_started_at_message_names_the_type() -> None:
-    with pytest.raises(EventError, match=r"incident.started_at must be an integer epoch, got str"):
-        alert_from_incident(_with("incident.started_at", "1"))
+def test_the_console_test_notification_is_recognised_and_parses() -> None:
+    assert is_test_notification(incidents.TEST_NOTIFICATION)
+    assert not is_test_notification(incidents.THRESHOLD_OPEN)
+    a = parse(incidents.TEST_NOTIFICATION)
+    assert a.status == "firing"  # "OPEN"
+    assert a.starts_at == RECEIVED  # started_at 0
+    assert a.annotations["documentation"] == "Test documentation"  # a plain string
 
 
 def test_model_events() -> None:

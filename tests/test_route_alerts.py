@@ -11,6 +11,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,15 +21,14 @@ import pytest
 import yaml
 from functions_framework import create_app
 
+import incidents
 from events import binary_headers, envelope
-from warden.config import AlertPolicy, parse_config
-from warden_local.policies import incident_payload
+from warden.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "t0ken-for-tests"
 SECRET = "hmac-secret-for-tests"
 SOURCE = ROOT / "functions/route_alerts/main.py"
-POLICY = AlertPolicy(name="model-drift", metric="drift/share", threshold=0.5)
 
 
 @pytest.fixture
@@ -90,18 +90,12 @@ def client(rt):
 
 
 def incident(state: str = "open", incident_id: str = "inc-1", model: str = "m") -> dict:
-    return incident_payload(
-        POLICY,
-        project="warden-test",
-        incident_id=incident_id,
-        state=state,
-        started_at=1_780_000_000,
-        ended_at=1_780_000_600 if state == "closed" else None,
-        value=0.7,
-        metric_labels={"model": model, "version": "3"},
-        resource_type="global",
-        resource_labels={"project_id": "p"},
-    )
+    """A documented metric-threshold notification (tests/incidents.py), for one model."""
+    payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+    inc = payload["incident"]
+    inc["incident_id"] = incident_id
+    inc["metric"]["labels"] = {"model": model, "version": "3"}
+    return incidents.closed(payload) if state == "closed" else payload
 
 
 def post(client, payload, *, token: str | None = TOKEN, **headers):
@@ -269,3 +263,163 @@ def test_fuzz_ten_thousand_hostile_payloads_never_5xx(client) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert huge.status_code == 413
+
+
+# --- every documented notification, through both doors -----------------------------------------
+
+
+def _reconfigure(rt, **alerting_overrides) -> None:
+    raw = copy.deepcopy(rt.config.model_dump(by_alias=True))
+    raw["alerting"] = {**alerting(group_interval="0s"), **alerting_overrides}
+    rt._config = parse_config(raw)
+    rt._cache.pop("alerting", None)
+
+
+def push_body(payload: dict, message_id: str) -> dict:
+    """What a Pub/Sub push subscription POSTs for one message of a Pub/Sub notification channel
+    (the same JSON as the webhook's body, base64 in message.data)."""
+    return {
+        "message": {
+            "data": base64.b64encode(json.dumps(payload).encode()).decode(),
+            "messageId": message_id,
+            "publishTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        },
+        "subscription": "projects/warden-test/subscriptions/warden-route-alert-events-push",
+    }
+
+
+def publish(payload: dict, message_id: str) -> None:
+    """One delivery to route_alert_events as deployed: the raw push body, turned into a
+    CloudEvent by functions-framework."""
+    app = create_app("route_alert_events", str(SOURCE), "cloudevent").test_client()
+    resp = app.post("/", json=push_body(payload, message_id))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("kind", sorted(incidents.BY_KIND))
+def test_each_documented_kind_routes_the_same_through_webhook_and_pub_sub(
+    kind, rt, client, capture, make_runtime, storage_client
+) -> None:
+    payload, condition_type = incidents.BY_KIND[kind]
+    _, received = capture
+    _reconfigure(rt)
+    for p in (payload, incidents.closed(payload)):
+        resp = post(client, p)
+        assert resp.status_code == 200, resp.get_json()
+        assert resp.get_json()["routed"] is True
+    via_webhook = notifications(received)
+    received.clear()
+
+    # The same notifications on fresh router state, through the Pub/Sub channel's door.
+    other = f"registry-{uuid.uuid4().hex[:10]}"
+    storage_client.create_bucket(other)
+    config = rt._config
+    rt = make_runtime(registry_bucket=other)
+    rt._config = config
+    for i, p in enumerate((payload, incidents.closed(payload))):
+        publish(p, message_id=f"{kind}-{i}")
+    via_pubsub = notifications(received)
+
+    assert via_pubsub == via_webhook
+    assert [n["status"] for n in via_webhook] == ["firing", "resolved"]
+    alert = via_webhook[0]["alerts"][0]
+    assert alert["labels"]["alertname"] == payload["incident"]["policy_name"]
+    assert alert["labels"]["condition_type"] == condition_type
+    assert alert["labels"]["incident_id"] == payload["incident"]["incident_id"]
+    assert alert["annotations"]["summary"] == payload["incident"]["summary"]
+    assert via_webhook[0]["receiver"] == "oncall"
+
+
+def test_documented_spellings_and_cases_are_routed(client, rt, capture) -> None:
+    _, received = capture
+    _reconfigure(rt)
+    documented = copy.deepcopy(incidents.DOCUMENTED_EXAMPLE)  # "no severity", state "closed"
+    opened = incidents.opened(documented)
+    opened["incident"]["state"] = "OPEN"
+    opened["incident"]["unknown_new_field"] = {"nested": [1, "two"]}
+    opened["yet_another"] = True
+    assert post(client, opened).status_code == 200
+    documented["incident"]["state"] = "Closed"
+    assert post(client, documented).status_code == 200
+    sent = notifications(received)
+    assert [n["status"] for n in sent] == ["firing", "resolved"]
+    labels = sent[0]["alerts"][0]["labels"]
+    assert labels["severity"] == "warning"  # "no severity" → alerting.incidents.default_severity
+    assert labels["alertname"] == "Monitor-Project-Cluster"
+    assert labels["user_label_1"] == "important label"
+
+
+def test_the_console_test_notification_is_acknowledged_and_logged(
+    client, rt, capture, caplog
+) -> None:
+    _, received = capture
+    with caplog.at_level("INFO"):
+        resp = post(client, incidents.TEST_NOTIFICATION)
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "test notification acknowledged", "routed": False}
+    assert any("test notification acknowledged" in r.getMessage() for r in caplog.records)
+    publish(incidents.TEST_NOTIFICATION, message_id="test-1")  # the Pub/Sub door too
+    assert received == []
+
+    _reconfigure(rt, incidents={"route_test_notifications": True})
+    resp = post(client, incidents.TEST_NOTIFICATION)
+    assert resp.get_json()["routed"] is True
+    (sent,) = notifications(received)
+    assert sent["alerts"][0]["labels"]["test"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "token", "status", "reason"),
+    [
+        ("no credentials", incidents.THRESHOLD_OPEN, None, 401, "credentials"),
+        ("wrong token", incidents.THRESHOLD_OPEN, "wrong", 401, "credentials"),
+        ("not JSON", b"<html>not json</html>", TOKEN, 400, "not valid JSON"),
+        ("not UTF-8", b"\xff\xfe{", TOKEN, 400, "not UTF-8"),
+        ("no incident", {"version": "1.2"}, TOKEN, 400, "no 'incident' object"),
+        ("incident not an object", {"incident": [1]}, TOKEN, 400, "incident must be an object"),
+        (
+            "no incident_id",
+            {"version": "1.2", "incident": {"state": "open"}},
+            TOKEN,
+            400,
+            "incident.incident_id",
+        ),
+        (
+            "oversized",
+            {"incident": {"incident_id": "x", "summary": "x" * 300_000}},
+            TOKEN,
+            413,
+            "larger than",
+        ),
+    ],
+)
+def test_refusals_name_the_problem_and_are_logged_at_error(
+    client, rt, capture, caplog, case, body, token, status, reason
+) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    query = f"?auth_token={token}" if token is not None else ""
+    with caplog.at_level("INFO"):
+        resp = client.post(f"/{query}", data=data, headers={"Content-Type": "application/json"})
+    assert resp.status_code == status
+    assert reason in resp.get_json()["error"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any(reason in r.getMessage() and str(status) in r.getMessage() for r in errors)
+    assert capture[1] == []
+
+
+def test_content_type_does_not_decide(client, rt, capture) -> None:
+    _reconfigure(rt)
+    for ctype in ("text/plain", "application/json; charset=UTF-8", "application/octet-stream"):
+        payload = incident(incident_id=f"ct-{ctype}")
+        resp = client.post(
+            f"/?auth_token={TOKEN}", data=json.dumps(payload), headers={"Content-Type": ctype}
+        )
+        assert resp.status_code == 200, resp.get_json()
+
+
+def test_a_refused_pub_sub_notification_is_acknowledged_and_logged(rt, capture, caplog) -> None:
+    with caplog.at_level("INFO"):
+        publish({"version": "1.2", "incident": {"state": "open"}}, message_id="bad-1")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("incident.incident_id" in r.getMessage() for r in errors)
+    assert capture[1] == []

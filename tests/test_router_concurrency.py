@@ -16,8 +16,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from warden.config import AlertPolicy
-from warden_local.policies import incident_payload
+import incidents
 from warden_local.process import FunctionServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,24 +85,16 @@ def test_ten_routers_notify_each_group_exactly_once(tmp_path, gcs_emulator, buck
         urls = [f"{server.url}?auth_token={TOKEN}" for server in servers]
         for url in urls:  # warm each router (runtime, config, clients) before the timed burst
             requests.get(url, timeout=30)
-        policy = AlertPolicy(name="model-drift", metric="drift/share", threshold=0.5)
         started = int(time.time())
-        burst = [
-            incident_payload(
-                policy,
-                project="p",
-                incident_id=f"g{g}-i{i}",
-                state="open",
-                started_at=started,
-                ended_at=None,
-                value=0.9,
-                metric_labels={"model": f"m{g}", "feature": f"f{i}"},
-                resource_type="global",
-                resource_labels={"project_id": "p"},
-            )
-            for g in range(GROUPS)
-            for i in range(PER_GROUP)
-        ]
+
+        def notification(g: int, i: int) -> dict:
+            """A documented threshold notification (tests/incidents.py) for model m{g}."""
+            payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
+            payload["incident"].update(incident_id=f"g{g}-i{i}", started_at=started)
+            payload["incident"]["metric"]["labels"] = {"model": f"m{g}", "feature": f"f{i}"}
+            return payload
+
+        burst = [notification(g, i) for g in range(GROUPS) for i in range(PER_GROUP)]
 
         def deliver_everywhere(payloads: list[dict]) -> list[int]:
             with ThreadPoolExecutor(max_workers=PROCESSES * 2) as pool:

@@ -1,5 +1,6 @@
 """Cloud Functions (2nd gen) ``route_alerts`` (HTTP: Cloud Monitoring incident webhooks) and
-``route_alert_events`` (Pub/Sub: ``model-events`` and flush ticks) over one routing state.
+``route_alert_events`` (Pub/Sub: ``model-events``, flush ticks, and Cloud Monitoring incidents
+from a Pub/Sub notification channel) over one routing state.
 
 Bad input gets a 4xx naming the problem (HTTP) or is acknowledged with an ERROR log (Pub/Sub);
 a failure to reach the state or a receiver's transport propagates → 5xx → retried.
@@ -17,7 +18,7 @@ from warden import runtime
 from warden.errors import PermanentError
 from warden.logs import fields
 from warden.messages import decode_json_payload, decode_pubsub_event
-from warden.router import handle_webhook, route
+from warden.router import handle_webhook, incident_alerts, route
 
 log = logging.getLogger("warden.functions.route_alerts")
 CONFIG = Path(__file__).with_name("warden.yaml")
@@ -26,7 +27,7 @@ CONFIG = Path(__file__).with_name("warden.yaml")
 @functions_framework.http
 def route_alerts(request):
     rt = runtime.current(default_config=CONFIG)
-    status, body = handle_webhook(
+    status, body = handle_webhook(  # logs its own refusals at ERROR, with the reason
         rt,
         method=request.method,
         headers=request.headers,
@@ -34,28 +35,35 @@ def route_alerts(request):
         read_body=lambda n: request.stream.read(n),
         content_length=request.content_length,
     )
-    if status >= 400:
-        log.warning(
-            "webhook refused (%d): %s", status, body.get("error"), extra=fields(status=status)
-        )
     return json.dumps(body), status, {"Content-Type": "application/json"}
 
 
 @functions_framework.cloud_event
 def route_alert_events(cloud_event) -> None:
-    from warden.alerting import alert_from_model_event
-
+    """model-events, flush ticks, and Cloud Monitoring incidents from a Pub/Sub notification
+    channel — told apart by shape: an ``incident`` object is a notification."""
     rt = runtime.current(default_config=CONFIG)
+    message_id = cloud_event.get("id") if hasattr(cloud_event, "get") else None
     try:
         message = decode_pubsub_event(cloud_event)
+        message_id = message.message_id
         payload = decode_json_payload(message)
-        alerts = (
-            []
-            if payload.get("kind") == "flush"
-            else [alert_from_model_event(payload, message.attributes)]
-        )
+        if "incident" in payload:
+            alerts = incident_alerts(rt, payload, door="pubsub")
+        elif payload.get("kind") == "flush":
+            alerts = []
+        else:
+            from warden.alerting import alert_from_model_event
+
+            alerts = [alert_from_model_event(payload, message.attributes)]
         summary = route(rt, alerts)
     except PermanentError as exc:
-        log.error("alert event refused: %s", exc, extra=fields(error_type=type(exc).__name__))
+        log.error(
+            "alert event refused: %s",
+            exc,
+            extra=fields(
+                error_type=type(exc).__name__, message_id=message_id, door="pubsub", refused=True
+            ),
+        )
         return
-    log.info("alert events routed", extra=fields(**summary))
+    log.info("alert events routed", extra=fields(message_id=message_id, **summary))

@@ -10,6 +10,7 @@ are POSTed from a background thread with bounded retries, like a notification ch
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import queue
 import threading
@@ -23,7 +24,27 @@ from warden.metrics import METRIC_PREFIX
 
 log = logging.getLogger(__name__)
 
-SEVERITY = {"critical": "Critical", "error": "Error", "warning": "Warning", "info": "No severity"}
+#: AlertPolicy.severity → the incident's ``severity`` as Google's documented example spells it
+#: (lower case; a policy without a severity — Terraform sets none for "info" — says
+#: "no severity"). See tests/incidents.py for the sources.
+SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "no severity"}
+_API_COMPARISON = {
+    ">": "COMPARISON_GT",
+    ">=": "COMPARISON_GT",
+    "<": "COMPARISON_LT",
+    "<=": "COMPARISON_LT",
+}
+_NUDGE = {">": 0, ">=": -1, "<": 0, "<=": 1}
+
+
+def api_threshold(policy: AlertPolicy) -> float:
+    """The GT/LT threshold Terraform gives Cloud Monitoring (terraform/modules/config)."""
+    return policy.threshold + _NUDGE[policy.comparison] * 1e-9 * max(1.0, abs(policy.threshold))
+
+
+def _project_number(project: str) -> int:
+    """A stable stand-in for the scoping project's number (a 12-digit integer in Google's)."""
+    return int(hashlib.sha256(project.encode()).hexdigest()[:10], 16) % 10**12
 
 
 def incident_payload(
@@ -38,36 +59,45 @@ def incident_payload(
     metric_labels: Mapping[str, str],
     resource_type: str,
     resource_labels: Mapping[str, str],
+    prefix: str = "warden",
 ) -> dict[str, Any]:
-    """A Cloud Monitoring webhook payload, schema 1.2, for one threshold policy."""
+    """The webhook notification (schema 1.2) Cloud Monitoring sends for the metric-threshold
+    policy Terraform makes of ``policy`` (terraform/monitoring.tf: display name, user labels,
+    documentation subject and content, condition): the documented fields, names and spelling,
+    nothing of our own."""
     metric_type = METRIC_PREFIX + policy.metric
-    verb = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
-    summary = (
-        f"{metric_type} for {', '.join(f'{k}={v}' for k, v in sorted(metric_labels.items()))}"
-        f" is {verb[policy.comparison]} the threshold of {policy.threshold} "
-        f"with a value of {value:.4g}."
-    )
+    display = "Global" if resource_type == "global" else resource_type
+    res_labels = ", ".join(f"{k}={v}" for k, v in resource_labels.items())
+    resource_name = f"{project} {display} labels {{{res_labels}}}"
+    labels_text = ", ".join(f"{k}={v}" for k, v in sorted(metric_labels.items()))
+    where = f"{policy.metric} for {resource_name} with metric labels {{{labels_text}}}"
+    threshold = api_threshold(policy)
+    verb = "above" if _API_COMPARISON[policy.comparison] == "COMPARISON_GT" else "below"
     if state == "closed":
-        summary = f"{metric_type} returned to normal with a value of {value:.4g}."
+        summary = f"{where} returned to normal with a value of {value:.3f}."
+    else:
+        summary = f"{where} is {verb} the threshold of {threshold:.3f} with a value of {value:.3f}."
+    condition = f"{policy.metric} {policy.comparison} {policy.threshold:g}"
+    model = metric_labels.get("model", "")
+    filters = [f'metric.type="{metric_type}"', f'resource.type="{resource_type}"']
+    filters += [f'metric.label.{k}="{v}"' for k, v in policy.filter.items()]
+    policy_id = int(hashlib.sha256(policy.name.encode()).hexdigest()[:15], 16)
     return {
-        "version": "1.2",
         "incident": {
             "incident_id": incident_id,
             "scoping_project_id": project,
-            "scoping_project_number": 0,
-            "url": f"https://console.cloud.google.com/monitoring/alerting/incidents/{incident_id}"
-            f"?project={project}",
+            "scoping_project_number": _project_number(project),
+            "url": "https://console.cloud.google.com/monitoring/alerting/incidents/"
+            f"{incident_id}?project={project}",
+            "severity": SEVERITY[policy.severity],
             "started_at": started_at,
             "ended_at": ended_at,
             "state": state,
-            "summary": summary,
-            "apigee_url": "",
-            "observed_value": f"{value:.6g}",
-            "resource": {"type": resource_type, "labels": dict(resource_labels)},
-            "resource_type_display_name": resource_type,
             "resource_id": "",
-            "resource_display_name": resource_type,
-            "resource_name": f"projects/{project}",
+            "resource_name": resource_name,
+            "resource_display_name": "",
+            "resource_type_display_name": display,
+            "resource": {"type": resource_type, "labels": dict(resource_labels)},
             "metric": {
                 "type": metric_type,
                 "displayName": policy.metric,
@@ -75,20 +105,40 @@ def incident_payload(
             },
             "metadata": {"system_labels": {}, "user_labels": {}},
             "policy_name": policy.name,
-            "policy_user_labels": {"warden_policy": policy.name},
-            "documentation": {
-                "content": f"Runbook: {policy.runbook or 'docs/RUNBOOKS.md'}",
-                "mime_type": "text/markdown",
-                "subject": f"[{policy.severity.upper()}] {policy.name}",
+            "policy_user_labels": {
+                "warden_policy": policy.name,
+                "warden_prefix": prefix,
+                "severity": policy.severity,
             },
+            "condition_name": condition,
+            "threshold_value": f"{threshold:g}",
+            "observed_value": f"{value:.3f}",
             "condition": {
-                "name": f"projects/{project}/alertPolicies/0/conditions/0",
-                "displayName": f"{policy.metric} {policy.comparison} {policy.threshold}",
+                "name": f"projects/{project}/alertPolicies/{policy_id}/conditions/{policy_id + 1}",
+                "displayName": condition,
+                "conditionThreshold": {
+                    "filter": " AND ".join(filters),
+                    "aggregations": [
+                        {
+                            "alignmentPeriod": "300s",
+                            "perSeriesAligner": "ALIGN_MAX" if verb == "above" else "ALIGN_MIN",
+                        }
+                    ],
+                    "comparison": _API_COMPARISON[policy.comparison],
+                    "thresholdValue": threshold,
+                    "duration": f"{policy.duration_s}s",
+                    "trigger": {"count": 1},
+                },
             },
-            "condition_name": f"{policy.metric} {policy.comparison} {policy.threshold}",
-            "threshold_value": str(policy.threshold),
-            "severity": SEVERITY[policy.severity],
+            "documentation": {
+                "content": f"Warden policy `{policy.name}`: {condition} for model {model}.\n\n"
+                f"Runbook: {policy.runbook or 'docs/RUNBOOKS.md'}",
+                "mime_type": "text/markdown",
+                "subject": f"[{policy.severity.upper()}] {policy.name}: {model}",
+            },
+            "summary": summary,
         },
+        "version": "1.2",
     }
 
 

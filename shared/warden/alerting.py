@@ -211,10 +211,26 @@ class ResolvedRoute:
     children: tuple[ResolvedRoute, ...]
 
 
+class IncidentSettings(_Strict):
+    """How Cloud Monitoring incidents enter routing."""
+
+    default_severity: Literal["critical", "error", "warning", "info"] = Field(
+        default="warning",
+        description="severity label of an incident whose policy has none ('no severity', "
+        "uptime checks) and no 'severity' user label",
+    )
+    route_test_notifications: bool = Field(
+        default=False,
+        description='route the console\'s test notification (labelled test="true") instead of '
+        "only acknowledging and logging it",
+    )
+
+
 class AlertingConfig(_Strict):
     receivers: list[Receiver] = Field(min_length=1)
     route: Route
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
 
     def receiver(self, name: str) -> Receiver:
         for r in self.receivers:
@@ -316,141 +332,187 @@ def sanitize_label(name: str) -> str:
     return out if out and not out[0].isdigit() else "_" + out
 
 
-SEVERITIES = {"Critical", "Error", "Warning", "No severity"}
+#: Severities an incident can carry into routing (Cloud Monitoring's three, lower-cased).
+INCIDENT_SEVERITIES = ("critical", "error", "warning")
+#: Severity labels a route may match: the incidents' three and model events' "info".
+SEVERITY_LABELS = (*INCIDENT_SEVERITIES, "info")
+DEFAULT_INCIDENT_SEVERITY = "warning"
+
+#: ``incident.condition`` keys (Cloud Monitoring API v3 ``AlertPolicy.Condition``) → the
+#: ``condition_type`` label.
+CONDITION_TYPES = {
+    "conditionThreshold": "threshold",
+    "conditionAbsent": "absence",
+    "conditionMatchedLog": "log_match",
+    "conditionMonitoringQueryLanguage": "mql",
+    "conditionPrometheusQueryLanguage": "promql",
+    "conditionSql": "sql",
+}
 
 
-class _Reader:
-    """Strict field access with errors naming the dotted field."""
-
-    @staticmethod
-    def obj(parent: Mapping[str, Any], key: str, path: str, *, optional: bool = False) -> Any:
-        if key not in parent or parent[key] is None:
-            if optional:
-                return None
-            raise EventError(f"{path}.{key} is missing")
-        value = parent[key]
-        if not isinstance(value, dict):
-            raise EventError(f"{path}.{key} must be an object, got {type(value).__name__}")
+def _scalar(value: Any) -> str:
+    """A field Google documents as a string, read leniently: numbers and booleans as text,
+    anything else (null, objects, arrays) as absent."""
+    if isinstance(value, str):
         return value
-
-    @staticmethod
-    def string(
-        parent: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        optional: bool = False,
-        empty: bool = True,
-    ) -> str | None:
-        if key not in parent or parent[key] is None:
-            if optional:
-                return None
-            raise EventError(f"{path}.{key} is missing")
-        value = parent[key]
-        if not isinstance(value, str):
-            raise EventError(f"{path}.{key} must be a string, got {type(value).__name__}")
-        if not empty and not value.strip():
-            raise EventError(f"{path}.{key} must not be empty")
-        return value
-
-    @staticmethod
-    def labels(parent: Mapping[str, Any], key: str, path: str, optional: bool) -> dict[str, str]:
-        value = _Reader.obj(parent, key, path, optional=optional) or {}
-        for k, v in value.items():
-            if not isinstance(v, str):
-                raise EventError(f"{path}.{key}.{k} must be a string, got {type(v).__name__}")
-        return dict(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    return ""
 
 
-def _epoch(parent: Mapping[str, Any], key: str, path: str, *, nullable: bool) -> int | None:
-    if key not in parent:
-        if nullable:
-            return None
-        raise EventError(f"{path}.{key} is missing")
-    value = parent[key]
-    if value is None and nullable:
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _label_map(value: Any) -> dict[str, str]:
+    """A documented ``{string: string}`` map; non-scalar values are dropped, not refused."""
+    out = {}
+    for key, raw in _obj(value).items():
+        text = _scalar(raw)
+        if isinstance(key, str) and key and text:
+            out[key] = text
+    return out
+
+
+def _epoch_or_none(value: Any) -> float | None:
+    """Seconds since the epoch, from an integer (documented), a float, a numeric string or an
+    RFC 3339 string; 0, negatives, null and anything unreadable are "not known"."""
+    if isinstance(value, bool):
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise EventError(f"{path}.{key} must be an integer epoch, got {type(value).__name__}")
-    if value < 0:
-        raise EventError(f"{path}.{key} must be a non-negative epoch, got {value}")
-    return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return ts.timestamp() if ts.tzinfo else None
+    if isinstance(value, int | float) and value > 0 and value == value and value < 1e11:
+        return float(value)
+    return None
 
 
-def alert_from_incident(payload: Any) -> Alert:
-    """Parse a Cloud Monitoring webhook notification (schema version 1.2) strictly."""
-    r = _Reader
-    if not isinstance(payload, dict):
-        raise EventError(f"payload must be a JSON object, got {type(payload).__name__}")
-    version = payload.get("version")
-    if version != "1.2":
-        raise EventError(f"version must be '1.2', got {version!r}")
-    inc = r.obj(payload, "incident", "payload")
-    p = "incident"
-    incident_id = r.string(inc, "incident_id", p, empty=False)
-    url = r.string(inc, "url", p)
-    started_at = _epoch(inc, "started_at", p, nullable=False)
-    ended_at = _epoch(inc, "ended_at", p, nullable=True)
-    state = r.string(inc, "state", p)
-    if state not in ("open", "closed"):
-        raise EventError(f"{p}.state must be 'open' or 'closed', got {state!r}")
-    if state == "closed" and ended_at is None:
-        raise EventError(f"{p}.ended_at must be set when state is 'closed'")
-    if ended_at is not None and started_at is not None and ended_at < started_at:
-        raise EventError(f"{p}.ended_at ({ended_at}) is before started_at ({started_at})")
-    summary = r.string(inc, "summary", p)
-    for opt in (
-        "scoping_project_id",
-        "apigee_url",
-        "observed_value",
-        "resource_type_display_name",
-        "resource_display_name",
-        "threshold_value",
-        "resource_id",
-        "resource_name",
+def incident_condition_type(incident: Mapping[str, Any]) -> str:
+    """threshold, absence, log_match, uptime, mql, promql, sql — or "unknown"."""
+    resource_type = _scalar(_obj(incident.get("resource")).get("type"))
+    metric_type = _scalar(_obj(incident.get("metric")).get("type"))
+    if resource_type == "uptime_url" or metric_type.startswith(
+        "monitoring.googleapis.com/uptime_check/"
     ):
-        r.string(inc, opt, p, optional=True)
-    resource = r.obj(inc, "resource", p)
-    resource_type = r.string(resource, "type", f"{p}.resource", empty=False)
-    resource_labels = r.labels(resource, "labels", f"{p}.resource", optional=True)
-    metric = r.obj(inc, "metric", p)
-    metric_type = r.string(metric, "type", f"{p}.metric", empty=False)
-    r.string(metric, "displayName", f"{p}.metric")
-    metric_labels = r.labels(metric, "labels", f"{p}.metric", optional=True)
-    metadata = r.obj(inc, "metadata", p, optional=True)
-    if metadata is not None:
-        r.labels(metadata, "system_labels", f"{p}.metadata", optional=True)
-        r.labels(metadata, "user_labels", f"{p}.metadata", optional=True)
-    policy_name = r.string(inc, "policy_name", p, empty=False)
-    policy_labels = r.labels(inc, "policy_user_labels", p, optional=True)
-    condition_name = r.string(inc, "condition_name", p)
-    r.obj(inc, "condition", p, optional=True)
-    severity = r.string(inc, "severity", p)
-    if severity not in SEVERITIES:
-        raise EventError(f"{p}.severity must be one of {sorted(SEVERITIES)}, got {severity!r}")
-    doc = r.obj(inc, "documentation", p)
-    content = r.string(doc, "content", f"{p}.documentation")
-    r.string(doc, "mime_type", f"{p}.documentation")
-    r.string(doc, "subject", f"{p}.documentation", optional=True)
+        return "uptime"
+    condition = _obj(incident.get("condition"))
+    for key, kind in CONDITION_TYPES.items():
+        if key in condition:
+            return kind
+    return "unknown"
 
-    assert started_at is not None  # not nullable above
+
+def is_test_notification(payload: Any) -> bool:
+    """The console's "send test notification" payload: ``version`` is ``"test"``."""
+    return isinstance(payload, Mapping) and _scalar(payload.get("version")).lower() == "test"
+
+
+def alert_from_incident(
+    payload: Any,
+    *,
+    received_at: float,
+    default_severity: str = DEFAULT_INCIDENT_SEVERITY,
+) -> Alert:
+    """A Cloud Monitoring notification (webhook body or Pub/Sub message data) as an alert.
+
+    Lenient where Google is loose: every field but ``incident.incident_id`` may be missing,
+    null, empty, of another type or case, or unknown (extra fields are ignored). Refused —
+    :class:`EventError` naming the problem — only what can never be an alert: a body that is
+    not an object, no ``incident`` object, no ``incident_id``.
+
+    * ``state``: "open" → firing, "closed" → resolved, case-insensitive; missing or unknown →
+      resolved if ``ended_at`` is set, else firing.
+    * ``severity``: Critical/Error/Warning in any case; otherwise ("no severity", missing,
+      unknown) a ``severity`` policy user label if it names one, else ``default_severity``.
+    * times: missing, 0 or unreadable ``started_at`` → ``received_at``.
+    * labels: alertname (policy), condition, condition_type, severity, incident_id, metric and
+      resource type where present; then policy user labels, metric labels, resource labels and
+      metadata user/system labels, first come first kept (see :func:`_merge_labels`).
+    """
+    if not isinstance(payload, Mapping):
+        raise EventError(
+            f"body must be a JSON object with an 'incident' object, got {type(payload).__name__}"
+        )
+    inc = payload.get("incident")
+    if inc is None:
+        raise EventError("no 'incident' object in the notification")
+    if not isinstance(inc, Mapping):
+        raise EventError(f"incident must be an object, got {type(inc).__name__}")
+    raw_id = inc.get("incident_id")
+    incident_id = "" if isinstance(raw_id, bool) else _scalar(raw_id).strip()
+    if not incident_id:
+        raise EventError("incident.incident_id is missing or empty")
+    incident_id = incident_id[:MAX_VALUE]
+
+    state = _scalar(inc.get("state")).strip().lower()
+    started = _epoch_or_none(inc.get("started_at"))
+    ended = _epoch_or_none(inc.get("ended_at"))
+    resolved = state == "closed" or (state != "open" and ended is not None)
+    starts_at = started if started is not None else received_at
+    ends_at = max(ended if ended is not None else received_at, starts_at) if resolved else None
+
+    policy_labels = _label_map(inc.get("policy_user_labels"))
+    severity = _scalar(inc.get("severity")).strip().lower()
+    if severity not in INCIDENT_SEVERITIES:
+        from_label = policy_labels.get("severity", "").strip().lower()
+        severity = from_label if from_label in SEVERITY_LABELS else default_severity
+
+    condition = _obj(inc.get("condition"))
+    condition_name = _scalar(inc.get("condition_name")) or _scalar(condition.get("displayName"))
+    policy_name = _scalar(inc.get("policy_name"))
+    resource = _obj(inc.get("resource"))
+    metric = _obj(inc.get("metric"))
+    metadata = _obj(inc.get("metadata"))
     core = {
-        "alertname": policy_name or "",
-        "condition": condition_name or "",
-        "severity": (severity or "").lower(),
-        "incident_id": incident_id or "",
-        "metric_type": metric_type or "",
-        "resource_type": resource_type or "",
+        "alertname": policy_name or condition_name or "monitoring-incident",
+        "condition": condition_name,
+        "condition_type": incident_condition_type(inc),
+        "severity": severity,
+        "incident_id": incident_id,
+        "metric_type": _scalar(metric.get("type")),
+        "resource_type": _scalar(resource.get("type")),
     }
-    labels = _merge_labels(core, policy_labels, metric_labels, resource_labels)
-    annotations = {"summary": summary or "", "url": url or "", "documentation": content or ""}
+    labels = _merge_labels(
+        {k: v for k, v in core.items() if v},
+        policy_labels,
+        _label_map(metric.get("labels")),
+        _label_map(resource.get("labels")),
+        _label_map(metadata.get("user_labels")),
+        _label_map(metadata.get("system_labels")),
+    )
+
+    doc = inc.get("documentation")
+    doc_obj = _obj(doc)
+    content = _scalar(doc) if not doc_obj else _scalar(doc_obj.get("content"))
+    summary = _scalar(inc.get("summary")) or (
+        f"{labels['alertname']}: {'resolved' if resolved else 'firing'}"
+    )
+    annotations = {
+        "summary": summary,
+        "url": _scalar(inc.get("url")),
+        "documentation": content,
+        "subject": _scalar(doc_obj.get("subject")),
+        "observed_value": _scalar(inc.get("observed_value")),
+        "threshold_value": _scalar(inc.get("threshold_value")),
+        "resource_name": _scalar(inc.get("resource_display_name"))
+        or _scalar(inc.get("resource_name")),
+    }
     return Alert(
         labels=labels,
-        annotations={k: v[: MAX_VALUE * 8] for k, v in annotations.items()},
-        status="firing" if state == "open" else "resolved",
-        starts_at=float(started_at),
-        ends_at=None if ended_at is None else float(ended_at),
-        fingerprint=_fp("monitoring", incident_id or ""),
+        annotations={k: v[: MAX_VALUE * 8] for k, v in annotations.items() if v},
+        status="resolved" if resolved else "firing",
+        starts_at=float(starts_at),
+        ends_at=None if ends_at is None else float(ends_at),
+        fingerprint=_fp("monitoring", incident_id),
         source="monitoring",
     )
 

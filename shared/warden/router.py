@@ -82,6 +82,51 @@ def check_token(headers: Mapping[str, str], args: Mapping[str, str], expected: s
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def incident_alerts(rt: Runtime, payload: Any, *, door: str, now: float | None = None) -> list[Any]:
+    """A Cloud Monitoring notification (either door: webhook or Pub/Sub channel) as the alerts
+    to route: one, or none for the console's test notification unless
+    ``alerting.incidents.route_test_notifications`` asks for it. Raises :class:`EventError`
+    for what can never be an alert (no ``incident`` object, no ``incident_id``)."""
+    from dataclasses import replace
+
+    from warden.alerting import alert_from_incident, is_test_notification
+
+    config = rt.alerting
+    if config is None:
+        raise ConfigError(f"{rt.settings.config_path}: alerting: no routing configured")
+    settings = config.incidents
+    alert = alert_from_incident(
+        payload,
+        received_at=time.time() if now is None else now,
+        default_severity=settings.default_severity,
+    )
+    if not is_test_notification(payload):
+        return [alert]
+    if not settings.route_test_notifications:
+        log.info(
+            "Cloud Monitoring test notification acknowledged (not routed: "
+            "alerting.incidents.route_test_notifications is off)",
+            extra=fields(door=door, incident_id=alert.labels.get("incident_id")),
+        )
+        return []
+    log.info("Cloud Monitoring test notification routed", extra=fields(door=door))
+    return [replace(alert, labels={**alert.labels, "test": "true"})]
+
+
+def _read_limited(read_body: Callable[[int], bytes], content_length: int | None) -> bytes | None:
+    """The body, or None if it is larger than MAX_BODY_BYTES (read no further than that)."""
+    if content_length is not None:
+        return read_body(content_length) if content_length <= MAX_BODY_BYTES else None
+    chunks, size = [], 0
+    while size <= MAX_BODY_BYTES:
+        chunk = read_body(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
+
+
 def handle_webhook(
     rt: Runtime,
     *,
@@ -91,29 +136,53 @@ def handle_webhook(
     read_body: Callable[[int], bytes],
     content_length: int | None,
 ) -> tuple[int, dict[str, Any]]:
-    """One Cloud Monitoring webhook call → (HTTP status, JSON body). Never 5xx for bad input."""
-    from warden.alerting import alert_from_incident
+    """One Cloud Monitoring webhook call → (HTTP status, JSON body). Never 5xx for bad input.
 
+    A 4xx only for what can never become an alert — wrong or missing credentials, a body
+    larger than MAX_BODY_BYTES, a body that is not JSON, no ``incident`` object or no
+    ``incident_id`` — and every such refusal is logged at ERROR with its reason. Content-Type
+    is not checked: the body decides."""
+    status, body = _webhook(rt, method, headers, args, read_body, content_length)
+    if status >= 400:
+        log.error(
+            "webhook refused (%d): %s",
+            status,
+            body["error"],
+            extra=fields(status=status, door="webhook", refused=True),
+        )
+    return status, body
+
+
+def _webhook(
+    rt: Runtime,
+    method: str,
+    headers: Mapping[str, str],
+    args: Mapping[str, str],
+    read_body: Callable[[int], bytes],
+    content_length: int | None,
+) -> tuple[int, dict[str, Any]]:
     if method != "POST":
         return 405, {"error": "use POST"}
     if not check_token(headers, args, secret(TOKEN_ENV)):
         return 401, {"error": "missing or wrong credentials"}
-    if content_length is None:
-        return 411, {"error": "Content-Length is required"}
-    if content_length > MAX_BODY_BYTES:  # refused before reading a byte of it
+    body = _read_limited(read_body, content_length)
+    if body is None:  # refused before reading more than the limit
         return 413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"}
-    ctype = headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        return 415, {"error": f"Content-Type must be application/json, got {ctype[:64]!r}"}
-    body = read_body(content_length)
     try:
-        payload = json.loads(body.decode("utf-8"))
+        payload = json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        return 400, {"error": "body is not UTF-8"}
+        return 400, {"error": "body is not UTF-8 JSON"}
     except (ValueError, RecursionError) as exc:
         return 400, {"error": f"body is not valid JSON: {str(exc)[:200]}"}
     try:
-        alert = alert_from_incident(payload)
+        alerts = incident_alerts(rt, payload, door="webhook")
     except EventError as exc:
         return 400, {"error": str(exc)[:500]}
-    return 200, {"status": "accepted", "fingerprint": alert.fingerprint, **route(rt, [alert])}
+    if not alerts:
+        return 200, {"status": "test notification acknowledged", "routed": False}
+    return 200, {
+        "status": "accepted",
+        "fingerprint": alerts[0].fingerprint,
+        "routed": True,
+        **route(rt, alerts),
+    }
