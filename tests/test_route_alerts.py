@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -423,3 +424,54 @@ def test_a_refused_pub_sub_notification_is_acknowledged_and_logged(rt, capture, 
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert any("incident.incident_id" in r.getMessage() for r in errors)
     assert capture[1] == []
+
+
+def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, bucket_names) -> None:
+    """The same payloads over a socket to a functions-framework process (real Content-Length,
+    and chunked bodies without one), not through the WSGI test client."""
+    import os
+
+    import requests
+
+    from warden_local.process import FunctionServer
+
+    url, received = capture
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "warden.yaml").read_text()))
+    raw["alerting"] = alerting(group_interval="0s")
+    config = tmp_path / "warden.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {
+        **os.environ,
+        "WARDEN_REGISTRY_BUCKET": bucket_names["registry"],
+        "WARDEN_CONFIG": str(config),
+        "WARDEN_PROJECT": "warden-test",
+        "WARDEN_METRICS": "off",
+        "WARDEN_WEBHOOK_TOKEN": TOKEN,
+        "TEST_HOOK_URL": url,
+        "TEST_HOOK_SECRET": SECRET,
+    }
+    log = tmp_path / "route_alerts.log"
+    with (
+        log.open("wb") as out,
+        FunctionServer(SOURCE, "route_alerts", signature="http", env=env, log=out) as server,
+    ):
+        endpoint = f"{server.url}?auth_token={TOKEN}"
+        payloads = [p for p, _ in incidents.BY_KIND.values()]
+        payloads += [incidents.closed(p) for p in payloads] + [incidents.TEST_NOTIFICATION]
+        for i, payload in enumerate(payloads):
+            body = json.dumps(payload).encode()
+            if i % 2:  # chunked: no Content-Length at all
+                resp = requests.post(endpoint, data=iter([body[:100], body[100:]]), timeout=30)
+            else:
+                resp = requests.post(endpoint, data=body, timeout=30)
+            assert resp.status_code == 200, (i, resp.text)
+        refused = requests.post(endpoint, data=b"{not json", timeout=30)
+        assert refused.status_code == 400
+    sent = notifications(received)
+    statuses = Counter((n["alerts"][0]["labels"]["alertname"], n["status"]) for n in sent)
+    for payload, _ in incidents.BY_KIND.values():
+        name = payload["incident"]["policy_name"]
+        assert statuses[(name, "firing")] >= 1, name
+        assert statuses[(name, "resolved")] >= 1, name
+    refusal = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    assert any(r.get("severity") == "ERROR" and "not valid JSON" in r["message"] for r in refusal)
