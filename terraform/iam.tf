@@ -71,7 +71,8 @@ locals {
 
   function_invokers = {
     # Cloud Monitoring webhooks carry no Google identity: the function checks its token itself.
-    route_alerts = { public = "allUsers" }
+    # With the Pub/Sub channel nothing outside needs to call it.
+    route_alerts = var.alert_channel == "webhook" ? { public = "allUsers" } : {}
     # Uptime checks authenticate as the Monitoring service agent (OIDC).
     health = {
       uptime-check = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"

@@ -22,8 +22,11 @@ locals {
 
   severity = { critical = "CRITICAL", error = "ERROR", warning = "WARNING", info = null }
 
+  # Exactly one of the two router channels exists (var.alert_channel).
   notification_channels = concat(
-    [google_monitoring_notification_channel.router.id], var.alert_notification_channels
+    google_monitoring_notification_channel.router[*].id,
+    google_monitoring_notification_channel.router_pubsub[*].id,
+    var.alert_notification_channels,
   )
   function_services = [for f in local.functions : "\"${var.prefix}-${f.name}\""]
 }
@@ -52,11 +55,26 @@ resource "google_monitoring_metric_descriptor" "warden" {
 # and inhibits them like every other alert. The token is in the URL (webhook_tokenauth) and is
 # sensitive: plans show it redacted.
 resource "google_monitoring_notification_channel" "router" {
+  count        = var.alert_channel == "webhook" ? 1 : 0
   project      = var.project_id
   display_name = "Warden alert router (${var.prefix})"
   type         = "webhook_tokenauth"
   labels = {
     url = "${module.function["route_alerts"].uri}?auth_token=${random_password.webhook_token.result}"
+  }
+}
+
+# The alternative (var.alert_channel = "pubsub"): Cloud Monitoring publishes the same incident
+# JSON to the model-events topic; route_alert_events tells it from a model event by its shape,
+# and route_alerts needs no public ingress. The Monitoring notification agent may publish there
+# (pubsub.tf).
+resource "google_monitoring_notification_channel" "router_pubsub" {
+  count        = var.alert_channel == "pubsub" ? 1 : 0
+  project      = var.project_id
+  display_name = "Warden alert router via Pub/Sub (${var.prefix})"
+  type         = "pubsub"
+  labels = {
+    topic = google_pubsub_topic.topic["events"].id
   }
 }
 
@@ -66,7 +84,9 @@ resource "google_monitoring_alert_policy" "config" {
   display_name = each.key # becomes the alert's alertname in the router
   combiner     = "OR"
   severity     = local.severity[each.value.severity]
-  user_labels  = { warden_policy = each.key, warden_prefix = var.prefix }
+  # "severity" carries warden.yaml's own word, "info" included (which the API cannot express):
+  # the router falls back to it when an incident says "no severity".
+  user_labels = { warden_policy = each.key, warden_prefix = var.prefix, severity = each.value.severity }
 
   conditions {
     display_name = "${each.value.metric} ${each.value.comparison} ${each.value.threshold}"

@@ -7,6 +7,15 @@ locals {
     events       = "model-events"
   }
   dead_letter_topics = { for k, v in local.topics : k => "${v}-dead-letter" }
+
+  # Delivery policy of every trigger subscription: delivery.json (the local stack reads the same
+  # file), each field overridable through var.pubsub.
+  delivery_defaults = jsondecode(file("${path.module}/delivery.json"))
+  delivery = {
+    max_delivery_attempts = coalesce(var.pubsub.max_delivery_attempts, local.delivery_defaults.max_delivery_attempts)
+    minimum_backoff       = coalesce(var.pubsub.minimum_backoff, local.delivery_defaults.minimum_backoff)
+    maximum_backoff       = coalesce(var.pubsub.maximum_backoff, local.delivery_defaults.maximum_backoff)
+  }
 }
 
 resource "google_pubsub_topic" "topic" {
@@ -18,7 +27,7 @@ resource "google_pubsub_topic" "topic" {
   depends_on                 = [google_project_service.service]
 }
 
-# Messages a function kept failing on are parked here (after pubsub.max_delivery_attempts) for
+# Messages a function kept failing on are parked here (after local.delivery.max_delivery_attempts) for
 # an operator: see docs/RUNBOOKS.md#dead-letters.
 resource "google_pubsub_topic" "dead_letter" {
   # checkov:skip=CKV_GCP_83:Holds the same job requests and model events as the source topics; Google-managed encryption applies.
@@ -64,4 +73,14 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   subscription = module.function[each.key].subscription
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
+}
+
+# With the Pub/Sub notification channel (var.alert_channel = "pubsub"), Cloud Monitoring's
+# notification agent publishes incidents to model-events, and to nothing else.
+resource "google_pubsub_topic_iam_member" "monitoring_notifications" {
+  count   = var.alert_channel == "pubsub" ? 1 : 0
+  project = var.project_id
+  topic   = google_pubsub_topic.topic["events"].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
 }
