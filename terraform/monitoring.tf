@@ -199,6 +199,43 @@ resource "google_monitoring_alert_policy" "stale_pipeline" {
   depends_on            = [google_monitoring_metric_descriptor.warden]
 }
 
+# A refused notification is an alert that reached no one: the router logs every refusal at ERROR
+# with refused=true (warden.router). A log-match condition, so it fires on the first one.
+resource "google_monitoring_alert_policy" "router_refusals" {
+  project      = var.project_id
+  display_name = "router-refusals"
+  combiner     = "OR"
+  severity     = "ERROR"
+  user_labels  = { warden_policy = "router-refusals", warden_prefix = var.prefix, severity = "error" }
+
+  conditions {
+    display_name = "the alert router refused a notification"
+    condition_matched_log {
+      filter = join(" AND ", [
+        "resource.type=\"cloud_run_revision\"",
+        "resource.labels.service_name=(\"${var.prefix}-route-alerts\" OR \"${var.prefix}-route-alert-events\")",
+        "severity>=ERROR",
+        "jsonPayload.refused=true",
+      ])
+      label_extractors = { service = "EXTRACT(resource.labels.service_name)" }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "[ERROR] router-refusals: $${log.extracted_label.service}"
+    content   = "The alert router refused a notification (bad credentials, not JSON, too large, no incident or incident_id): an alert may have reached no one.\n\nRunbook: ${var.runbook_base_url}/docs/RUNBOOKS.md#router-refusals"
+  }
+  notification_channels = local.notification_channels
+}
+
 resource "google_monitoring_alert_policy" "dead_letters" {
   project      = var.project_id
   display_name = "dead-letters"
