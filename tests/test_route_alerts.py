@@ -474,4 +474,10 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
         assert statuses[(name, "firing")] >= 1, name
         assert statuses[(name, "resolved")] >= 1, name
     refusal = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
-    assert any(r.get("severity") == "ERROR" and "not valid JSON" in r["message"] for r in refusal)
+    # What terraform/monitoring.tf's router-refusals policy matches: severity>=ERROR, refused=true.
+    assert any(
+        r.get("severity") == "ERROR"
+        and r.get("refused") is True
+        and "not valid JSON" in r["message"]
+        for r in refusal
+    )
