@@ -170,3 +170,34 @@ def test_the_stand_in_sends_the_documented_threshold_shape(severity: str, state:
     assert alert.labels["condition_type"] == "threshold"
     assert alert.labels["severity"] == severity
     assert alert.status == ("firing" if state == "open" else "resolved")
+
+
+def test_the_pub_sub_channel_publishes_the_same_json(topic_sink) -> None:
+    """A Pub/Sub notification channel's message data is the webhook's body ([PUBSUB])."""
+    topic_id, _, pull = topic_sink("incidents")
+    policy = AlertPolicy(name="model-drift", metric="drift/share", threshold=0.5)
+    evaluator = PolicyEvaluator(
+        [policy], project="warden-test", topic=f"projects/warden-test/topics/{topic_id}"
+    )
+    try:
+        for at, value in ((1_780_000_000, 0.9), (1_780_000_060, 0.1)):
+            evaluator.observe(
+                "custom.googleapis.com/warden/drift/share",
+                {"model": "m", "version": "1"},
+                "global",
+                {"project_id": "warden-test"},
+                at * 1_000_000_000,
+                value,
+            )
+        got = pull(want=2, timeout=30)
+        deadline = time.monotonic() + 10
+        while len(evaluator.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the sender records a delivery just after the publish returns
+    finally:
+        evaluator.close()
+    assert sorted(p["incident"]["state"] for _, p in got) == ["closed", "open"]
+    published = sorted(json.dumps(p, sort_keys=True) for _, p in got)
+    assert published == sorted(json.dumps(p, sort_keys=True) for p, _ in evaluator.sent)
+    assert all(status == 200 for _, status in evaluator.sent)
+    with pytest.raises(ValueError, match="exactly one notification channel"):
+        PolicyEvaluator([policy], project="p", url="http://x", topic="projects/p/topics/t")

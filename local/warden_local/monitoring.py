@@ -758,10 +758,15 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="webhook receiving 1.2 incidents (token from WARDEN_WEBHOOK_TOKEN)",
     )
+    parser.add_argument(
+        "--incident-topic",
+        default="",
+        help="or a Pub/Sub notification channel: projects/P/topics/T receiving the same JSON",
+    )
     parser.add_argument("--project", default="warden-local")
     args = parser.parse_args(argv)
     evaluator = None
-    if args.config is not None and args.incident_url:
+    if args.config is not None and (args.incident_url or args.incident_topic):
         from warden.config import load_config
         from warden_local.policies import PolicyEvaluator
 
@@ -769,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
             load_config(args.config).alert_policies,
             project=args.project,
             url=args.incident_url,
+            topic=args.incident_topic,
             token=os.environ.get("WARDEN_WEBHOOK_TOKEN", ""),
         )
     stop = threading.Event()

@@ -1,16 +1,18 @@
 """Threshold alert policies evaluated by the local Monitoring stand-in.
 
 Cloud Monitoring evaluates alert policies on the series it stores and sends incidents to a
-webhook notification channel as JSON, schema ``version: "1.2"``. Locally the stand-in calls
-:meth:`PolicyEvaluator.observe` for every point it accepts; a series that crosses a policy's
-threshold opens an incident, and one that comes back closes it (same ``incident_id``). Payloads
-are POSTed from a background thread with bounded retries, like a notification channel.
+notification channel — a webhook, or a Pub/Sub topic — as JSON, schema ``version: "1.2"``.
+Locally the stand-in calls :meth:`PolicyEvaluator.observe` for every point it accepts; a series
+that crosses a policy's threshold opens an incident, and one that comes back closes it (same
+``incident_id``). Payloads are sent from a background thread with bounded retries, like a
+notification channel, in the documented shape (tests/incidents.py holds them to it).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import queue
 import threading
@@ -143,21 +145,28 @@ def incident_payload(
 
 
 class PolicyEvaluator:
-    """Opens and closes incidents per (policy, series) and posts them to ``url``."""
+    """Opens and closes incidents per (policy, series) and sends them through one notification
+    channel, as Cloud Monitoring does: POSTed to the webhook ``url`` (basic auth with
+    ``token``), or published as the message data to the Pub/Sub ``topic``
+    (``projects/P/topics/T``, the emulator named by ``PUBSUB_EMULATOR_HOST``)."""
 
     def __init__(
         self,
         policies: list[AlertPolicy],
         *,
         project: str,
-        url: str,
+        url: str = "",
+        topic: str = "",
         token: str = "",
         post: Callable[..., Any] | None = None,
         max_attempts: int = 5,
     ) -> None:
+        if bool(url) == bool(topic):
+            raise ValueError("give exactly one notification channel: url or topic")
         self.policies = policies
         self.project = project
         self.url = url
+        self.topic = topic
         self.token = token
         self.max_attempts = max_attempts
         self._post = post
@@ -211,7 +220,18 @@ class PolicyEvaluator:
                 )
             )
 
-    def _sender(self) -> None:
+    def _channel(self) -> Callable[[dict[str, Any]], int]:
+        """One delivery attempt → an HTTP-like status (a publish that went through is 200)."""
+        if self.topic:
+            from google.cloud import pubsub_v1
+
+            publisher = pubsub_v1.PublisherClient()
+
+            def publish(payload: dict[str, Any]) -> int:
+                publisher.publish(self.topic, json.dumps(payload).encode()).result(timeout=30)
+                return 200
+
+            return publish
         import requests
 
         post = self._post or requests.post
@@ -219,6 +239,10 @@ class PolicyEvaluator:
         if self.token:  # Cloud Monitoring's webhook channels support basic auth
             basic = base64.b64encode(f"monitoring:{self.token}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
+        return lambda payload: post(self.url, json=payload, headers=headers, timeout=10).status_code
+
+    def _sender(self) -> None:
+        send = self._channel()
         while True:
             payload = self._queue.get()
             if payload is None:
@@ -226,9 +250,9 @@ class PolicyEvaluator:
             status = None
             for attempt in range(self.max_attempts):
                 try:
-                    status = post(self.url, json=payload, headers=headers, timeout=10).status_code
-                except Exception as exc:  # the router may be starting or down
-                    log.warning("incident post failed: %s", type(exc).__name__)
+                    status = send(payload)
+                except Exception as exc:  # the router (or the emulator) may be starting or down
+                    log.warning("incident delivery failed: %s", type(exc).__name__)
                     status = None
                 if status is not None and status < 500:
                     break
