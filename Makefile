@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-tools lint format lock clean bundle checkov bench-health bench-drift bench-router
+.PHONY: install demo test check-tools lint format lock clean bundle checkov tfschema tfschema-cache bench-health bench-drift bench-router
 
 install: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: install
 	$(BIN)/warden demo
 
-test: install checkov check-tools lint
+test: install checkov check-tools lint tfschema-cache
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # Function bundles (build/NAME/, build/NAME.zip, build/bundles.json) that Terraform deploys.
@@ -37,6 +37,15 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
+
+# The Google and random provider schemas that tests/test_terraform_schema.py holds terraform/ to,
+# from the cdktf bindings on npm (`npm pack`, cached in ~/.npm), extracted into .cache/tfschema/.
+tfschema-cache: install
+	$(BIN)/python -m warden_local.tfschema --fetch-only
+
+# Every resource, data source, provider and module call in terraform/ against those schemas.
+tfschema: tfschema-cache
+	$(BIN)/python -m warden_local.tfschema terraform
 
 # Prints only the reason (with its install hint) when the emulator or Java is missing.
 PUBSUB_PREFLIGHT := import sys; sys.excepthook = lambda t, e, tb: print(e, file=sys.stderr); \
@@ -56,6 +65,9 @@ check-tools: install
 	  echo "(needed by the event tests)" >&2; fi; \
 	if ! command -v terraform >/dev/null; then missing=1; \
 	  echo "missing: terraform >= 1.6 on PATH (fmt check and the config module test; no provider is needed)" >&2; fi; \
+	if ! command -v npm >/dev/null; then missing=1; \
+	  echo "missing: npm on PATH (fetches the provider schemas for the terraform schema check). Install it with:" >&2; \
+	  echo "  apt-get update && apt-get install -y npm" >&2; fi; \
 	exit $$missing
 
 lint: install
@@ -70,7 +82,7 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Full lock of the test environment (transitive pins). Regenerate: make lock' > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .venv-audit build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .venv-audit build .pytest_cache .ruff_cache .cache
 
 bench-health: install
 	$(BIN)/python bench/health.py
