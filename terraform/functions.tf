@@ -46,11 +46,13 @@ locals {
       source      = "route_alerts"
       description = "Cloud Monitoring incident webhook (token-checked) into the alert router."
       trigger     = null
-      ingress     = "ALLOW_ALL" # Cloud Monitoring webhooks come from outside Google's network edge
-      memory      = "512Mi"
-      cpu         = "1"
-      timeout     = 60
-      instances   = 3
+      # Cloud Monitoring webhooks come from outside Google's network edge; the Pub/Sub channel
+      # (var.alert_channel) needs no public door.
+      ingress   = var.alert_channel == "webhook" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+      memory    = "512Mi"
+      cpu       = "1"
+      timeout   = 60
+      instances = 3
     }
     route_alert_events = {
       source      = "route_alerts"
@@ -119,9 +121,9 @@ module "function" {
     topic                   = google_pubsub_topic.topic[each.value.trigger].id
     dead_letter_topic       = google_pubsub_topic.dead_letter[each.value.trigger].name
     invoker_service_account = google_service_account.pubsub_invoker.email
-    max_delivery_attempts   = var.pubsub.max_delivery_attempts
-    minimum_backoff         = var.pubsub.minimum_backoff
-    maximum_backoff         = var.pubsub.maximum_backoff
+    max_delivery_attempts   = local.delivery.max_delivery_attempts
+    minimum_backoff         = local.delivery.minimum_backoff
+    maximum_backoff         = local.delivery.maximum_backoff
   }
 
   invokers = lookup(local.function_invokers, each.key, {})

@@ -263,7 +263,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   documentation {
     mime_type = "text/markdown"
     subject   = "[ERROR] dead-letters: $${resource.label.topic_id}"
-    content   = "A function failed on a message ${var.pubsub.max_delivery_attempts} times; it is held in the dead-letter subscription.\n\nRunbook: ${var.runbook_base_url}/docs/RUNBOOKS.md#dead-letters"
+    content   = "A function failed on a message ${local.delivery.max_delivery_attempts} times; it is held in the dead-letter subscription.\n\nRunbook: ${var.runbook_base_url}/docs/RUNBOOKS.md#dead-letters"
   }
   notification_channels = local.notification_channels
 }

@@ -101,18 +101,31 @@ variable "functions" {
 }
 
 variable "pubsub" {
-  description = "Delivery policy of the push subscriptions that trigger the event functions."
+  description = <<-EOT
+    Per-field overrides of the delivery policy of the push subscriptions that trigger the event
+    functions. A field left null takes its value from delivery.json, which the local stack reads too.
+  EOT
   type = object({
-    max_delivery_attempts = optional(number, 5)
-    minimum_backoff       = optional(string, "10s")
-    maximum_backoff       = optional(string, "600s")
+    max_delivery_attempts = optional(number)
+    minimum_backoff       = optional(string)
+    maximum_backoff       = optional(string)
   })
   default  = {}
   nullable = false
 
+  # Conditionals, not ||: Terraform < 1.12 evaluates both sides of || and null >= 5 is an error.
   validation {
-    condition     = var.pubsub.max_delivery_attempts >= 5 && var.pubsub.max_delivery_attempts <= 100
+    condition = (var.pubsub.max_delivery_attempts == null ? true :
+    var.pubsub.max_delivery_attempts >= 5 && var.pubsub.max_delivery_attempts <= 100)
     error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+
+  validation {
+    condition = alltrue([
+      for d in [var.pubsub.minimum_backoff, var.pubsub.maximum_backoff] :
+      d == null ? true : can(regex("^[0-9]+(\\.[0-9]{1,9})?s$", d))
+    ])
+    error_message = "minimum_backoff and maximum_backoff must be durations in seconds, such as \"10s\"."
   }
 }
 
@@ -183,4 +196,16 @@ variable "labels" {
   type        = map(string)
   default     = {}
   nullable    = false
+}
+
+variable "alert_channel" {
+  description = "How Cloud Monitoring reaches the alert router: \"webhook\" (route_alerts over HTTPS, public ingress, token-checked) or \"pubsub\" (a Pub/Sub notification channel on the model-events topic, read by route_alert_events; route_alerts then runs internal-only)."
+  type        = string
+  default     = "webhook"
+  nullable    = false
+
+  validation {
+    condition     = contains(["webhook", "pubsub"], var.alert_channel)
+    error_message = "alert_channel must be \"webhook\" or \"pubsub\"."
+  }
 }

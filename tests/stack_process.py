@@ -1,5 +1,6 @@
 """`warden local up` in a subprocess, for end-to-end tests that drive it only from the outside
-(the `warden` CLI, the Cloud Scheduler API, Pub/Sub and Cloud Storage through real clients)."""
+(the `warden` CLI, the Cloud Scheduler API, Pub/Sub and Cloud Storage through real clients);
+also used by the push-delivery tests (run markers that make a delivery fail retryably)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,36 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
+
+
+def write_run_marker(
+    gcs: Any, bucket: str, model: str, key: str, *, status: str, lease_seconds: float = 600
+) -> None:
+    """The retrain run marker of request ``key`` as another instance would leave it: ``running``
+    within a lease (a delivery of that request then fails retryably: 5xx, redelivered) or
+    ``done`` (a delivery is acknowledged as a duplicate, without training)."""
+    from warden.runs import RunLedger
+
+    now = datetime.now(UTC)
+    marker = {
+        "model": model,
+        "kind": "retrain",
+        "key": key,
+        "run_id": "another-instance",
+        "status": status,
+        "started_at": now.isoformat(),
+        "lease_until": (now + timedelta(seconds=lease_seconds)).isoformat(),
+        "attempt": 1,
+    }
+    gcs.bucket(bucket).blob(RunLedger.marker_name(model, "retrain", key)).upload_from_string(
+        json.dumps(marker)
+    )
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack_process import local_stack, wait_for
+from stack_process import local_stack, wait_for, write_run_marker
 from warden.examples import seed_examples
-from warden.runs import RunLedger
+from warden_local.pubsub import read_deliveries
+from warden_local.stack import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG, RISK = "customer-segments", "breast-cancer-risk"
@@ -85,9 +85,11 @@ def versions(stack: dict, model: str) -> list[int]:
     return [r["version"] for r in json.loads(warden(stack, "versions", model).stdout)]
 
 
-def deliveries(stack: dict) -> list[dict]:
-    path = stack["run_dir"] / "deliveries.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+def deliveries(stack: dict, message_id: str | None = None) -> list[dict]:
+    """What the job functions logged per delivery (``warden.entrypoints``), as Cloud Logging
+    would show it: one structured line per delivery outcome, in order."""
+    found = read_deliveries(*sorted(stack["run_dir"].glob("function-*.log")))
+    return [d for d in found if message_id is None or d["message_id"] == message_id]
 
 
 def _publish(stack: dict, payload: bytes, **attributes: str) -> str:
@@ -127,37 +129,74 @@ def test_a_paused_job_does_not_tick(stack) -> None:
     paused = json.loads(warden(stack, "jobs", "pause", f"{SEG}-retrain").stdout)
     assert paused["state"] == "PAUSED"
     seg_before, risk_before = versions(stack, SEG), versions(stack, RISK)
-    # The unpaused job ticking again proves a daily slot passed on the virtual clock.
+    attempted = {
+        j["job"]: j["last_attempt"] for j in json.loads(warden(stack, "jobs", "list").stdout)
+    }
+    # The unpaused job ticking again proves a daily slot passed on the virtual clock. Both jobs
+    # share the slot, so the Scheduler fired (or skipped) them in the same pass, and it records
+    # an attempt as soon as it has published: no sleep needed to see that the paused one did not.
     _wait(lambda: len(versions(stack, RISK)) > len(risk_before), 90, "the unpaused job's tick")
-    time.sleep(3)  # anything the paused job could have published would have landed by now
-    assert versions(stack, SEG) == seg_before
     listed = {j["job"]: j for j in json.loads(warden(stack, "jobs", "list").stdout)}
+    assert listed[f"{RISK}-retrain"]["last_attempt"] != attempted[f"{RISK}-retrain"]
+    assert listed[f"{SEG}-retrain"]["last_attempt"] == attempted[f"{SEG}-retrain"]
     assert listed[f"{SEG}-retrain"]["state"] == "PAUSED"
+    assert versions(stack, SEG) == seg_before
     warden(stack, "jobs", "resume", f"{SEG}-retrain")
+
+
+def test_the_triggers_are_terraforms_push_subscriptions_with_delivery_json(stack) -> None:
+    """Read back from the emulator: per event function, modules/function's subscription with
+    exactly terraform/delivery.json's policy; per topic, pubsub.tf's dead-letter topic and hold."""
+    from google.cloud import pubsub_v1
+
+    policy = json.loads((ROOT / "terraform" / "delivery.json").read_text())
+    project = stack["state"]["project"]
+    event_functions = {f.name: f.topic for f in FUNCTIONS if f.topic}
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        for name, topic in event_functions.items():
+            path = f"projects/{project}/subscriptions/local-{name.replace('_', '-')}-push"
+            sub = subscriber.get_subscription(subscription=path)
+            assert sub.topic == f"projects/{project}/topics/{topic}"
+            # The function's own URL, root path, as deployed: the raw push body, no shim.
+            assert sub.push_config.push_endpoint == stack["state"]["functions"][name] + "/"
+            assert sub.retry_policy.minimum_backoff.total_seconds() == _seconds(
+                policy["minimum_backoff"]
+            )
+            assert sub.retry_policy.maximum_backoff.total_seconds() == _seconds(
+                policy["maximum_backoff"]
+            )
+            dead_letter = f"projects/{project}/topics/{topic}-dead-letter"
+            assert sub.dead_letter_policy.dead_letter_topic == dead_letter
+            assert sub.dead_letter_policy.max_delivery_attempts == policy["max_delivery_attempts"]
+            assert sub.ack_deadline_seconds == 600
+            hold = subscriber.get_subscription(
+                subscription=f"projects/{project}/subscriptions/{topic}-dead-letter-hold"
+            )
+            assert hold.topic == dead_letter
+            assert hold.retain_acked_messages is True
+            assert not hold.push_config.push_endpoint  # a pull subscription: kept, inspectable
+            assert stack["state"]["subscriptions"][name] == {
+                "push": path,
+                "dead_letter_hold": hold.name,
+            }
+        assert set(stack["state"]["subscriptions"]) == set(event_functions)
+    finally:
+        subscriber.close()
+
+
+def _seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
 
 
 def test_retryable_failure_is_redelivered_then_succeeds(stack) -> None:
     """Another instance holds the run's lease: 5xx, redelivered by the emulator; once the lease
     runs out, a redelivery takes the run over and registers the version."""
-    from google.cloud import storage
-
     scheduled = "2031-01-01T00:00:00Z"
     key = f"retrain:{RISK}:scheduled:2031-01-01T00:00:00+00:00"
     registry = stack["env"]["WARDEN_REGISTRY_BUCKET"]
-    lease_until = datetime.now(UTC) + timedelta(seconds=6)
-    marker = {
-        "model": RISK,
-        "kind": "retrain",
-        "key": key,
-        "run_id": "crashed-instance",
-        "status": "running",
-        "started_at": datetime.now(UTC).isoformat(),
-        "lease_until": lease_until.isoformat(),
-        "attempt": 1,
-    }
-    storage.Client(project=stack["state"]["project"]).bucket(registry).blob(
-        RunLedger.marker_name(RISK, "retrain", key)
-    ).upload_from_string(json.dumps(marker))
+    write_run_marker(stack["gcs"], registry, RISK, key, status="running", lease_seconds=6)
     before = versions(stack, RISK)
     payload = {
         "schema": 1,
@@ -168,23 +207,44 @@ def test_retryable_failure_is_redelivered_then_succeeds(stack) -> None:
     }
     message_id = _publish(stack, json.dumps(payload).encode(), model=RISK)
     _wait(lambda: len(versions(stack, RISK)) > len(before), 120, "the retried run's version")
-    mine = [d for d in deliveries(stack) if d["message_id"] == message_id]
+    mine = _wait(
+        lambda: (lambda d: d if d and d[-1]["delivery"] == "ok" else None)(
+            deliveries(stack, message_id)
+        ),
+        30,
+        "the successful delivery's log line",
+    )
     assert len(mine) >= 2
-    assert mine[0]["status"] >= 500  # RunInProgress → retry
-    assert 200 <= mine[-1]["status"] < 300
+    assert mine[0]["delivery"] == "retry"  # RunInProgress → WARNING, re-raised → 5xx
+    assert mine[0]["severity"] == "WARNING"
+    assert mine[0]["error_type"] == "RunInProgress"
+    assert {d["delivery"] for d in mine[:-1]} == {"retry"}
+    assert mine[-1]["severity"] == "INFO"
+    assert mine[-1]["version"] == max(versions(stack, RISK))
 
 
 def test_a_permanent_failure_is_not_redelivered_forever(stack) -> None:
-    message_id = _publish(stack, b"this is not json", model=RISK)
-    _wait(
-        lambda: [d for d in deliveries(stack) if d["message_id"] == message_id], 60, "the delivery"
+    bad = _publish(stack, b"this is not json", model=RISK)
+    (refused,) = _wait(lambda: deliveries(stack, bad), 60, "the bad message's delivery")
+    assert refused["delivery"] == "refused"  # logged at ERROR and acknowledged (2xx)
+    assert refused["severity"] == "ERROR"
+    assert "message.data is not valid JSON" in refused["message"]
+
+    # A positive marker rather than a sleep: a probe published after the bad message's delivery
+    # fails retryably on the same subscription (its run is leased elsewhere). The emulator's
+    # first redelivery follows a 5xx by ~1 s whatever the backoff (docs/decisions.md), so once
+    # the probe has been redelivered, a redelivery of the bad message would already be logged.
+    key = f"retrain:{RISK}:scheduled:2032-01-01T00:00:00+00:00"
+    registry = stack["env"]["WARDEN_REGISTRY_BUCKET"]
+    write_run_marker(stack["gcs"], registry, RISK, key, status="running")
+    probe = {"schema": 1, "model": RISK, "reason": "backfill"}
+    probe_id = _publish(
+        stack, json.dumps({**probe, "scheduled_time": "2032-01-01T00:00:00Z"}).encode()
     )
-    time.sleep(5)  # the emulator redelivers a non-2xx after ~1 s: give it several chances
-    mine = [d for d in deliveries(stack) if d["message_id"] == message_id]
-    assert len(mine) == 1
-    assert 200 <= mine[0]["status"] < 300
-    log = (stack["run_dir"] / "function-retrain_model.log").read_text()
-    assert "message.data is not valid JSON" in log
+    _wait(lambda: len(deliveries(stack, probe_id)) >= 2, 60, "the probe's redelivery")
+    assert deliveries(stack, bad) == [refused]
+    # Let the probe go: its next delivery finds the run done and is acknowledged.
+    write_run_marker(stack["gcs"], registry, RISK, key, status="done")
 
 
 def test_health_and_metrics_from_the_outside(stack) -> None:

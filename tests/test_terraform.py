@@ -37,6 +37,13 @@ from warden.messages import decode_json_payload, decode_pubsub_event, parse_run_
 from warden.metrics import CATALOGUE
 from warden.router import TOKEN_ENV
 from warden_local.bundle import REQUIREMENT_SETS
+from warden_local.pubsub import (
+    DELIVERY_FILE,
+    dead_letter_topic_id,
+    delivery_policy,
+    hold_subscription_id,
+    push_subscription_id,
+)
 from warden_local.stack import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,16 +396,137 @@ def test_function_module_deploys_each_bundle_under_its_content_hash() -> None:
 
 def test_event_functions_have_explicit_retry_and_a_dead_letter_topic() -> None:
     sub = _module(TF / "modules" / "function")["resource"]["google_pubsub_subscription"]["trigger"]
-    assert sub["retry_policy"]["minimum_backoff"] == "${var.pubsub_trigger.minimum_backoff}"
+    assert sub["retry_policy"] == {
+        "minimum_backoff": "${var.pubsub_trigger.minimum_backoff}",
+        "maximum_backoff": "${var.pubsub_trigger.maximum_backoff}",
+    }
+    assert sub["dead_letter_policy"]["max_delivery_attempts"] == (
+        "${var.pubsub_trigger.max_delivery_attempts}"
+    )
     assert "dead_letter_topic" in sub["dead_letter_policy"]
     assert "oidc_token" in sub["push_config"]
     call = _root()["module"]["function"]["pubsub_trigger"]
     assert "google_pubsub_topic.dead_letter[each.value.trigger]" in call
+    # The delivery policy the module gets is the resolved one: delivery.json, then var.pubsub.
+    for field in ("max_delivery_attempts", "minimum_backoff", "maximum_backoff"):
+        assert f"{field} = local.delivery.{field}" in call
+        assert _root()["locals"]["delivery"][field] == (
+            f"${{coalesce(var.pubsub.{field}, local.delivery_defaults.{field})}}"
+        )
+    assert _root()["locals"]["delivery_defaults"] == (
+        '${jsondecode(file("${path.module}/delivery.json"))}'
+    )
     topics = _root()["locals"]["topics"]
     assert topics == {**TOPICS, "events": EVENTS_TOPIC}
     assert _resources("google_pubsub_subscription")["dead_letter"]["for_each"] == (
         "${local.dead_letter_topics}"
     )
+
+
+def _delivery(workdir: Path, pubsub: str | None) -> tuple[int, Any]:
+    """Apply variables.tf + delivery.json + pubsub.tf's delivery locals with a real terraform
+    (no provider): (exit code, ``local.delivery`` or the error text)."""
+    exe = _terraform()
+    if not (workdir / "main.tf").exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("variables.tf", "delivery.json", "terraform.tfvars.example"):
+            shutil.copy(TF / name, workdir / name)
+        block = re.search(
+            r"^  delivery_defaults = .*?^  delivery = \{.*?^  \}$",
+            (TF / "pubsub.tf").read_text(),
+            re.MULTILINE | re.DOTALL,
+        )
+        assert block, "pubsub.tf: no delivery locals"
+        output = 'output "delivery" {\n  value = local.delivery\n}\n'
+        (workdir / "main.tf").write_text(f"locals {{\n{block.group(0)}\n}}\n\n{output}")
+        init = subprocess.run(
+            [exe, "init", "-input=false", "-no-color"],
+            cwd=workdir,
+            env=_tf_env(workdir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert init.returncode == 0, init.stdout + init.stderr
+    args = [exe, "apply", "-auto-approve", "-no-color", "-var-file=terraform.tfvars.example"]
+    if pubsub is not None:
+        args.append(f"-var=pubsub={pubsub}")
+    env = _tf_env(workdir)
+    done = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return done.returncode, done.stdout + done.stderr
+    out = subprocess.run(
+        [exe, "output", "-json", "delivery"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return 0, json.loads(out.stdout)
+
+
+def test_delivery_json_is_the_default_policy_and_var_pubsub_overrides_it_per_field(
+    tmp_path: Path,
+) -> None:
+    defaults = json.loads((TF / "delivery.json").read_text())
+    assert defaults == {
+        "max_delivery_attempts": 5,
+        "minimum_backoff": "10s",
+        "maximum_backoff": "600s",
+    }
+    assert _delivery(tmp_path, None) == (0, defaults)
+    assert _delivery(tmp_path, "{max_delivery_attempts = 7}") == (
+        0,
+        {**defaults, "max_delivery_attempts": 7},
+    )
+    assert _delivery(tmp_path, '{minimum_backoff = "5s", maximum_backoff = "60s"}') == (
+        0,
+        {**defaults, "minimum_backoff": "5s", "maximum_backoff": "60s"},
+    )
+    code, error = _delivery(tmp_path, "{max_delivery_attempts = 4}")
+    assert code != 0
+    assert "max_delivery_attempts must be between 5 and 100" in error
+    code, error = _delivery(tmp_path, '{maximum_backoff = "ten minutes"}')
+    assert code != 0
+    assert "must be durations in seconds" in error
+
+
+def test_the_local_stack_reads_the_same_delivery_json() -> None:
+    assert DELIVERY_FILE == TF / "delivery.json"
+    policy = delivery_policy()
+    assert {
+        "max_delivery_attempts": policy.max_delivery_attempts,
+        "minimum_backoff": policy.minimum_backoff,
+        "maximum_backoff": policy.maximum_backoff,
+    } == json.loads(DELIVERY_FILE.read_text())
+
+
+def test_the_local_stack_names_triggers_as_terraform_does() -> None:
+    module = _module(TF / "modules" / "function")
+    assert module["locals"]["full_name"] == "${var.prefix}-${var.name}"
+    trigger = module["resource"]["google_pubsub_subscription"]["trigger"]
+    assert trigger["name"] == "${local.full_name}-push"
+    assert 'name = replace(key, "_", "-")' in (TF / "functions.tf").read_text()
+    assert push_subscription_id("route_alert_events", "acme") == "acme-route-alert-events-push"
+    # Dead-letter topics and hold subscriptions: "<topic>-dead-letter", then "-hold".
+    assert _root()["locals"]["dead_letter_topics"] == (
+        '${{for k, v in local.topics : k => "${v}-dead-letter"}}'
+    )
+    hold = _resources("google_pubsub_subscription")["dead_letter"]
+    assert hold["name"] == "${var.prefix}-${each.value}-hold"
+    assert hold["retain_acked_messages"] is True
+    assert dead_letter_topic_id("retrain-requests") == "retrain-requests-dead-letter"
+    assert hold_subscription_id("retrain-requests") == "retrain-requests-dead-letter-hold"
+
+
+def test_only_the_delivery_locals_read_var_pubsub() -> None:
+    """var.pubsub's fields are null unless overridden; everything else reads local.delivery."""
+    readers = {
+        path.name for path in TF.glob("*.tf") if re.search(r"\bvar\.pubsub\.", path.read_text())
+    }
+    assert readers == {"pubsub.tf", "variables.tf"}
 
 
 # --- environment ----------------------------------------------------------------------------------
@@ -616,6 +744,42 @@ def test_incidents_reach_the_router_with_its_token() -> None:
     uptime = _resources("google_monitoring_uptime_check_config")["health"]
     assert 'module.function["health"].uri' in uptime["monitored_resource"]["labels"]["host"]
     assert uptime["http_check"]["service_agent_authentication"]["type"] == "OIDC_TOKEN"
+
+
+def test_the_pub_sub_notification_channel_is_the_alternative_to_the_public_webhook() -> None:
+    """var.alert_channel picks one door: the webhook (route_alerts public) or a Pub/Sub channel
+    on model-events (route_alert_events reads incidents by shape; route_alerts internal-only)."""
+    variable = _root()["variable"]["alert_channel"]
+    assert variable["default"] == "webhook"
+    assert 'contains(["webhook", "pubsub"], var.alert_channel)' in str(variable["validation"])
+    channels = _resources("google_monitoring_notification_channel")
+    assert channels["router"]["count"] == '${var.alert_channel == "webhook" ? 1 : 0}'
+    pubsub = channels["router_pubsub"]
+    assert pubsub["count"] == '${var.alert_channel == "pubsub" ? 1 : 0}'
+    assert pubsub["type"] == "pubsub"
+    assert pubsub["labels"]["topic"] == '${google_pubsub_topic.topic["events"].id}'
+    # The incidents arrive where route_alert_events is triggered (warden.jobs.EVENTS_TOPIC).
+    assert _root()["locals"]["function_defaults"]["route_alert_events"]["trigger"] == "events"
+    grant = _resources("google_pubsub_topic_iam_member")["monitoring_notifications"]
+    assert grant["count"] == '${var.alert_channel == "pubsub" ? 1 : 0}'
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert "gcp-sa-monitoring-notification" in grant["member"]
+    assert grant["topic"] == '${google_pubsub_topic.topic["events"].name}'
+    ingress = _root()["locals"]["function_defaults"]["route_alerts"]["ingress"]
+    assert ingress == '${var.alert_channel == "webhook" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"}'
+    invokers = _root()["locals"]["function_invokers"]["route_alerts"]
+    assert invokers == '${var.alert_channel == "webhook" ? {public = "allUsers"} : {}}'
+    # Every policy notifies whichever router channel exists.
+    channels_local = _root()["locals"]["notification_channels"]
+    assert "google_monitoring_notification_channel.router[*].id" in channels_local
+    assert "google_monitoring_notification_channel.router_pubsub[*].id" in channels_local
+
+
+def test_policies_carry_warden_severity_for_incidents_that_say_no_severity() -> None:
+    """The API has no "info" severity: such policies send "no severity", and the router falls
+    back to the policy's ``severity`` user label (warden.alerting.alert_from_incident)."""
+    labels = _resources("google_monitoring_alert_policy")["config"]["user_labels"]
+    assert labels["severity"] == "${each.value.severity}"
 
 
 # --- least privilege ----------------------------------------------------------------------------

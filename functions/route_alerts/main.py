@@ -62,8 +62,19 @@ def route_alert_events(cloud_event) -> None:
             "alert event refused: %s",
             exc,
             extra=fields(
-                error_type=type(exc).__name__, message_id=message_id, door="pubsub", refused=True
+                error_type=type(exc).__name__,
+                message_id=message_id,
+                door="pubsub",
+                refused=True,
+                delivery="refused",
             ),
         )
         return
-    log.info("alert events routed", extra=fields(message_id=message_id, **summary))
+    except Exception as exc:  # state or receiver transport: 5xx, Pub/Sub redelivers
+        log.warning(
+            "alert event failed, Pub/Sub will redeliver: %s",
+            exc,
+            extra=fields(error_type=type(exc).__name__, message_id=message_id, delivery="retry"),
+        )
+        raise
+    log.info("alert events routed", extra=fields(message_id=message_id, delivery="ok", **summary))

@@ -1,9 +1,11 @@
 """``warden demo`` (``make demo``): the whole system on the local cloud, explained as it runs.
 
-1. ``warden local up`` in-process: fake-gcs-server, the Pub/Sub emulator, the Scheduler and
-   Monitoring stand-ins, the Eventarc shim and one functions-framework process per function.
+1. ``warden local up`` in-process: fake-gcs-server, the Pub/Sub emulator with Terraform's push
+   subscriptions, the Scheduler and Monitoring stand-ins, and one functions-framework process
+   per function.
 2. Example data is seeded; the Scheduler's virtual clock is set just before the models' retrain
-   slots and runs fast, so real cron ticks travel Scheduler → Pub/Sub → Eventarc → function.
+   slots and runs fast, so real cron ticks travel Scheduler → Pub/Sub → push subscription →
+   function.
 3. A week later, fresh data, ``jobs run`` through the Scheduler API: new champions.
 4. The data goes bad: retrains are rejected by their gates, with the reasons.
 5. An operator rolls one model back; health and metrics are read from the outside.
@@ -17,6 +19,7 @@ import shutil
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,7 +135,7 @@ def run_demo(*, keep: bool = False) -> int:
             tick = job.last_attempt_time.astimezone(ZoneInfo(spec.timezone))
             _info(
                 f"tick  {spec.job_id} ({spec.cron!r} {spec.timezone}) at "
-                f"{tick:%a %H:%M %Z} → Pub/Sub → Eventarc → retrain_model; job paused"
+                f"{tick:%a %H:%M %Z} → Pub/Sub → push subscription → retrain_model; job paused"
             )
         for spec in retrain_jobs:
             manifest = _wait_done(rt, spec.model, 1, timeout=120)
@@ -208,9 +211,8 @@ def run_demo(*, keep: bool = False) -> int:
                 f"v{m['version']} {'✓' if m['gate']['passed'] else '✗'}" for m in versions
             )
             _info(f"{spec.model:<20} {marks}; champion v{registry.resolve(spec.model)}")
-        deliveries = (run_dir / "deliveries.jsonl").read_text().splitlines()
         _info(
-            f"{len(deliveries)} CloudEvents delivered by the Eventarc shim; logs in "
+            f"{_deliveries_summary(run_dir)}; logs in "
             f"{run_dir if keep else '(removed; --keep to retain)'}"
         )
     except (RuntimeError, TimeoutError, OSError, WardenError) as exc:
@@ -230,6 +232,20 @@ def run_demo(*, keep: bool = False) -> int:
         bold=True,
     )
     return 0
+
+
+def _deliveries_summary(run_dir: Path) -> str:
+    """What the event functions logged per delivery, as Cloud Logging would show it."""
+    from warden_local.pubsub import read_deliveries
+
+    found = read_deliveries(*sorted(run_dir.glob("function-*.log")))
+    outcomes = Counter(d["delivery"] for d in found)
+    messages = len({d["message_id"] for d in found})
+    detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+    return (
+        f"{len(found)} deliveries through push subscriptions to the event functions "
+        f"({messages} messages; {detail or 'none'})"
+    )
 
 
 def _housekeeping_and_show(rt: Any, stack: Any, config: Any) -> None:

@@ -4,13 +4,18 @@
 |------------------|----------------------------------------------------------------------|
 | Cloud Storage    | fake-gcs-server, memory backend                                      |
 | Pub/Sub          | the Cloud SDK's Pub/Sub emulator (Java)                              |
+| Triggers         | Terraform's push subscriptions (``local-FUNCTION-push``): the raw    |
+|                  | push → the function's root URL; retry and dead-letter policy from    |
+|                  | terraform/delivery.json; ``TOPIC-dead-letter`` + ``…-hold`` pull sub |
 | Cloud Scheduler  | ``warden_local.scheduler``: cron over warden.yaml + the REST API     |
 | Cloud Monitoring | ``warden_local.monitoring``: loopback gRPC MetricService             |
-| Eventarc         | push subscriptions → ``warden_local.eventarc`` → binary CloudEvents  |
 | Cloud Functions  | one functions-framework process per function                         |
+| Cloud Logging    | ``function-NAME.log``: structured JSON lines; the job functions log  |
+|                  | one per delivery outcome (``warden_local.pubsub.read_deliveries``)   |
 
-Every process gets its own log in the run folder; ``stack.json`` there lists endpoints and the
-environment a client needs (``warden local env`` prints it as ``export`` lines).
+Every process gets its own log in the run folder; ``stack.json`` there lists endpoints, the
+trigger subscriptions and the environment a client needs (``warden local env`` prints it as
+``export`` lines).
 """
 
 from __future__ import annotations
@@ -33,17 +38,25 @@ from warden.config import load_config
 from warden.jobs import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
 from warden_local.gcs import StorageEmulator
 from warden_local.process import FunctionServer, ManagedProcess, free_port
-from warden_local.pubsub import PubSubEmulator
+from warden_local.pubsub import (
+    PubSubEmulator,
+    delivery_policy,
+    ensure_topic,
+    push_subscription_id,
+    wire_trigger,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
+#: Stands in for Terraform's ``var.prefix`` in subscription names (topics keep the code's names).
+SUBSCRIPTION_PREFIX = "local"
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
     signature: str  # "cloudevent" | "http"
-    topic: str | None = None  # Pub/Sub trigger (Eventarc), if any
+    topic: str | None = None  # Pub/Sub trigger (a push subscription), if any
     source: str | None = None  # folder under functions/ (default: the name)
 
     @property
@@ -117,6 +130,7 @@ class LocalStack:
         self.processes: dict[str, ManagedProcess] = {}
         self.function_urls: dict[str, str] = {}
         self.endpoints: dict[str, str] = {}
+        self.subscriptions: dict[str, dict[str, str]] = {}  # function → push, dead_letter_hold
         self._logs: list[IO[bytes]] = []
         self.secrets: dict[str, str] = {}
         self._started = False
@@ -244,38 +258,8 @@ class LocalStack:
             self.processes[f"function:{spec.name}"] = proc.start(timeout=60)
             self.function_urls[spec.name] = f"http://127.0.0.1:{port}"
 
-        say("starting the Eventarc shim and push subscriptions")
-        routes = [
-            {
-                "name": s.name,
-                "target_url": self.function_urls[s.name],
-                "topic": f"projects/{self.project}/topics/{s.topic}",
-            }
-            for s in self.functions
-            if s.topic
-        ]
-        routes_file = self.run_dir / "eventarc-routes.json"
-        routes_file.write_text(json.dumps(routes, indent=2))
-        port = free_port()
-        shim = PythonService(
-            "eventarc",
-            [
-                "-m",
-                "warden_local.eventarc",
-                "--port",
-                str(port),
-                "--routes",
-                str(routes_file),
-                "--log",
-                str(self.run_dir / "deliveries.jsonl"),
-            ],
-            port=port,
-            log=self._log("eventarc"),
-            env=self._base_env(),
-        )
-        self.processes["eventarc"] = shim.start()
-        self.endpoints["eventarc"] = f"http://127.0.0.1:{port}"
-        self._create_push_subscriptions(routes)
+        say("creating the push subscriptions (terraform/delivery.json)")
+        self._create_push_subscriptions()
 
         if self.before_scheduler is not None:
             self.before_scheduler(self)
@@ -360,8 +344,6 @@ class LocalStack:
         from google.api_core.exceptions import Conflict
         from google.cloud import pubsub_v1, storage
 
-        from warden_local.eventarc import ensure_topic
-
         client = storage.Client(project=self.project)
         for name in (self.registry_bucket, self.data_bucket, self.backup_bucket):
             with contextlib.suppress(Conflict):
@@ -370,22 +352,32 @@ class LocalStack:
         for topic in (*TOPICS.values(), EVENTS_TOPIC):
             ensure_topic(publisher, self.project, topic)
 
-    def _create_push_subscriptions(self, routes: list[dict[str, str]]) -> None:
+    def _create_push_subscriptions(self) -> None:
+        """Per event function, what terraform/modules/function deploys: a push subscription to
+        the function's root URL with delivery.json's retry and dead-letter policy, the topic's
+        ``…-dead-letter`` topic and its hold subscription (terraform/pubsub.tf)."""
         from google.cloud import pubsub_v1
 
-        from warden_local.eventarc import create_push_subscription
-
+        policy = delivery_policy()
+        publisher = pubsub_v1.PublisherClient()
         subscriber = pubsub_v1.SubscriberClient()
         try:
-            for route in routes:
-                create_push_subscription(
+            for spec in self.functions:
+                if spec.topic is None:
+                    continue
+                push, hold = wire_trigger(
+                    publisher,
                     subscriber,
                     project=self.project,
-                    topic_id=route["topic"].rsplit("/", 1)[1],
-                    subscription_id=f"eventarc-{route['name']}",
-                    push_endpoint=f"{self.endpoints['eventarc']}/push/{route['name']}",
+                    topic_id=spec.topic,
+                    subscription_id=push_subscription_id(spec.name, SUBSCRIPTION_PREFIX),
+                    push_endpoint=f"{self.function_urls[spec.name]}/",
+                    policy=policy,
+                    # Pub/Sub's maximum: every function answers within it (modules/function
+                    # uses the function's timeout + 30 s, capped at the same 600 s).
                     ack_deadline=600,
                 )
+                self.subscriptions[spec.name] = {"push": push, "dead_letter_hold": hold}
         finally:
             subscriber.close()
 
@@ -396,6 +388,7 @@ class LocalStack:
             "run_dir": str(self.run_dir),
             "endpoints": self.endpoints,
             "functions": self.function_urls,
+            "subscriptions": self.subscriptions,
             "env": self.client_env(),
             "speed": self.speed,
             "pids": {name: p.pid for name, p in self.processes.items()},

@@ -1,7 +1,9 @@
 """Decoding Pub/Sub CloudEvents and the requests they carry. Pure: no I/O.
 
-Eventarc delivers a Pub/Sub message as a CloudEvent of type
-``google.cloud.pubsub.topic.v1.messagePublished`` whose data is the push envelope
+A Pub/Sub message arrives as a CloudEvent of type
+``google.cloud.pubsub.topic.v1.messagePublished`` — made by functions-framework from a push
+subscription's raw body (how Warden deploys its triggers), or sent by Eventarc in binary mode —
+whose data is the push envelope
 ``{"subscription": ..., "message": {"data": <base64>, "attributes": {...}, "messageId": ...,
 "publishTime": ...}}``. Everything that can be wrong with one is an :class:`EventError`.
 """

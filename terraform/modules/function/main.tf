@@ -75,7 +75,9 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
 
 # A push subscription we own (rather than the one an Eventarc trigger creates and hides) so that
 # retry backoff and the dead-letter topic are explicit and reviewed. functions-framework turns the
-# push body into the same CloudEvent an Eventarc trigger would deliver.
+# push body into the same CloudEvent an Eventarc trigger would deliver. The root module passes the
+# delivery policy of terraform/delivery.json (overridable by var.pubsub); the local stack creates
+# the same subscription from the same file (warden_local.pubsub.wire_trigger).
 resource "google_pubsub_subscription" "trigger" {
   count   = var.pubsub_trigger == null ? 0 : 1
   project = var.project_id
