@@ -399,7 +399,7 @@ def test_router_bundle_runs_without_the_scientific_stack(out: Path, tmp_path: Pa
         "no_token": 401,
         "wrong_token": 401,
         "get": 405,
-        "not_json": 415,
+        "not_json": 400,  # Content-Type does not decide; the body is not JSON
         "bad_incident": 400,
         "bad_model_event": 200,  # acknowledged: a permanent error is not retried
     }

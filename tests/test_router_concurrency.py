@@ -107,13 +107,16 @@ def test_ten_routers_notify_each_group_exactly_once(tmp_path, gcs_emulator, buck
 
         started_burst = time.monotonic()
         assert set(deliver_everywhere(burst)) == {200}
-        assert time.monotonic() - started_burst < 12, "burst slower than group_wait"
+        ended_burst = time.monotonic()
+        assert ended_burst - started_burst < 12, "burst slower than group_wait"
         assert received == []  # group_wait holds every group back
-        time.sleep(max(0.0, started_burst + 12.5 - time.monotonic()))
+        # Every group was first seen before the burst ended: 12.5 s after that, all are due (the
+        # last group is first seen seconds after the first on a loaded machine).
+        time.sleep(max(0.0, ended_burst + 12.5 - time.monotonic()))
         # The same burst again (Monitoring redelivers): no new alert, but every process now
-        # finds every group due and races to flush it.
+        # finds every group due and races to flush it. A router sends before it answers, so
+        # every notification has reached the capture server once all calls have returned.
         assert set(deliver_everywhere(burst)) == {200}
-        time.sleep(0.5)
         per_group = Counter(n["group_labels"]["model"] for n in received)
         assert per_group == {f"m{g}": 1 for g in range(GROUPS)}
         for note in received:
