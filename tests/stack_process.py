@@ -89,6 +89,7 @@ def local_stack(
     speed: float,
     clock_start: datetime | None = None,
     only: str | None = None,
+    alert_channel: str | None = None,
 ) -> Iterator[RunningStack]:
     """Start the stack, wait for its stack.json, yield it; Ctrl-C it (then kill) on the way out."""
     run_dir = tmp / "run"
@@ -99,6 +100,8 @@ def local_stack(
         args += ["--clock-start", clock_start.isoformat()]
     if only:
         args += ["--only", only]
+    if alert_channel:
+        args += ["--alert-channel", alert_channel]
     log = (tmp / "stack.out").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     try:

@@ -191,6 +191,24 @@ def test_open_then_closed_is_one_firing_and_one_resolved(env, capture: Capture) 
     ]
 
 
+def test_a_close_that_overtakes_its_open_keeps_the_incident_closed(env, capture: Capture) -> None:
+    """Pub/Sub (and webhook retries) do not keep order: a close may arrive before its open. The
+    close is remembered, so the late open is taken for what it is — over — and nothing pages."""
+    state, send, _ = env
+    config = _config()
+    early = state.ingest([incident(2, "closed")], config=config, now=T, instance="a")
+    assert early.ignored == 1
+    late = state.ingest([incident(2)], config=config, now=T + 1, instance="b")
+    assert (late.new, late.ignored) == (0, 1)
+    # Another incident in the same group still notifies: the tombstone is per fingerprint.
+    state.ingest([incident(3)], config=config, now=T + 2, instance="a")
+    for now in (T + 40, T + 400):
+        state.flush_due(config=config, now=now, instance="a", send=send)
+    reqs = capture.at("/hook")
+    assert len(reqs) == 1
+    assert [a["labels"]["incident_id"] for a in reqs[0]["body"]["alerts"]] == ["0.inc3"]
+
+
 def test_fifty_alerts_within_group_wait_are_one_notification(env, capture: Capture) -> None:
     state, send, _ = env
     config = _config()

@@ -113,7 +113,10 @@ class LocalStack:
         functions: tuple[FunctionSpec, ...] = FUNCTIONS,
         progress: Callable[[str], None] = lambda _msg: None,
         before_scheduler: Callable[[LocalStack], None] | None = None,
+        alert_channel: str = "webhook",
     ) -> None:
+        if alert_channel not in ("webhook", "pubsub"):
+            raise ValueError(f"alert_channel must be 'webhook' or 'pubsub', got {alert_channel!r}")
         self.config_path = Path(config_path).resolve()
         self.config = load_config(self.config_path)  # fail fast on a bad config
         self.run_dir = Path(run_dir).resolve()
@@ -127,6 +130,8 @@ class LocalStack:
         self.functions = functions
         self.progress = progress
         self.before_scheduler = before_scheduler  # e.g. seed data before the first tick
+        # How the Monitoring stand-in reaches the router: Terraform's var.alert_channel.
+        self.alert_channel = alert_channel
         self.processes: dict[str, ManagedProcess] = {}
         self.function_urls: dict[str, str] = {}
         self.endpoints: dict[str, str] = {}
@@ -263,7 +268,8 @@ class LocalStack:
 
         if self.before_scheduler is not None:
             self.before_scheduler(self)
-        if "route_alerts" in self.function_urls:
+        router = "route_alerts" if self.alert_channel == "webhook" else "route_alert_events"
+        if router in self.function_urls:
             self._restart_monitoring_with_policies()
         if self.speed > 60:
             self._pause_flush_job()
@@ -299,7 +305,14 @@ class LocalStack:
 
     def _restart_monitoring_with_policies(self) -> None:
         """Now that the router is up, the Monitoring stand-in can evaluate alert policies and
-        post incidents to it (its series survive the restart in the state file)."""
+        send incidents to it (its series survive the restart in the state file): POSTed to
+        route_alerts, or — the Pub/Sub notification channel — published to model-events, whose
+        push subscription delivers them to route_alert_events."""
+        channel = (
+            ["--incident-url", self.function_urls["route_alerts"]]
+            if self.alert_channel == "webhook"
+            else ["--incident-topic", f"projects/{self.project}/topics/{EVENTS_TOPIC}"]
+        )
         self.progress("restarting the Monitoring stand-in with alert policies")
         self.processes["monitoring"].stop()
         port = int(self.endpoints["monitoring"].rsplit(":", 1)[1])
@@ -316,8 +329,7 @@ class LocalStack:
                 str(self.config_path),
                 "--project",
                 self.project,
-                "--incident-url",
-                self.function_urls["route_alerts"],
+                *channel,
             ],
             port=port,
             log=self._log("monitoring"),

@@ -63,7 +63,9 @@ class IngestResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
-    ignored: int = 0  # resolves of unknown alerts, late redeliveries of resolved ones
+    # resolves of unknown alerts (kept as tombstones: an open arriving later is ignored), late
+    # redeliveries of resolved ones
+    ignored: int = 0
     silenced: int = 0
     inhibited: int = 0
 
@@ -264,8 +266,8 @@ class AlertState:
                         c["silenced"] = c.get("silenced", 0) + 1
                     elif inh:
                         c["inhibited"] = c.get("inhibited", 0) + 1
-                    dirty = dirty or outcome in ("new", "updated")
-                if not dirty or not state["alerts"]:
+                    dirty = dirty or outcome in ("new", "updated", "closed_early")
+                if not dirty or not (state["alerts"] or c.get("closed_early")):
                     return None
                 state["updated_at"] = now
                 state["updated_by"] = instance
@@ -277,7 +279,7 @@ class AlertState:
             result.new += counts.get("new", 0)
             result.updated += counts.get("updated", 0)
             result.unchanged += counts.get("unchanged", 0)
-            result.ignored += counts.get("ignored", 0)
+            result.ignored += counts.get("ignored", 0) + counts.get("closed_early", 0)
             result.silenced += counts.get("silenced", 0)
             result.inhibited += counts.get("inhibited", 0)
         return result
@@ -553,7 +555,15 @@ def _apply(state: dict[str, Any], a: Alert, sil: bool, inh: bool, now: float) ->
     existing = alerts.get(a.fingerprint)
     if existing is None:
         if a.status == "resolved":
-            return "ignored"  # nothing was ever said about it (or it is already dropped)
+            # Nothing was ever said about it, or it is already dropped — or its open is still on
+            # the way: Pub/Sub and webhook retries do not keep order. Remember the close, so an
+            # open that arrives after it is taken for what it is: over.
+            tombs = state.setdefault("tombstones", {})
+            ended = a.ends_at if a.ends_at is not None else now
+            if float(tombs.get(a.fingerprint, float("-inf"))) >= ended:
+                return "ignored"
+            tombs[a.fingerprint] = ended
+            return "closed_early"
         tomb = state.get("tombstones", {}).get(a.fingerprint)
         if tomb is not None and a.starts_at <= float(tomb):
             return "ignored"  # a late redelivery of an alert that has since resolved

@@ -581,8 +581,20 @@ def local() -> None:
     default=None,
     help="Comma-separated functions to run (default: all), for a lighter stack.",
 )
+@click.option(
+    "--alert-channel",
+    type=click.Choice(["webhook", "pubsub"]),
+    default="webhook",
+    show_default=True,
+    help="How the Monitoring stand-in sends incidents (Terraform's alert_channel).",
+)
 def local_up(
-    run_dir: Path, speed: float, clock_start: str | None, config_path: Path, only: str | None
+    run_dir: Path,
+    speed: float,
+    clock_start: str | None,
+    config_path: Path,
+    only: str | None,
+    alert_channel: str,
 ) -> None:
     """Start the whole stack and supervise it until Ctrl-C."""
     from datetime import datetime
@@ -607,6 +619,7 @@ def local_up(
         clock_start=start,
         functions=functions,
         progress=lambda m: click.echo(f"  … {m}", err=True),
+        alert_channel=alert_channel,
     )
     try:
         stack.start()
