@@ -123,6 +123,20 @@ def _tf_env(tmp: Path) -> dict[str, str]:
     return {"TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "PATH": "/usr/bin:/bin"}
 
 
+def _output(exe: str, workdir: Path, env: dict[str, str], name: str) -> Any:
+    """``terraform output -json NAME`` of an applied working directory."""
+    out = subprocess.run(
+        [exe, "output", "-json", name],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
 def _evaluate_config(yaml_text: str, workdir: Path) -> dict[str, Any]:
     """Apply modules/config (no provider, no resource) to YAML and return its outputs."""
     exe = _terraform()
@@ -144,16 +158,7 @@ def _evaluate_config(yaml_text: str, workdir: Path) -> dict[str, Any]:
             [exe, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, f"terraform {args[0]} failed:\n{done.stdout}\n{done.stderr}"
-    out = subprocess.run(
-        [exe, "output", "-json", "config"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(out.stdout)
+    return _output(exe, workdir, env, "config")
 
 
 @pytest.fixture(scope="module")
@@ -455,16 +460,7 @@ def _delivery(workdir: Path, pubsub: str | None) -> tuple[int, Any]:
     done = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         return done.returncode, done.stdout + done.stderr
-    out = subprocess.run(
-        [exe, "output", "-json", "delivery"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return 0, json.loads(out.stdout)
+    return 0, _output(exe, workdir, env, "delivery")
 
 
 def test_delivery_json_is_the_default_policy_and_var_pubsub_overrides_it_per_field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
 import logging
@@ -127,6 +128,28 @@ def _read_limited(read_body: Callable[[int], bytes], content_length: int | None)
     return None
 
 
+def _refusals_logged(
+    handle: Callable[..., tuple[int, dict[str, Any]]],
+) -> Callable[..., tuple[int, dict[str, Any]]]:
+    """Every 4xx answer is also an ERROR log line with its reason and ``refused: true`` (what
+    Terraform's router-refusals policy matches): a refused payload is never silent."""
+
+    @functools.wraps(handle)
+    def logged(*args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        status, body = handle(*args, **kwargs)
+        if status >= 400:
+            log.error(
+                "webhook refused (%d): %s",
+                status,
+                body["error"],
+                extra=fields(status=status, door="webhook", refused=True),
+            )
+        return status, body
+
+    return logged
+
+
+@_refusals_logged
 def handle_webhook(
     rt: Runtime,
     *,
@@ -140,27 +163,8 @@ def handle_webhook(
 
     A 4xx only for what can never become an alert — wrong or missing credentials, a body
     larger than MAX_BODY_BYTES, a body that is not JSON, no ``incident`` object or no
-    ``incident_id`` — and every such refusal is logged at ERROR with its reason. Content-Type
-    is not checked: the body decides."""
-    status, body = _webhook(rt, method, headers, args, read_body, content_length)
-    if status >= 400:
-        log.error(
-            "webhook refused (%d): %s",
-            status,
-            body["error"],
-            extra=fields(status=status, door="webhook", refused=True),
-        )
-    return status, body
-
-
-def _webhook(
-    rt: Runtime,
-    method: str,
-    headers: Mapping[str, str],
-    args: Mapping[str, str],
-    read_body: Callable[[int], bytes],
-    content_length: int | None,
-) -> tuple[int, dict[str, Any]]:
+    ``incident_id`` — each logged at ERROR with its reason. Content-Type is not checked: the
+    body decides."""
     if method != "POST":
         return 405, {"error": "use POST"}
     if not check_token(headers, args, secret(TOKEN_ENV)):
