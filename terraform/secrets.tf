@@ -5,7 +5,7 @@
 
 resource "random_password" "webhook_token" {
   length  = 48
-  special = false # it travels in a URL query (?auth_token=)
+  special = false # a basic-auth password: keep it to characters every client sends as is
 }
 
 resource "google_secret_manager_secret" "webhook_token" {

@@ -428,11 +428,14 @@ def test_a_refused_pub_sub_notification_is_acknowledged_and_logged(rt, capture, 
 
 def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, bucket_names) -> None:
     """The same payloads over a socket to a functions-framework process (real Content-Length,
-    and chunked bodies without one), not through the WSGI test client."""
+    and chunked bodies without one), not through the WSGI test client — authenticated as the
+    deployed webhook_basicauth channel does, and, for older channels, by ``?auth_token=``. No
+    secret, right or wrong, appears in any log line: routed, refused or failing requests."""
     import os
 
     import requests
 
+    from warden_local.policies import BASIC_AUTH_USER
     from warden_local.process import FunctionServer
 
     url, received = capture
@@ -450,34 +453,58 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
         "TEST_HOOK_URL": url,
         "TEST_HOOK_SECRET": SECRET,
     }
+    wrong = "wr0ng-s3cret-never-logged"
     log = tmp_path / "route_alerts.log"
     with (
         log.open("wb") as out,
         FunctionServer(SOURCE, "route_alerts", signature="http", env=env, log=out) as server,
     ):
-        endpoint = f"{server.url}?auth_token={TOKEN}"
+        basic = {"auth": (BASIC_AUTH_USER, TOKEN), "timeout": 30}
         payloads = [p for p, _ in incidents.BY_KIND.values()]
         payloads += [incidents.closed(p) for p in payloads] + [incidents.TEST_NOTIFICATION]
         for i, payload in enumerate(payloads):
             body = json.dumps(payload).encode()
             if i % 2:  # chunked: no Content-Length at all
-                resp = requests.post(endpoint, data=iter([body[:100], body[100:]]), timeout=30)
-            else:
-                resp = requests.post(endpoint, data=body, timeout=30)
+                resp = requests.post(server.url, data=iter([body[:100], body[100:]]), **basic)
+            elif i % 3:
+                resp = requests.post(server.url, data=body, **basic)
+            else:  # a token in the query, as webhook_tokenauth channels send it
+                resp = requests.post(f"{server.url}?auth_token={TOKEN}", data=body, timeout=30)
             assert resp.status_code == 200, (i, resp.text)
-        refused = requests.post(endpoint, data=b"{not json", timeout=30)
+        refused = requests.post(f"{server.url}?auth_token={TOKEN}", data=b"{not json", timeout=30)
         assert refused.status_code == 400
+        denied = [
+            requests.post(f"{server.url}?auth_token={wrong}", json=payloads[0], timeout=30),
+            requests.post(server.url, json=payloads[0], auth=(BASIC_AUTH_USER, wrong), timeout=30),
+        ]
+        assert [r.status_code for r in denied] == [401, 401]
+    # An error path: the alert state is unreachable (no such bucket) → 5xx, with a traceback.
+    failing = {**env, "WARDEN_REGISTRY_BUCKET": f"missing-{bucket_names['registry']}"}
+    with (
+        log.open("ab") as out,
+        FunctionServer(SOURCE, "route_alerts", signature="http", env=failing, log=out) as server,
+    ):
+        resp = requests.post(f"{server.url}?auth_token={TOKEN}", json=payloads[0], timeout=30)
+        assert resp.status_code >= 500
     sent = notifications(received)
     statuses = Counter((n["alerts"][0]["labels"]["alertname"], n["status"]) for n in sent)
     for payload, _ in incidents.BY_KIND.values():
         name = payload["incident"]["policy_name"]
         assert statuses[(name, "firing")] >= 1, name
         assert statuses[(name, "resolved")] >= 1, name
-    refusal = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    text = log.read_text()
+    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
     # What terraform/monitoring.tf's router-refusals policy matches: severity>=ERROR, refused=true.
     assert any(
         r.get("severity") == "ERROR"
         and r.get("refused") is True
         and "not valid JSON" in r["message"]
-        for r in refusal
+        for r in lines
     )
+    # The request URL is logged (so the check below is not vacuous), without its query.
+    urls = {r["httpRequest"].get("requestUrl") for r in lines if r.get("httpRequest")}
+    assert urls
+    assert all(u and "?" not in u for u in urls), urls
+    basic_header = base64.b64encode(f"{BASIC_AUTH_USER}:{TOKEN}".encode()).decode()
+    for secret in (TOKEN, wrong, basic_header):
+        assert secret not in text

@@ -37,6 +37,7 @@ from warden.messages import decode_json_payload, decode_pubsub_event, parse_run_
 from warden.metrics import CATALOGUE
 from warden.router import TOKEN_ENV
 from warden_local.bundle import REQUIREMENT_SETS
+from warden_local.policies import BASIC_AUTH_USER
 from warden_local.pubsub import (
     DELIVERY_FILE,
     dead_letter_topic_id,
@@ -732,11 +733,18 @@ def test_every_custom_metric_terraform_watches_is_written_by_the_code() -> None:
 
 
 def test_incidents_reach_the_router_with_its_token() -> None:
+    """Basic auth with the token in sensitive_labels, never in the URL (which Cloud Run's
+    request log keeps): the same user the local Monitoring stand-in presents."""
     channel = _resources("google_monitoring_notification_channel")["router"]
-    assert channel["type"] == "webhook_tokenauth"
-    url = channel["labels"]["url"]
-    assert 'module.function["route_alerts"].uri' in url
-    assert "?auth_token=${random_password.webhook_token.result}" in url
+    assert channel["type"] == "webhook_basicauth"
+    assert channel["labels"]["url"] == '${module.function["route_alerts"].uri}'
+    assert channel["labels"]["username"] == BASIC_AUTH_USER
+    assert channel["sensitive_labels"]["password"] == "${random_password.webhook_token.result}"
+    text = "\n".join(p.read_text() for p in TF.rglob("*.tf"))
+    assert "auth_token" not in text
+    # The token's value is in no output (the secret's id is).
+    for name, output in _root()["output"].items():
+        assert "random_password" not in str(output["value"]), name
     uptime = _resources("google_monitoring_uptime_check_config")["health"]
     assert 'module.function["health"].uri' in uptime["monitored_resource"]["labels"]["host"]
     assert uptime["http_check"]["service_agent_authentication"]["type"] == "OIDC_TOKEN"

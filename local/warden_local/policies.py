@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 #: (lower case; a policy without a severity — Terraform sets none for "info" — says
 #: "no severity"). See tests/incidents.py for the sources.
 SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "no severity"}
+#: The user name of the basic-auth webhook channel, here and in terraform/monitoring.tf (the
+#: router checks only the password, in constant time).
+BASIC_AUTH_USER = "monitoring"
 _API_COMPARISON = {
     ">": "COMPARISON_GT",
     ">=": "COMPARISON_GT",
@@ -236,8 +239,8 @@ class PolicyEvaluator:
 
         post = self._post or requests.post
         headers = {"Content-Type": "application/json"}
-        if self.token:  # Cloud Monitoring's webhook channels support basic auth
-            basic = base64.b64encode(f"monitoring:{self.token}".encode()).decode()
+        if self.token:  # as the deployed webhook_basicauth channel: never in the URL
+            basic = base64.b64encode(f"{BASIC_AUTH_USER}:{self.token}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         return lambda payload: post(self.url, json=payload, headers=headers, timeout=10).status_code
 
