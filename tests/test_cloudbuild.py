@@ -97,3 +97,41 @@ def test_the_bundle_step_runs_here(tmp_path: Path, build: dict[str, Any]) -> Non
     zips = {p.stem for p in out.glob("*.zip")}
     function_sources = {p.parent.name for p in (ROOT / "functions").glob("*/main.py")}
     assert zips == function_sources
+
+
+def _plan_script(build: dict[str, Any], apply: str) -> str:
+    """What the plan step's shell runs for ``_APPLY=apply`` (Cloud Build's ${_X} and $$)."""
+    script = str(_steps(build)["terraform-plan"]["args"][-1]).replace("$$", "$")
+    return script.replace("${_APPLY}", apply).replace("${_TFVARS}", "")
+
+
+def test_pull_requests_are_planned_read_only(build: dict[str, Any]) -> None:
+    """The plan trigger runs unreviewed code as warden-planner, which holds no write role and
+    takes no state lock; only the apply trigger, on main, runs as the deployer."""
+    for apply, flag in (("false", "-lock=false"), ("true", "-lock-timeout=300s")):
+        script = _plan_script(build, apply)
+        out = subprocess.run(
+            ["sh", "-c", script.replace("terraform plan", "echo terraform plan")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "PROJECT_ID": "p"},
+        ).stdout
+        assert flag in out.split(), out
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    triggers = re.findall(
+        r"--name=(warden-\w+).*?--service-account=\"[^\"]*\$(\w+)\"", deploy, re.DOTALL
+    )
+    assert dict(triggers) == {"warden-plan": "PLANNER", "warden-apply": "DEPLOYER"}
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("gcloud iam service-accounts create warden-planner") :]
+    block = block[: block.index("```")]
+    roles = set(re.findall(r"roles/[\w.]+", block))
+    assert roles == {
+        "roles/viewer",
+        "roles/iam.securityReviewer",
+        "roles/secretmanager.viewer",
+        "roles/logging.logWriter",
+        "roles/storage.objectViewer",
+    }
+    assert not {r for r in roles if re.search(r"admin|editor|owner|User$|Creator$", r, re.I)}
