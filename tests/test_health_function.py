@@ -44,6 +44,13 @@ def _health(query: str = ""):
     return app.test_client().get("/" + query)
 
 
+def test_a_huge_url_is_refused_before_any_work(seeded) -> None:
+    from warden.web import MAX_URL_BYTES
+
+    assert _health(f"?pad={'x' * MAX_URL_BYTES}").status_code == 414
+    assert _health(f"?pad={'x' * (MAX_URL_BYTES // 2)}").status_code == 200
+
+
 def test_health_reports_degraded_until_models_have_champions(seeded) -> None:
     resp = _health()
     assert resp.status_code == 200

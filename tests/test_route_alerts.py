@@ -478,6 +478,9 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
             requests.post(server.url, json=payloads[0], auth=(BASIC_AUTH_USER, wrong), timeout=30),
         ]
         assert [r.status_code for r in denied] == [401, 401]
+        # functions-framework sets no request-line limit: the function refuses a huge URL itself.
+        huge = requests.post(f"{server.url}?pad={'x' * 20_000}", json=payloads[0], **basic)
+        assert huge.status_code == 414
     # An error path: the alert state is unreachable (no such bucket) → 5xx, with a traceback.
     failing = {**env, "WARDEN_REGISTRY_BUCKET": f"missing-{bucket_names['registry']}"}
     with (

@@ -14,12 +14,15 @@ import functions_framework
 
 from warden import runtime
 from warden.health import check_health
+from warden.web import MAX_URL_BYTES, url_length
 
 CONFIG = Path(__file__).with_name("warden.yaml")
 
 
 @functions_framework.http
 def health(request):
+    if url_length(request) > MAX_URL_BYTES:
+        return json.dumps({"error": "URL too long"}), 414, {"Content-Type": "application/json"}
     deep = request.args.get("deep", "").lower() in {"1", "true", "yes"}
     fail_on = request.args.get("fail_on", "unhealthy").lower()
     if fail_on not in {"unhealthy", "stale"}:

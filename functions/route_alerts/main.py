@@ -19,6 +19,7 @@ from warden.errors import PermanentError
 from warden.logs import fields
 from warden.messages import decode_json_payload, decode_pubsub_event
 from warden.router import handle_webhook, incident_alerts, route
+from warden.web import url_length
 
 log = logging.getLogger("warden.functions.route_alerts")
 CONFIG = Path(__file__).with_name("warden.yaml")
@@ -34,6 +35,7 @@ def route_alerts(request):
         args=request.args,
         read_body=lambda n: request.stream.read(n),
         content_length=request.content_length,
+        url_length=url_length(request),
     )
     return json.dumps(body), status, {"Content-Type": "application/json"}
 

@@ -158,13 +158,18 @@ def handle_webhook(
     args: Mapping[str, str],
     read_body: Callable[[int], bytes],
     content_length: int | None,
+    url_length: int = 0,
 ) -> tuple[int, dict[str, Any]]:
     """One Cloud Monitoring webhook call → (HTTP status, JSON body). Never 5xx for bad input.
 
-    A 4xx only for what can never become an alert — wrong or missing credentials, a body
-    larger than MAX_BODY_BYTES, a body that is not JSON, no ``incident`` object or no
-    ``incident_id`` — each logged at ERROR with its reason. Content-Type is not checked: the
-    body decides."""
+    A 4xx only for what can never become an alert — a URL over MAX_URL_BYTES, wrong or missing
+    credentials, a body larger than MAX_BODY_BYTES, a body that is not JSON, no ``incident``
+    object or no ``incident_id`` — each logged at ERROR with its reason. Content-Type is not
+    checked: the body decides."""
+    from warden.web import MAX_URL_BYTES
+
+    if url_length > MAX_URL_BYTES:
+        return 414, {"error": f"URL longer than {MAX_URL_BYTES} bytes"}
     if method != "POST":
         return 405, {"error": "use POST"}
     if not check_token(headers, args, secret(TOKEN_ENV)):
