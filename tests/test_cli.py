@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -74,7 +77,7 @@ def test_cli_exit_codes(cli_env) -> None:
     assert "does not match" in out.output
     assert CliRunner().invoke(main, ["versions"]).exit_code == 2  # usage
     out = CliRunner().invoke(main, ["versions", "nope"])
-    assert out.exit_code == 1
+    assert out.exit_code == EXIT_NOT_FOUND
     assert "unknown model 'nope'" in out.output
 
 
@@ -133,7 +136,7 @@ def test_backup_wipe_restore_from_the_cli(cli_env, bucket_names, storage_client,
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["versions"] == {MODEL: [1, 2]}
     assert "cli-1" in invoke("snapshots").output
-    assert invoke("backup", "--model", "nope").exit_code == 1  # unknown model, named
+    assert invoke("backup", "--model", "nope").exit_code == EXIT_NOT_FOUND  # unknown, named
 
     for blob in storage_client.list_blobs(bucket_names["registry"]):
         blob.delete()
@@ -163,4 +166,97 @@ def test_housekeeping_dry_run_then_real_from_the_cli(cli_env, bucket_names, monk
     assert data["status"] == "completed"
     assert data["integrity"] == {"checked": [1, 2], "failures": []}
     assert invoke("--json", "snapshots").output.count(f"-{MODEL}") >= 1
-    assert invoke("housekeeping", "nope").exit_code == 1
+    assert invoke("housekeeping", "nope").exit_code == EXIT_NOT_FOUND
+
+
+class StorageTripwire:
+    """Stands where Cloud Storage would be (STORAGE_EMULATOR_HOST): records every request and
+    answers 404, so a command that touches storage is seen doing so."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        tripwire = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                tripwire.requests.append(f"{self.command} {self.path}")
+                body = b'{"error": {"code": 404, "message": "tripwire"}}'
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _record
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def tripwire(monkeypatch) -> Iterator[Callable[[], StorageTripwire]]:
+    """``tripwire()`` starts a fresh one and points the CLI's storage client at it. A fresh one
+    per phase: the storage client may abandon a connection whose request the server only
+    records later, and that must not be counted against the next command."""
+    wires: list[StorageTripwire] = []
+    monkeypatch.setenv("WARDEN_REGISTRY_BUCKET", "tripwire-registry")
+    monkeypatch.setenv("WARDEN_CONFIG", str(ROOT / "warden.yaml"))
+
+    def start() -> StorageTripwire:
+        wires.append(StorageTripwire())
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", wires[-1].host)
+        return wires[-1]
+
+    yield start
+    for wire in wires:
+        wire.server.shutdown()
+        wire.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "ghost"],
+        ["show", "ghost@1"],
+        ["history", "ghost"],
+        ["promote", "ghost", "1"],
+        ["rollback", "ghost"],
+        ["rollback", "ghost", "--to", "1"],
+        ["--json", "versions", "ghost"],
+    ],
+)
+def test_unconfigured_models_are_refused_before_storage_is_touched(tripwire, args) -> None:
+    # The tripwire works: the same command for a configured model reaches it.
+    control = tripwire()
+    out = CliRunner().invoke(main, [a.replace("ghost", MODEL) for a in args])
+    assert out.exit_code != 0  # the tripwire answers 404 to everything
+    assert control.requests, "the control command should have reached storage"
+
+    wire = tripwire()
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == EXIT_NOT_FOUND, out.output
+    assert "unknown model 'ghost'" in out.output
+    assert "warden.yaml declares: breast-cancer-risk, customer-segments" in out.output
+    assert wire.requests == []
+
+
+def test_a_registry_model_missing_from_the_config_cannot_be_changed(cli_env) -> None:
+    """Objects of a model warden.yaml does not declare (left over, or written by someone else)
+    are neither shown nor promoted: the config is the list of what the CLI acts on."""
+    registry = cli_env.registry()
+    bucket = registry.bucket
+    for blob in list(bucket.list_blobs(prefix=f"{MODEL}/")):
+        bucket.copy_blob(blob, bucket, "ghost/" + blob.name.removeprefix(f"{MODEL}/"))
+    before = sorted(b.name for b in bucket.list_blobs(prefix="ghost/"))
+    assert before
+    for args in (["show", "ghost@1"], ["history", "ghost"], ["rollback", "ghost"]):
+        out = CliRunner().invoke(main, args)
+        assert out.exit_code == EXIT_NOT_FOUND, (args, out.output)
+        assert "unknown model 'ghost'" in out.output
+    out = CliRunner().invoke(main, ["promote", "ghost", "1"])
+    assert out.exit_code == EXIT_NOT_FOUND
+    assert sorted(b.name for b in bucket.list_blobs(prefix="ghost/")) == before

@@ -72,3 +72,40 @@ def test_pubsub_forward_publishes_the_message(topic_sink) -> None:
     assert result.ok
     [(_attributes, payload)] = pull(1)
     assert payload["title"] == MESSAGE["title"]
+
+
+HOSTILE = {
+    "title": "[FIRING:1] <!channel> & <https://evil|console.cloud.google.com>",
+    "text": "- [firing] <!here> &lt;already&gt; (model=<@U123>)",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"model": "<!channel>"},
+            "annotations": {"summary": "<!here>"},
+        }
+    ],
+}
+
+
+def test_pubsub_and_log_receivers_carry_alert_data_raw(topic_sink, caplog) -> None:
+    """Slack escaping is for markup; data receivers must not alter what they forward."""
+    topic_id, publisher, pull = topic_sink("raw")
+    receiver = Receiver.model_validate(
+        {"name": "f", "pubsub": {"topic": topic_id, "action": "forward"}}
+    )
+    result = deliver(
+        receiver,
+        HOSTILE,
+        secrets=lambda name: None,
+        publisher_factory=lambda: publisher,
+        project="warden-test",
+    )
+    assert result.ok
+    [(_attributes, payload)] = pull(1)
+    assert payload == HOSTILE
+    log_receiver = Receiver.model_validate({"name": "l", "log": {}})
+    with caplog.at_level(logging.WARNING, logger="warden.receivers"):
+        assert deliver(log_receiver, HOSTILE, secrets=lambda name: None).ok
+    [record] = [r for r in caplog.records if r.name == "warden.receivers"]
+    assert record.json_fields["notification"] == HOSTILE

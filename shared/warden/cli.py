@@ -3,7 +3,11 @@
 Local vs real GCP is configuration only: with ``STORAGE_EMULATOR_HOST`` set the same commands
 talk to the emulator; without it, to Cloud Storage with Application Default Credentials.
 
-Exit codes: 0 ok, 1 a Warden error, 2 usage, 3 not found, 4 integrity failure, 5 retryable.
+Exit codes: 0 ok, 1 a Warden error, 2 usage, 3 not found (a version, alias, job or silence, or a
+model warden.yaml does not declare), 4 integrity failure, 5 retryable.
+
+Commands that take a MODEL check it against warden.yaml before they touch storage: a name the
+config does not declare is refused, never looked up in (or written to) the registry.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from typing import Any
 
 import click
 
-from warden.errors import IntegrityError, RetryableError, VersionNotFound, WardenError
+from warden.errors import (
+    IntegrityError,
+    RetryableError,
+    UnknownModelError,
+    VersionNotFound,
+    WardenError,
+)
 
 EXIT_ERROR, EXIT_NOT_FOUND, EXIT_INTEGRITY, EXIT_RETRYABLE = 1, 3, 4, 5
 
@@ -36,6 +46,14 @@ def _runtime(ctx: click.Context):
     return obj["rt"]
 
 
+def _configured(ctx: click.Context, model: str):
+    """The runtime, once ``model`` is declared in warden.yaml (else UnknownModelError, exit 3,
+    naming the declared models) — checked before anything reads or writes the registry."""
+    rt = _runtime(ctx)
+    rt.config.model(model)
+    return rt
+
+
 def _emit(ctx: click.Context, data: Any, text: str) -> None:
     if ctx.obj.get("json"):
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -50,7 +68,7 @@ def handled(fn):
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except VersionNotFound as exc:
+        except (VersionNotFound, UnknownModelError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except IntegrityError as exc:
@@ -132,7 +150,7 @@ def versions(ctx: click.Context, model: str) -> None:
 def show(ctx: click.Context, ref: str) -> None:
     """Show a version's manifest: MODEL, MODEL@VERSION or MODEL@ALIAS."""
     model, _, version = ref.partition("@")
-    manifest = _runtime(ctx).registry().manifest(model, version or "champion")
+    manifest = _configured(ctx, model).registry().manifest(model, version or "champion")
     _emit(ctx, manifest, json.dumps(manifest, indent=2, sort_keys=True, default=str))
 
 
@@ -144,7 +162,7 @@ def show(ctx: click.Context, ref: str) -> None:
 @handled
 def promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
     """Point MODEL's champion at VERSION (after verifying its artifact)."""
-    state = _runtime(ctx).registry().promote(model, version, reason=reason, actor="cli")
+    state = _configured(ctx, model).registry().promote(model, version, reason=reason, actor="cli")
     assert state is not None
     _emit(
         ctx,
@@ -161,7 +179,7 @@ def promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
 @handled
 def rollback(ctx: click.Context, model: str, to: int | None, reason: str) -> None:
     """Point MODEL's champion back at the previous champion (or --to VERSION)."""
-    state = _runtime(ctx).registry().rollback(model, to=to, reason=reason, actor="cli")
+    state = _configured(ctx, model).registry().rollback(model, to=to, reason=reason, actor="cli")
     _emit(
         ctx,
         state.to_json(),
@@ -175,7 +193,7 @@ def rollback(ctx: click.Context, model: str, to: int | None, reason: str) -> Non
 @handled
 def history(ctx: click.Context, model: str) -> None:
     """The champion alias's moves for MODEL, oldest first."""
-    entries = _runtime(ctx).registry().history(model)
+    entries = _configured(ctx, model).registry().history(model)
     lines = [
         f"#{h.seq:<3} {h.changed_at}  {h.action:<8} v{h.previous_version or '-'} -> "
         f"v{h.version}  by {h.actor}: {h.reason}"

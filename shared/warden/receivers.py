@@ -4,6 +4,12 @@ Retries: exponential backoff 0.5 s × 2^n (capped at 8 s, full jitter) on 5xx, 4
 errors only, never more than the receiver's ``max_attempts``; any other 4xx is permanent.
 :func:`deliver` never raises for a delivery failure: it returns ``ok=False`` so one failing
 receiver never blocks the others. Secrets are never logged; of a URL only the host is.
+
+Markup: Slack reads ``text`` and mrkdwn fields as markup, where ``<!channel>`` is a mass mention
+and ``<https://evil|console.cloud.google.com>`` a disguised link. Alert data (summaries, labels,
+annotations) comes from outside, so every field the Slack receiver renders from it is escaped
+(``&``, ``<``, ``>``: https://api.slack.com/reference/surfaces/formatting#escaping) and shows as
+the literal text. The JSON webhook, Pub/Sub and log receivers carry data, not markup: raw.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
-SLACK_TEXT_LIMIT = 3000
+SLACK_TEXT_LIMIT = 3000  # a section block's text
+SLACK_HEADER_LIMIT = 150  # a header block's plain_text
+#: Slack's three escapes, applied in one pass (``str.translate``): nothing is escaped twice.
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_LONGEST_ENTITY = len("&amp;")
 
-__all__ = ["DeliveryResult", "deliver", "sign"]
+__all__ = ["DeliveryResult", "deliver", "sign", "slack_escape"]
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -83,12 +93,36 @@ def _http(
     return DeliveryResult(receiver.name, False, max_attempts, status, error)
 
 
+def slack_escape(text: Any) -> str:
+    """``text`` as Slack shows it literally: ``&`` → ``&amp;``, ``<`` → ``&lt;``, ``>`` → ``&gt;``.
+
+    Already-escaped input is escaped again (``&lt;`` → ``&amp;lt;``), so it too shows as typed.
+    """
+    return str(text).translate(_SLACK_ESCAPES)
+
+
+def _clip(escaped: str, limit: int) -> str:
+    """Shorten escaped text to ``limit`` characters without cutting an entity in two (half an
+    entity would leave a bare ``&``); an ellipsis marks the cut."""
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    amp = cut.rfind("&", max(0, len(cut) - _LONGEST_ENTITY + 1))
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
 def _slack_body(message: dict[str, Any], channel: str | None) -> dict[str, Any]:
-    text = f"*{message['title']}*\n{message['text']}"[:SLACK_TEXT_LIMIT]
+    title = slack_escape(message["title"])
+    text = _clip(f"*{title}*\n{slack_escape(message['text'])}", SLACK_TEXT_LIMIT)
     body: dict[str, Any] = {
-        "text": message["title"],
+        "text": title,
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": message["title"][:150]}},
+            {
+                "type": "header",
+                "text": {"type": "plain_text", "text": _clip(title, SLACK_HEADER_LIMIT)},
+            },
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         ],
     }
