@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -14,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from warden import datasource
 from warden.config import DataSpec, load_config
-from warden.datasource import DataWindow, read_training_frame
+from warden.datasource import DataWindow, files_digest, read_training_frame
 from warden.errors import DataError, RetryableError
 from warden.examples import (
     CUSTOMER_FEATURES,
@@ -82,7 +82,11 @@ def test_parquet_round_trip_reads_only_the_window(storage_client, bucket_names):
     assert (frame["recency_days"] >= 0).all()
     pd.testing.assert_frame_equal(frame, inside[CUSTOMER_FEATURES].astype("float64"))
     assert (window.start, window.end) == (AS_OF - timedelta(days=6), AS_OF)
-    assert window.partitions == [f"dt={AS_OF - timedelta(days=6 - i)}" for i in range(7)]
+    assert window.partition_count == 7
+    assert (window.first_partition, window.last_partition) == (
+        f"dt={AS_OF - timedelta(days=6)}",
+        f"dt={AS_OF}",
+    )
     assert window.missing == dict.fromkeys(CUSTOMER_FEATURES, 0.0)
 
 
@@ -107,7 +111,7 @@ def test_csv_round_trip_keeps_target_dtype_and_column_order(storage_client, buck
     assert all(frame[c].dtype == np.float64 for c in columns)
     np.testing.assert_allclose(frame[columns].to_numpy(), data[columns].to_numpy(), rtol=1e-12)
     assert window.rows == 569
-    assert len(window.files) == 5
+    assert window.file_count == 5
     assert window.missing["malignant"] == 0.0
 
 
@@ -117,18 +121,19 @@ def test_files_pin_the_generation_read(storage_client, bucket_names):
     first = _upload(storage_client, bucket, name, _ab(12).to_csv(index=False))
 
     frame1, window1 = _read(storage_client, bucket, _spec())
-    assert window1.files == [f"gs://{bucket}/{name}#{first}"]
+    assert window1.files_sha256 == files_digest([f"gs://{bucket}/{name}#{first}"])
 
     second = _upload(storage_client, bucket, name, _ab(15, start=100).to_csv(index=False))
     frame2, window2 = _read(storage_client, bucket, _spec())
     assert second != first
-    assert window2.files == [f"gs://{bucket}/{name}#{second}"]
+    assert window2.files_sha256 == files_digest([f"gs://{bucket}/{name}#{second}"])
+    assert window2.files_sha256 != window1.files_sha256
     assert frame1["a"].min() == 0
     assert frame2["a"].min() == 100
     assert len(frame2) == 15
 
 
-def test_many_files_per_partition_markers_and_junk_ignored(storage_client, bucket_names, caplog):
+def test_many_files_per_partition_markers_and_junk_ignored(storage_client, bucket_names):
     bucket = bucket_names["data"]
     day = f"p/dt={AS_OF}"
     gens = [
@@ -141,24 +146,28 @@ def test_many_files_per_partition_markers_and_junk_ignored(storage_client, bucke
     _upload(storage_client, bucket, f"{day}/.part-00000.parquet.crc", b"junk")
     _upload(storage_client, bucket, f"{day}/_temporary/0/part-9.parquet", b"not parquet")
     _upload(storage_client, bucket, f"{day}/extra.csv", "a,b\n999,999\n")  # wrong format
+    # Outside the window's dt= folders: never listed, so never read.
     _upload(storage_client, bucket, "p/dt=latest/part-0.parquet", b"not parquet")
     _upload(storage_client, bucket, "p/dt=2026-02-30/part-0.parquet", b"not parquet")
     _upload(storage_client, bucket, "p/other/part-0.parquet", b"not parquet")
 
-    with caplog.at_level(logging.WARNING, logger="warden.datasource"):
-        frame, window = _read(storage_client, bucket, _spec("parquet"))
+    frame, window = _read(storage_client, bucket, _spec("parquet"))
 
     assert sorted(frame["a"].tolist()) == [*range(5), *range(10, 16), *range(20, 24)]
     assert window.rows == 15
-    assert window.partitions == [f"dt={AS_OF - timedelta(days=1)}", f"dt={AS_OF}"]
-    assert window.files == [
+    assert window.partition_count == 2
+    assert window.first_partition == f"dt={AS_OF - timedelta(days=1)}"
+    assert window.last_partition == f"dt={AS_OF}"
+    assert window.file_count == 3
+    read = [
         f"gs://{bucket}/{earlier}/x.parquet#{gens[2]}",
         f"gs://{bucket}/{day}/part-00000.parquet#{gens[1]}",
         f"gs://{bucket}/{day}/part-00001.parquet#{gens[0]}",
     ]
-    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert "dt=latest" in warned
-    assert "dt=2026-02-30" in warned
+    assert window.files_sha256 == files_digest(read)
+    assert window.bytes == sum(
+        storage_client.bucket(bucket).get_blob(u.split("/", 3)[3].split("#")[0]).size for u in read
+    )
 
 
 def test_missing_values_are_kept_and_reported(storage_client, bucket_names):
@@ -195,6 +204,9 @@ def test_no_partitions_in_window_names_window_and_latest(storage_client, bucket_
     bucket = bucket_names["data"]
     old = AS_OF - timedelta(days=10)
     _upload(storage_client, bucket, f"p/dt={old}/part.csv", _ab(20).to_csv(index=False))
+    _upload(storage_client, bucket, f"p/dt={old - timedelta(days=1)}/part.csv", "a,b\n1,2\n")
+    _upload(storage_client, bucket, "p/dt=latest/part.csv", "a,b\n1,2\n")
+    _upload(storage_client, bucket, "p/dt=20260310/part.csv", "a,b\n1,2\n")
 
     with pytest.raises(DataError) as info:
         _read(storage_client, bucket, _spec())
@@ -202,6 +214,8 @@ def test_no_partitions_in_window_names_window_and_latest(storage_client, bucket_
     assert f"gs://{bucket}/p/" in msg
     assert f"{AS_OF - timedelta(days=2)}..{AS_OF}" in msg
     assert f"latest partition found: dt={old}" in msg
+    # A producer writing the wrong folder names is told so.
+    assert "2 folder(s) not named dt=YYYY-MM-DD, e.g. ['dt=20260310', 'dt=latest']" in msg
 
 
 def test_no_partitions_at_all(storage_client, bucket_names):
@@ -423,3 +437,235 @@ def test_transient_google_errors_propagate(storage_client, bucket_names, monkeyp
     monkeypatch.setattr(storage_client, "list_blobs", unavailable)
     with pytest.raises(ServiceUnavailable):
         _read(storage_client, bucket_names["data"], _spec())
+
+
+# --- bounded inputs -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> list[str]:
+    """Names of every object downloaded through google-cloud-storage during the test."""
+    from google.cloud.storage import Blob
+
+    seen: list[str] = []
+    real = Blob.download_as_bytes
+
+    def counting(self, *args, **kwargs):
+        seen.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Blob, "download_as_bytes", counting)
+    return seen
+
+
+@pytest.fixture
+def listings(storage_client, monkeypatch) -> list[tuple[str, list[str]]]:
+    """(prefix, names yielded) for every list_blobs call the reader makes during the test."""
+    calls: list[tuple[str, list[str]]] = []
+    real = storage_client.list_blobs
+
+    def recording(bucket, *args, **kwargs):
+        blobs = list(real(bucket, *args, **kwargs))
+        calls.append((kwargs.get("prefix", ""), [b.name for b in blobs]))
+        return iter(blobs)
+
+    monkeypatch.setattr(storage_client, "list_blobs", recording)
+    return calls
+
+
+def test_oversized_object_is_refused_from_the_listing_before_any_download(
+    storage_client, bucket_names, monkeypatch, downloads
+):
+    bucket = bucket_names["data"]
+    small = _ab(20).to_csv(index=False)
+    big = _ab(400).to_csv(index=False)
+    _upload(storage_client, bucket, f"p/dt={AS_OF - timedelta(days=1)}/part-0.csv", small)
+    gen = _upload(storage_client, bucket, f"p/dt={AS_OF}/part-0.csv", big)
+    monkeypatch.setattr(datasource, "MAX_OBJECT_BYTES", len(big) - 1)
+
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec())
+
+    msg = str(info.value)
+    assert f"gs://{bucket}/p/dt={AS_OF}/part-0.csv#{gen}" in msg
+    assert f"{len(big):,} bytes" in msg
+    assert f"{len(big) - 1:,}-byte limit" in msg
+    assert downloads == []  # not even the small file read before it
+
+    # At exactly the limit the same file is read.
+    monkeypatch.setattr(datasource, "MAX_OBJECT_BYTES", len(big))
+    frame, window = _read(storage_client, bucket, _spec())
+    assert len(frame) == 420
+    assert window.bytes == len(small) + len(big)
+    assert len(downloads) == 2
+
+
+def test_too_many_files_in_the_window_are_refused_before_any_download(
+    storage_client, bucket_names, monkeypatch, downloads
+):
+    bucket = bucket_names["data"]
+    for i in range(4):
+        _upload(storage_client, bucket, f"p/dt={AS_OF}/part-{i}.csv", _ab(5).to_csv(index=False))
+    monkeypatch.setattr(datasource, "MAX_WINDOW_FILES", 3)
+    with pytest.raises(DataError, match=r"more than 3 \.csv files in the window"):
+        _read(storage_client, bucket, _spec())
+    assert downloads == []
+    monkeypatch.setattr(datasource, "MAX_WINDOW_FILES", 4)
+    assert len(_read(storage_client, bucket, _spec())[0]) == 20
+
+
+def _wide_csv(n: int, *, extra: dict[str, list[int]]) -> str:
+    """``n`` filler columns with long names, then the ``extra`` columns (one row per value)."""
+    names = [f"unused_feature_with_a_long_name_{i:06d}" for i in range(n)] + list(extra)
+    rows = len(next(iter(extra.values())))
+    lines = [",".join(["1"] * n + [str(v[r]) for v in extra.values()]) for r in range(rows)]
+    return "\n".join([",".join(names), *lines]) + "\n"
+
+
+def test_over_wide_csv_missing_a_column_gets_a_bounded_message(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    payload = _wide_csv(200_000, extra={"a": [1, 2, 3]})
+    assert len(payload) > 7_000_000  # the old message quoted every name: ~8 MB
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/wide.csv", payload)
+
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec())
+
+    msg = str(info.value)
+    assert len(msg) <= datasource.MAX_ERROR_CHARS
+    assert len(msg) < 1_500
+    assert f"gs://{bucket}/p/dt={AS_OF}/wide.csv: missing column(s) ['b']" in msg
+    assert "'unused_feature_with_a_long_name_000000'" in msg
+    assert "and 199,991 more" in msg  # 200,001 columns, 10 named
+
+
+def test_over_wide_parquet_missing_a_column_gets_a_bounded_message(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    wide = pd.DataFrame({f"unused_{'x' * 300}_{i:05d}": [1.0, 2.0] for i in range(5_000)})
+    wide["a"] = [1.0, 2.0]
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/wide.parquet", _parquet(wide))
+
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec("parquet"))
+
+    msg = str(info.value)
+    assert len(msg) <= datasource.MAX_ERROR_CHARS
+    assert "missing column(s) ['b']" in msg
+    assert "(313 characters)" in msg  # each quoted name is shortened too
+    assert "and 4,991 more" in msg
+
+
+def test_wide_files_parse_only_the_configured_columns(storage_client, bucket_names, monkeypatch):
+    import pyarrow.parquet as pq
+
+    bucket = bucket_names["data"]
+    _upload(
+        storage_client,
+        bucket,
+        f"p/dt={AS_OF}/wide.csv",
+        _wide_csv(50_000, extra={"b": list(range(100, 112)), "a": list(range(12))}),
+    )
+    wide = pd.DataFrame({f"unused_{i}": np.arange(12.0) for i in range(2_000)})
+    wide["a"], wide["b"] = np.arange(10, 22), np.arange(20, 32)
+    _upload(storage_client, bucket, f"p/dt={AS_OF - timedelta(days=1)}/w.parquet", _parquet(wide))
+    asked: list[tuple[str, list[str]]] = []
+    read_csv, read_parquet = pd.read_csv, pq.ParquetFile.read
+
+    def spy_csv(*args, **kwargs):
+        asked.append(("csv", list(kwargs.get("usecols") or ["<all>"])))
+        return read_csv(*args, **kwargs)
+
+    def spy_parquet(self, *args, **kwargs):
+        asked.append(("parquet", list(kwargs.get("columns") or ["<all>"])))
+        return read_parquet(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", spy_csv)
+    monkeypatch.setattr(pq.ParquetFile, "read", spy_parquet)
+
+    frame, _ = _read(storage_client, bucket, _spec())
+    assert frame.to_dict("list") == {"a": list(range(12)), "b": list(range(100, 112))}
+    frame, _ = _read(storage_client, bucket, _spec("parquet"))
+    assert frame.to_dict("list") == {"a": list(range(10, 22)), "b": list(range(20, 32))}
+    assert asked == [("csv", ["a", "b"]), ("parquet", ["a", "b"])]
+
+
+def test_a_huge_value_is_quoted_briefly(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+    blob = "x" * 300_000
+    csv = "a,b\n" + "".join(f"{i},{i}\n" for i in range(15)) + f"7,{blob}\n"
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/part.csv", csv)
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec())
+    msg = str(info.value)
+    assert "column 'b' has 1 non-numeric value(s), e.g. 'xxxx" in msg
+    assert "(300,000 characters)" in msg
+    assert len(msg) < 300
+
+
+def test_only_the_window_partitions_are_listed(storage_client, bucket_names, listings, downloads):
+    """Two years of history around a three-day window: the reader lists the window's three
+    dt= folders and nothing else. Every object outside them is unreadable: reading one fails."""
+    bucket = bucket_names["data"]
+    window = [AS_OF - timedelta(days=2 - i) for i in range(3)]
+    for i, day in enumerate(window):
+        _upload(
+            storage_client,
+            bucket,
+            f"p/dt={day}/part-0.csv",
+            _ab(10, start=10 * i).to_csv(index=False),
+        )
+    outside = [AS_OF - timedelta(days=3 + 7 * k) for k in range(40)]
+    outside += [AS_OF + timedelta(days=1 + 7 * k) for k in range(10)]
+    for day in outside:
+        _upload(storage_client, bucket, f"p/dt={day}/part-0.csv", b'"broken')
+    _upload(storage_client, bucket, f"p/dt={AS_OF}x/part-0.csv", b'"broken')  # same prefix text
+
+    frame, window_read = _read(storage_client, bucket, _spec())
+
+    assert sorted(frame["a"].tolist()) == list(range(30))
+    assert [prefix for prefix, _ in listings] == [f"p/dt={day}/" for day in window]
+    listed = [name for _, names in listings for name in names]
+    assert listed == [f"p/dt={day}/part-0.csv" for day in window]
+    assert sorted(downloads) == sorted(listed)
+    assert window_read.partition_count == 3
+
+
+def test_window_summary_does_not_grow_with_the_number_of_files(storage_client, bucket_names):
+    bucket = bucket_names["data"]
+
+    def write(prefix: str, files_per_day: int) -> list[str]:
+        uris = []
+        for day in (AS_OF - timedelta(days=1), AS_OF):
+            for i in range(files_per_day):
+                name = f"{prefix}/dt={day}/part-{i:05d}.csv"
+                part = _ab(60 // files_per_day, start=i).to_csv(index=False)
+                uris.append(f"gs://{bucket}/{name}#{_upload(storage_client, bucket, name, part)}")
+        return uris
+
+    few, many = write("few", 1), write("many", 60)
+    spec = dict(format="csv", window_days=2, min_rows=10)
+    sizes = {}
+    for prefix, uris in (("few", few), ("many", many)):
+        _, window = _read(storage_client, bucket, DataSpec(prefix=prefix, **spec))
+        assert window.file_count == len(uris)
+        assert window.files_sha256 == files_digest(uris)  # still pins every object read
+        assert window.rows == 120
+        assert DataWindow.from_dict(json.loads(json.dumps(window.to_dict()))) == window
+        sizes[prefix] = len(json.dumps(window.to_dict()))
+    # 120 files instead of 2 changes a few digits; a list of them would add ~7 KB.
+    assert abs(sizes["many"] - sizes["few"]) <= 8
+
+
+def test_an_older_manifest_window_still_reads():
+    legacy = {
+        "start": "2026-03-08",
+        "end": "2026-03-10",
+        "partitions": ["dt=2026-03-09", "dt=2026-03-10"],
+        "files": ["gs://b/p/dt=2026-03-09/a.csv#1", "gs://b/p/dt=2026-03-10/a.csv#2"],
+        "rows": 40,
+        "missing": {"a": 0.0},
+    }
+    window = DataWindow.from_dict(legacy)
+    assert (window.partition_count, window.file_count) == (2, 2)
+    assert (window.first_partition, window.last_partition) == ("dt=2026-03-09", "dt=2026-03-10")
+    assert window.files_sha256 == files_digest(legacy["files"])

@@ -16,10 +16,13 @@ from scipy.stats import chi2_contingency, wasserstein_distance
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from warden.drift import (
+    MAX_CATEGORIES,
+    MAX_CATEGORY_CHARS,
     UNSEEN_CAP,
     DriftAccumulator,
     DriftThresholds,
     build_reference_profile,
+    cap_label,
     compute_drift,
     psi,
 )
@@ -132,6 +135,88 @@ def test_missing_values_and_top_categories_in_profile():
     assert len(p["c"]["categories"]) == 5
     assert p["c"]["other"] == 1_900 - sum(p["c"]["counts"])
     assert p["c"]["other"] > 0
+
+
+def _blobs(count: int, size: int) -> list[str]:
+    """``count`` distinct values of ``size`` characters that differ only in their last two."""
+    return [f"{'v' * (size - 2)}{i:02d}" for i in range(count)]
+
+
+def test_long_and_many_categories_are_capped_and_drift_stays_the_same():
+    """50 categories of 200 KB each (a 10 MB profile before the cap), then 120 of them: the
+    profile keeps the 50 most frequent, each label at most MAX_CATEGORY_CHARS long, and drift
+    statistics equal those of the same data with short labels."""
+    rng = np.random.default_rng(12)
+    n, k = 5_000, 120
+    weights = np.geomspace(1, 0.02, k)
+    ref_idx = rng.choice(k, size=n, p=weights / weights.sum())
+    moved = weights.copy()
+    moved[0] *= 5  # the most frequent category gains about 11 points
+    cur_idx = rng.choice(k, size=n, p=moved / moved.sum())
+    long = np.array(_blobs(k, 200_000), dtype=object)
+    # Short labels that sort like the capped long ones (their common prefix, then the hash), so
+    # ties in frequency keep the same categories on both sides.
+    short = np.array([cap_label(v)[-10:] for v in long], dtype=object)
+
+    for count in (50, k):  # exactly 50 values, then more than the cap
+        ref_long = long[ref_idx % count]
+        prof = build_reference_profile({"c": ref_long}, numeric=[], categorical=["c"])
+        spec = prof["features"]["c"]
+        assert len(json.dumps(prof)) < 20_000  # 50 × 200 KB went in
+        assert len(spec["categories"]) == min(count, MAX_CATEGORIES)
+        assert len(set(spec["categories"])) == len(spec["categories"])  # still distinct
+        assert all(len(c) <= MAX_CATEGORY_CHARS for c in spec["categories"])
+        assert spec["categories"][0].startswith("vvvv")
+        assert sum(spec["counts"]) + spec["other"] == n
+        assert (spec["other"] > 0) == (count > MAX_CATEGORIES)
+
+        short_prof = build_reference_profile(
+            {"c": short[ref_idx % count]}, numeric=[], categorical=["c"]
+        )
+        assert spec["counts"] == short_prof["features"]["c"]["counts"]
+        capped = compute_drift(prof, {"c": long[cur_idx % count]}).features["c"]
+        plain = compute_drift(short_prof, {"c": short[cur_idx % count]}).features["c"]
+        assert capped.drifted
+        assert plain.drifted
+        assert dict(capped.stats) == dict(plain.stats)
+        assert capped.histogram["ref"] == plain.histogram["ref"]
+        assert capped.histogram["cur"] == plain.histogram["cur"]
+        assert all(len(label) <= MAX_CATEGORY_CHARS for label in capped.histogram["labels"])
+        same = compute_drift(prof, {"c": long[ref_idx % count]}).features["c"]
+        assert not same.drifted
+        assert same.stats["linf"] == 0.0
+
+
+def test_profiles_stored_before_the_cap_still_match_long_values():
+    """A profile written with full 200 KB labels: current values are capped when counted, so the
+    stored labels are capped the same way on load, or every row would look new."""
+    rng = np.random.default_rng(13)
+    values = np.array(_blobs(5, 200_000), dtype=object)
+    prof = build_reference_profile(
+        {"c": values[rng.choice(5, size=4_000)]}, numeric=[], categorical=["c"]
+    )
+    legacy = json.loads(json.dumps(prof))
+    full = {cap_label(v): v for v in values}
+    legacy["features"]["c"]["categories"] = [full[c] for c in prof["features"]["c"]["categories"]]
+    assert min(len(c) for c in legacy["features"]["c"]["categories"]) == 200_000
+    current = values[rng.choice(5, size=4_000)]
+    old = compute_drift(legacy, {"c": current}).features["c"]
+    new = compute_drift(prof, {"c": current}).features["c"]
+    assert dict(old.stats) == dict(new.stats)
+    assert old.histogram == new.histogram
+    assert not old.drifted
+    assert "(new)" not in old.histogram["labels"]
+
+
+def test_cap_label_keeps_distinct_values_distinct():
+    a, b = "x" * 300 + "a", "x" * 300 + "b"
+    assert cap_label("short") == "short"
+    assert len(cap_label(a)) == MAX_CATEGORY_CHARS
+    assert cap_label(a) != cap_label(b)
+    assert cap_label(a).startswith("x" * 150)
+    assert "…#" in cap_label(a)
+    assert cap_label(cap_label(a)) == cap_label(a)  # idempotent
+    assert cap_label("é" * 1_000) != cap_label("é" * 1_001)
 
 
 # ---------------------------------------------------------------------------- accumulation

@@ -259,8 +259,12 @@ def manifest(*, passed: bool = True, task: str = "classification") -> dict[str, 
         "data": {
             "start": "2026-10-21",
             "end": "2026-11-19",
-            "partitions": ["dt=2026-10-21", "dt=2026-11-19"],
-            "files": ["gs://data/churn/dt=2026-10-21/part-0.parquet#1"],
+            "partition_count": 30,
+            "first_partition": "dt=2026-10-21",
+            "last_partition": "dt=2026-11-19",
+            "file_count": 1_200,
+            "bytes": 3_565_158,
+            "files_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "rows": 30_000,
             "missing": {"tenure": 0.01, "plan": 0.0},
             "train_rows": 24_000,
@@ -516,6 +520,91 @@ def test_version_report_with_25_fine_grained_profiles_stays_small() -> None:
     assert doc.count("<svg") == 25  # no score distribution in this profile
     assert "beyond the axis" in page.section_text("features")  # the far tail is not drawn
     assert len(doc.encode()) < 300_000
+    assert_isolated(doc)
+
+
+def test_version_data_is_a_summary_and_older_file_lists_are_cut() -> None:
+    data = parse(render_version_report(manifest())).section_text("data")
+    assert "Partitions 30 (dt=2026-10-21 … dt=2026-11-19)" in data
+    assert "Files 1,200 · 3.4 MB" in data
+    assert "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" in data
+    assert "Files read" not in data
+
+    def legacy(n: int) -> str:
+        m = manifest()
+        for key in ("partition_count", "first_partition", "last_partition", "file_count"):
+            del m["data"][key]
+        m["data"]["partitions"] = [f"dt=2026-11-{d:02d}" for d in range(1, 20)]
+        m["data"]["files"] = [
+            f"gs://d/churn/dt=2026-11-01/part-{i:05d}.parquet#1" for i in range(n)
+        ]
+        return render_version_report(m)
+
+    small, large = legacy(500), legacy(50_000)
+    data = parse(large).section_text("data")
+    assert "Partitions 19 (dt=2026-11-01 … dt=2026-11-19)" in data
+    assert "Files 50,000" in data
+    assert "part-00019.parquet" in data
+    assert "part-00020.parquet" not in data
+    assert "… and 49,980 more" in data
+    assert abs(len(large) - len(small)) < 20  # a listing would add ~2.5 MB
+    assert_isolated(large)
+
+
+def _long_values() -> np.ndarray:
+    """50 categories of 200 KB each: a 10 MB profile (and report) before labels were capped."""
+    return np.array([f"plan {i:02d} " + "v" * 200_000 for i in range(50)], dtype=object)
+
+
+def test_version_report_shows_capped_category_values() -> None:
+    from warden.drift import build_reference_profile, cap_label
+
+    values = _long_values()
+    rng = np.random.default_rng(5)
+    prof = build_reference_profile(
+        {"plan": values[rng.choice(50, 5_000)]}, numeric=[], categorical=["plan"]
+    )
+    doc = render_version_report(manifest(), prof)
+    assert len(doc.encode()) < 100_000
+    features = parse(doc).section_text("features")
+    assert "50 categories kept" in features
+    assert "long values cut to 200 characters" in features
+    assert cap_label(values[7]) in features  # each value's start, "…#" and a digest
+    assert "v" * 250 not in doc
+    assert_isolated(doc)
+
+    # A profile stored before the cap still renders small: the report cuts labels itself.
+    legacy = json.loads(json.dumps(prof))
+    full = {cap_label(v): v for v in values}
+    legacy["features"]["plan"]["categories"] = [
+        full[c] for c in legacy["features"]["plan"]["categories"]
+    ]
+    old = render_version_report(manifest(), legacy)
+    assert len(old.encode()) < 100_000
+    assert "long values cut to 200 characters" in parse(old).section_text("features")
+    assert "v" * 250 not in old
+
+
+def test_drift_report_of_long_category_values_stays_small() -> None:
+    from warden.drift import build_reference_profile, cap_label, compute_drift
+
+    values = _long_values()
+    rng = np.random.default_rng(6)
+    prof = build_reference_profile(
+        {"plan": values[rng.choice(50, 5_000)]}, numeric=[], categorical=["plan"]
+    )
+    shares = np.ones(50)
+    shares[3] = 30.0  # one plan takes over
+    current = values[rng.choice(50, 5_000, p=shares / shares.sum())]
+    result = compute_drift(prof, {"plan": current}).to_dict()
+    assert result["drifted"] == ["plan"]
+    doc = render_drift_report(
+        result, model="churn", version=4, run_id="r1", at="2026-11-20T06:00:00+00:00"
+    )
+    assert len(doc.encode()) < 60_000
+    assert len(json.dumps(result)) < 10_000  # drift.json holds this
+    assert cap_label(values[3]) in parse(doc).section_text("distributions")
+    assert "v" * 250 not in doc
     assert_isolated(doc)
 
 

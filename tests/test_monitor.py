@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,8 @@ def test_same_distribution_raises_nothing_and_stores_a_report(rt, seed, monitori
     folder = outcome.report.split(f"{rt.settings.registry_bucket}/", 1)[1].rsplit("/", 1)[0]
     summary = json.loads(bucket.blob(f"{folder}/drift.json").download_as_bytes())
     assert summary["window"]["rows"] == 2000
+    assert summary["window"]["file_count"] == 7  # a summary, not a list of the files
+    assert "files" not in summary["window"]
     assert set(summary["drift"]["features"]) == set(rt.config.model(SEG).features)
     html = bucket.blob(f"{folder}/report.html").download_as_bytes().decode()
     assert 'id="summary"' in html
@@ -236,3 +238,89 @@ def test_categorical_features_train_and_drift(make_runtime, storage_client, buck
     assert drifted.drifted == ["clinic"]
     assert drifted.dataset_drift is False  # one feature of seven
     assert drifted.performance["current"] > 0.9
+
+
+def test_monitor_lists_only_its_window(rt, seed, monkeypatch) -> None:
+    """Weeks of older partitions (the champion's training data among them) are never listed."""
+    seed(end=LATER, days=7, customer_rows=2000, seed=7, models=(SEG,))
+    storage = rt.clients.storage
+    data_prefixes: list[str] = []
+    real = storage.list_blobs
+
+    def recording(bucket, *args, **kwargs):
+        if bucket == rt.settings.data_bucket:
+            data_prefixes.append(kwargs.get("prefix", ""))
+        return real(bucket, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "list_blobs", recording)
+    assert _monitor(rt, SEG, "listing").status == "checked"
+    window = [LATER - timedelta(days=6 - i) for i in range(7)]
+    assert data_prefixes == [f"customers/dt={day}/" for day in window]
+
+
+def test_long_category_values_are_capped_in_profile_drift_and_report(
+    make_runtime, storage_client, bucket_names
+) -> None:
+    """50 clinics whose names are 5,000 characters long: the stored profile, drift.json and the
+    report keep each name at most 200 characters, and the same rows later are still no drift
+    at all (each current name is capped the way its reference was, so they match)."""
+    import numpy as np
+
+    from warden.drift import MAX_CATEGORY_CHARS
+    from warden.examples import breast_cancer_frame, write_partitions
+
+    raw = copy.deepcopy(RAW)
+    risk = copy.deepcopy(raw["models"][RISK])
+    risk["features"] = [*risk["features"][:6], "clinic"]
+    risk["categorical_features"] = ["clinic"]
+    risk["data"]["prefix"] = "clinics"
+    risk["drift"] = {"window_days": 7, "min_rows": 200}
+    raw["models"] = {"clinic-risk": risk}
+    rt = make_runtime(install=False)
+    rt._config = parse_config(raw)
+    clinics = np.array([f"clinic {i:02d} " + "x" * 5_000 for i in range(50)], dtype=object)
+
+    data = breast_cancer_frame(seed=1)
+    data["clinic"] = clinics[np.random.default_rng(1).integers(0, 50, len(data))]
+    for end in (TRAINED, LATER):
+        write_partitions(
+            storage_client,
+            bucket=bucket_names["data"],
+            prefix="clinics",
+            frame=data,
+            fmt="csv",
+            end=end,
+            days=5,
+        )
+        if end == TRAINED:
+            trained = retrain(
+                RunRequest(
+                    model="clinic-risk", reason="manual", key="c1", message_id="c1", as_of=end
+                ),
+                rt,
+            )
+            assert trained.promoted is True
+    registry = rt.registry()
+    manifest = registry.manifest("clinic-risk", 1)
+    stored = registry.read_file("clinic-risk", 1, "profile.json", manifest)
+    assert len(stored) < 40_000  # 250 KB of names went in
+    categories = json.loads(stored)["features"]["clinic"]["categories"]
+    assert len(categories) == 50
+    assert max(len(c) for c in categories) == MAX_CATEGORY_CHARS
+    version_report = registry.read_file("clinic-risk", 1, "report.html", manifest)
+    assert b"x" * 250 not in version_report
+
+    outcome = monitor(
+        RunRequest(model="clinic-risk", reason="schedule", key="c2", message_id="c2", as_of=LATER),
+        rt,
+    )
+    assert outcome.status == "checked"
+    assert outcome.drifted == []
+    folder = outcome.report.split(f"{rt.settings.registry_bucket}/", 1)[1].rsplit("/", 1)[0]
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+    summary = json.loads(bucket.blob(f"{folder}/drift.json").download_as_bytes())
+    clinic = summary["drift"]["features"]["clinic"]
+    assert clinic["stats"]["linf"] == 0.0  # an unmatched name would have counted as new
+    assert "(new)" not in clinic["histogram"]["labels"]
+    assert max(len(label) for label in clinic["histogram"]["labels"]) <= MAX_CATEGORY_CHARS
+    assert b"x" * 250 not in bucket.blob(f"{folder}/report.html").download_as_bytes()

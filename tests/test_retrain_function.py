@@ -84,7 +84,8 @@ def test_first_retrain_registers_and_promotes_both_models(rt, client, monitoring
         assert any("first version" in r for r in manifest["gate"]["reasons"])
         assert set(manifest["files"]) == {ARTIFACT, "profile.json", "report.html"}
         assert manifest["data"]["rows"] > 0
-        assert manifest["data"]["files"]
+        assert manifest["data"]["file_count"] > 0
+        assert len(manifest["data"]["files_sha256"]) == 64
         estimator, _ = rt.registry().load(model)
         assert hasattr(estimator, "predict")
     seg = rt.registry().manifest(SEG)
@@ -322,3 +323,79 @@ def test_conformance_events_are_refused_cleanly(rt, client, logs, name: str, mod
     assert len(errors) == 1
     assert "retrain request refused" in errors[0]["message"]
     assert _all_objects(rt) == []
+
+
+# --------------------------------------------------------------------------- bounded inputs
+
+
+def test_manifest_and_report_do_not_grow_with_the_number_of_files(make_runtime, storage_client):
+    """The same 569 rows as 5 files and as 200: the manifest's data section and the version
+    report stay the same size (a file list would add ~20 KB to each)."""
+    from warden.examples import breast_cancer_frame
+    from warden.messages import RunRequest
+
+    raw = copy.deepcopy(RAW_CONFIG)
+    models = {}
+    for name, prefix in (("risk-few", "few"), ("risk-many", "many")):
+        models[name] = copy.deepcopy(raw["models"][RISK])
+        models[name]["data"]["prefix"] = prefix
+    raw["models"] = models
+    rt = make_runtime(install=False)
+    rt._config = parse_config(raw)
+    data = breast_cancer_frame()
+    days = [date(2026, 11, 16 + i) for i in range(5)]
+    bucket = storage_client.bucket(rt.settings.data_bucket)
+    for prefix, per_day in (("few", 1), ("many", 40)):
+        chunks = [data.iloc[i::5] for i in range(5)]
+        for day, chunk in zip(days, chunks, strict=True):
+            for j in range(per_day):
+                part = chunk.iloc[j::per_day].to_csv(index=False)
+                bucket.blob(f"{prefix}/dt={day}/part-{j:05d}.csv").upload_from_string(part)
+
+    sizes = {}
+    for name, files in (("risk-few", 5), ("risk-many", 200)):
+        request = RunRequest(model=name, reason="manual", key=name, message_id=name, as_of=AS_OF)
+        assert retrain(request, rt).status == "registered"
+        manifest = rt.registry().manifest(name, 1)
+        window = manifest["data"]
+        assert window["file_count"] == files
+        assert window["rows"] == 569
+        assert (window["first_partition"], window["last_partition"]) == (
+            f"dt={days[0]}",
+            f"dt={days[-1]}",
+        )
+        assert "files" not in window
+        assert "partitions" not in window
+        report = rt.registry().read_file(name, 1, "report.html", manifest).decode()
+        assert "part-00001.csv" not in report
+        sizes[name] = (len(json.dumps(window, sort_keys=True)), len(report))
+    (few_data, few_report), (many_data, many_report) = sizes["risk-few"], sizes["risk-many"]
+    assert abs(many_data - few_data) <= 8  # digits of the counts and byte totals
+    assert abs(many_report - few_report) <= 300  # and the model name, run id, timestamps
+
+
+def test_an_over_wide_data_file_fails_with_a_bounded_error_everywhere(rt, client, logs) -> None:
+    """A file of 200,000 columns without the configured ones: the refusal names the file and a
+    few columns, and the text stays small in the log, the run marker, the status and the event
+    (the whole column list once made a 2 MB log entry, above Cloud Logging's 256 KB limit)."""
+    names = ",".join(f"column_with_a_rather_long_name_{i:06d}" for i in range(200_000))
+    wide = names + "\n" + ",".join(["1"] * 200_000) + "\n"
+    bucket = rt.clients.storage.bucket(rt.settings.data_bucket)
+    bucket.blob(f"breast-cancer/dt={AS_OF}/wide.csv").upload_from_string(wide)
+
+    resp = post(client, retrain_payload(RISK, as_of=AS_OF.isoformat()), message_id="wide")
+
+    assert resp.status_code == 200  # a permanent error: acknowledged, not redelivered
+    assert _versions(rt, RISK) == []
+    lines = logs.getvalue().splitlines()
+    assert max(len(line) for line in lines) < 8_000
+    refused = [json.loads(line) for line in lines if '"refused"' in line]
+    assert len(refused) == 1
+    assert "wide.csv: missing column(s)" in refused[0]["message"]
+    assert "and 199,990 more" in refused[0]["message"]
+    markers = list(rt.clients.storage.list_blobs(rt.settings.registry_bucket, prefix=f"{RISK}/"))
+    assert markers
+    for blob in markers:  # the run marker and the status file
+        text = blob.download_as_bytes().decode()
+        assert "wide.csv: missing column(s)" in text
+        assert len(text) < 4_000, blob.name

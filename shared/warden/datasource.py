@@ -8,10 +8,20 @@ Everything wrong with the data itself raises :class:`~warden.errors.DataError` (
 same data fails the same way). Other Google API errors propagate untouched: they are transient
 and the caller retries. pandas and pyarrow are imported inside functions only, so importing this
 module stays cheap for entry points that never read data.
+
+Inputs are bounded before they cost anything (see the limits below): only the window's ``dt=``
+folders are listed, one prefix per day, never the prefix's whole history; an object larger than
+:data:`MAX_OBJECT_BYTES` or a window with more than :data:`MAX_WINDOW_FILES` data files is
+refused from the listing, before any download; only the wanted columns are parsed (Parquet
+column projection, CSV ``usecols``); and error text that quotes data (column names, values,
+object names) is shortened with :func:`clip_text` and :func:`name_list`, because it ends up in
+logs (Cloud Logging caps an entry at 256 KB), run markers, status files and events.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import io
 import logging
 import re
@@ -32,15 +42,73 @@ log = logging.getLogger(__name__)
 
 _DT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
+# Limits. Module constants until warden.yaml has a knob for them (data.max_object_bytes and
+# data.max_window_files would be the keys).
+
+#: Largest data object read, in bytes (checked against the listing, before downloading). An
+#: object is held whole while it is parsed, and parsing needs about as much again, so 256 MiB
+#: keeps one file well inside monitor_model's 1 GiB (retrain_model has 2 GiB).
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
+#: Most data files in one window. Every file is one download (20-50 ms each on GCS), so 10,000
+#: is already several minutes, the order of retrain_model's 540 s timeout: refusing up front
+#: with the reason beats a timeout, and it bounds the listing's memory too.
+MAX_WINDOW_FILES = 10_000
+#: Error messages quote at most this many names (columns, files) ...
+ERROR_NAMES = 10
+#: ... each shortened to this many characters ...
+ERROR_NAME_CHARS = 80
+#: ... and are cut at this length whatever they hold (the length ``runs`` keeps in status files
+#: and events; a log entry stays far below Cloud Logging's 256 KB).
+MAX_ERROR_CHARS = 2000
+#: Folders scanned, on the "nothing in the window" error path only, to name the latest one.
+LATEST_SCAN_FOLDERS = 10_000
+
+
+def clip_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    tail = f"… ({len(text) - limit:,} more characters)"
+    return text[: max(0, limit - len(tail))] + tail
+
+
+def quote(value: Any, limit: int = ERROR_NAME_CHARS) -> str:
+    """``repr`` of a name or value for a message, shortened to about ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else repr(value)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def name_list(names: Sequence[Any], limit: int = ERROR_NAMES) -> str:
+    """Names as a Python list for a message: the first ``limit``, then "and N more"."""
+    shown = "[" + ", ".join(quote(n) for n in names[:limit]) + "]"
+    rest = len(names) - limit
+    return f"{shown} and {rest:,} more" if rest > 0 else shown
+
+
+def _data_error(message: str) -> DataError:
+    return DataError(clip_text(message))
+
 
 @dataclass(frozen=True)
 class DataWindow:
-    """What a training frame was read from. ``to_dict`` goes into the model's manifest."""
+    """What a training frame was read from. ``to_dict`` goes into the model's manifest.
+
+    A summary, not a listing, so manifests and reports stay the same size however many files the
+    window holds. ``files_sha256`` still pins exactly which objects were read: it is the sha256
+    of their ``gs://bucket/name#generation`` lines in read order (oldest partition first, names
+    sorted within one), joined by newlines; :func:`files_digest` recomputes it.
+    """
 
     start: date
     end: date
-    partitions: list[str]  # 'dt=YYYY-MM-DD' folders that held data files, oldest first
-    files: list[str]  # 'gs://bucket/name#generation', in read order
+    partition_count: int  # 'dt=YYYY-MM-DD' folders that held data files
+    first_partition: str | None
+    last_partition: str | None
+    file_count: int
+    bytes: int  # total size of the files read, as listed
+    files_sha256: str
     rows: int
     missing: dict[str, float]  # share of missing values per returned column
 
@@ -52,14 +120,38 @@ class DataWindow:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DataWindow:
+        """Also reads the older form that listed every partition and file."""
+        partitions, files = raw.get("partitions"), raw.get("files")
+        if isinstance(partitions, list) and isinstance(files, list):
+            return cls(
+                start=date.fromisoformat(raw["start"]),
+                end=date.fromisoformat(raw["end"]),
+                partition_count=len(partitions),
+                first_partition=partitions[0] if partitions else None,
+                last_partition=partitions[-1] if partitions else None,
+                file_count=len(files),
+                bytes=int(raw.get("bytes", 0)),
+                files_sha256=files_digest(files),
+                rows=int(raw["rows"]),
+                missing={str(k): float(v) for k, v in raw.get("missing", {}).items()},
+            )
         return cls(
             start=date.fromisoformat(raw["start"]),
             end=date.fromisoformat(raw["end"]),
-            partitions=list(raw["partitions"]),
-            files=list(raw["files"]),
+            partition_count=int(raw["partition_count"]),
+            first_partition=raw.get("first_partition"),
+            last_partition=raw.get("last_partition"),
+            file_count=int(raw["file_count"]),
+            bytes=int(raw["bytes"]),
+            files_sha256=str(raw["files_sha256"]),
             rows=int(raw["rows"]),
             missing={str(k): float(v) for k, v in raw.get("missing", {}).items()},
         )
+
+
+def files_digest(files: Sequence[str]) -> str:
+    """sha256 of ``gs://bucket/name#generation`` lines joined by newlines (see DataWindow)."""
+    return hashlib.sha256("\n".join(files).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,9 +165,12 @@ class _Object:
 class WindowReader:
     """The data files of a rolling window, read one file at a time (memory stays per-file).
 
-    Listing happens at construction: no partition in the window, or none with data files of the
-    configured format, is a :class:`DataError`. :meth:`frames` yields coerced frames;
-    :meth:`window` describes what was read once iteration is done.
+    Listing happens at construction, one ``dt=YYYY-MM-DD/`` prefix per day of the window (the
+    prefix's history outside the window is never listed). No partition in the window, or none
+    with data files of the configured format, is a :class:`DataError`; so is a data file larger
+    than :data:`MAX_OBJECT_BYTES` or more than :data:`MAX_WINDOW_FILES` of them, both before
+    anything is downloaded. :meth:`frames` yields coerced frames; :meth:`window` describes what
+    was read once iteration is done.
     """
 
     def __init__(
@@ -112,26 +207,28 @@ class WindowReader:
             f"{self.start.isoformat()}..{as_of.isoformat()} "
             f"(window_days={days_back}, as of {as_of.isoformat()})"
         )
-        by_day = _list_partitions(client, bucket, spec.prefix)
-        in_window = {d: objs for d, objs in by_day.items() if self.start <= d <= as_of}
-        if not in_window:
-            latest = f"dt={max(by_day).isoformat()}" if by_day else "none"
-            raise DataError(
+        days = [self.start + timedelta(days=i) for i in range(days_back)]
+        listing = _list_window(client, bucket, spec.prefix, days, self.ext, self.window_text)
+        if not listing.folders:
+            latest, junk, odd = _latest_partition(client, bucket, spec.prefix)
+            extra = f"; {odd:,} folder(s) not named dt=YYYY-MM-DD, e.g. {name_list(junk)}"
+            raise _data_error(
                 f"{self.root}: no dt= partitions in the window {self.window_text}; "
-                f"latest partition found: {latest}"
+                f"latest partition found: {latest}{extra if odd else ''}"
             )
-        days = sorted(in_window)
-        data = {d: [o for o in in_window[d] if _is_data_file(o.leaf, self.ext)] for d in days}
-        self._chosen = [o for d in days for o in data[d]]
+        self._chosen = listing.files
         if not self._chosen:
-            others = sorted({o.leaf for d in days for o in in_window[d]})
-            raise DataError(
-                f"{self.root}: {len(days)} partition(s) in the window {self.window_text} but no "
-                f"{self.ext} files in them (found: {', '.join(others[:5])}); "
+            found = name_list(listing.others, 5)
+            if listing.other_count > len(listing.others):
+                found += f" and {listing.other_count - len(listing.others):,} more"
+            raise _data_error(
+                f"{self.root}: {len(listing.folders)} partition(s) in the window "
+                f"{self.window_text} but no {self.ext} files in them (found: {found}); "
                 f"is data.format '{spec.format}' right?"
             )
-        self.partitions = [f"dt={d.isoformat()}" for d in days if data[d]]
+        self.partitions = listing.partitions
         self.files = [f"gs://{bucket}/{o.name}#{o.generation}" for o in self._chosen]
+        self.bytes = sum(o.size for o in self._chosen)
         self.rows = 0
         self._missing = dict.fromkeys(self.wanted, 0)
 
@@ -156,8 +253,12 @@ class WindowReader:
         return DataWindow(
             start=self.start,
             end=self.end,
-            partitions=self.partitions,
-            files=self.files,
+            partition_count=len(self.partitions),
+            first_partition=self.partitions[0] if self.partitions else None,
+            last_partition=self.partitions[-1] if self.partitions else None,
+            file_count=len(self.files),
+            bytes=self.bytes,
+            files_sha256=files_digest(self.files),
             rows=self.rows,
             missing={
                 c: round(n / self.rows, 6) if self.rows else 0.0 for c, n in self._missing.items()
@@ -204,7 +305,7 @@ def read_training_frame(
     empty = [c for c in columns if frame[c].isna().all()]
     if empty:  # a feature with no values at all cannot be imputed or scaled
         raise DataError(
-            f"{reader.root}: column(s) {empty} have no values at all in the window "
+            f"{reader.root}: column(s) {name_list(empty)} have no values at all in the window "
             f"{reader.window_text} ({reader.rows} rows)"
         )
     if reader.rows < spec.min_rows:
@@ -223,30 +324,96 @@ def read_training_frame(
     return frame, window
 
 
-def _list_partitions(client: storage.Client, bucket: str, prefix: str) -> dict[date, list[_Object]]:
+@dataclass
+class _Listing:
+    folders: list[date]  # days of the window whose dt= folder holds any object
+    partitions: list[str]  # 'dt=YYYY-MM-DD' folders that hold data files, oldest first
+    files: list[_Object]  # data files of the format, oldest day first, names sorted
+    others: list[str]  # a few other names in those folders, for the error message
+    other_count: int
+
+
+def _list_window(
+    client: storage.Client,
+    bucket: str,
+    prefix: str,
+    days: Sequence[date],
+    ext: str,
+    window_text: str,
+) -> _Listing:
+    """List ``PREFIX/dt=DAY/`` for each day of the window, and only those.
+
+    Refuses a data file over :data:`MAX_OBJECT_BYTES`, or more than :data:`MAX_WINDOW_FILES`
+    data files, as soon as the listing shows it: nothing has been downloaded yet.
+    """
     from google.api_core.exceptions import NotFound
 
-    by_day: dict[date, list[_Object]] = {}
-    junk: set[str] = set()
+    limit, most = MAX_OBJECT_BYTES, MAX_WINDOW_FILES
+    listing = _Listing([], [], [], [], 0)
     try:
-        for blob in client.list_blobs(bucket, prefix=f"{prefix}/dt="):
-            folder, _, leaf = blob.name[len(prefix) + 1 :].partition("/")  # 'dt=...', rest
-            day = _parse_dt(folder[3:])
-            if day is None:
-                junk.add(folder)
-                continue
-            by_day.setdefault(day, []).append(
-                _Object(blob.name, leaf, int(blob.generation or 0), int(blob.size or 0))
-            )
+        for day in days:
+            folder = f"{prefix}/dt={day.isoformat()}/"
+            found: list[_Object] = []
+            seen = False
+            for blob in client.list_blobs(bucket, prefix=folder):
+                seen = True
+                leaf = blob.name[len(folder) :]
+                if not _is_data_file(leaf, ext):
+                    listing.other_count += 1
+                    if len(listing.others) < 5:
+                        listing.others.append(leaf)
+                    continue
+                obj = _Object(blob.name, leaf, int(blob.generation or 0), int(blob.size or 0))
+                if obj.size > limit:
+                    raise _data_error(
+                        f"gs://{bucket}/{obj.name}#{obj.generation}: {obj.size:,} bytes, over "
+                        f"the {limit:,}-byte limit for one data file (MAX_OBJECT_BYTES); "
+                        "not downloaded. Write the partition as smaller files."
+                    )
+                found.append(obj)
+                if len(listing.files) + len(found) > most:
+                    raise _data_error(
+                        f"gs://{bucket}/{prefix}/: more than {most:,} {ext} files in the window "
+                        f"{window_text} (MAX_WINDOW_FILES); nothing was downloaded. Compact "
+                        "the partitions into fewer, larger files."
+                    )
+            if seen:
+                listing.folders.append(day)
+            if found:
+                listing.partitions.append(f"dt={day.isoformat()}")
+                listing.files.extend(sorted(found, key=lambda o: o.name))
     except NotFound:
         raise DataError(f"gs://{bucket}: bucket not found") from None
-    for folder in sorted(junk):
-        log.warning(
-            "ignoring gs://%s/%s/%s/: not a dt=YYYY-MM-DD partition", bucket, prefix, folder
-        )
-    for objs in by_day.values():
-        objs.sort(key=lambda o: o.name)
-    return by_day
+    return listing
+
+
+def _latest_partition(
+    client: storage.Client, bucket: str, prefix: str
+) -> tuple[str, list[str], int]:
+    """The newest ``dt=`` folder under ``prefix`` (or "none"), and a few of the folders that are
+    not dates with their count.
+
+    Only for the error message when the window is empty: it lists folder names (one per day of
+    history, not files) and stops after :data:`LATEST_SCAN_FOLDERS` of them.
+    """
+    latest: date | None = None
+    junk: list[str] = []
+    odd = scanned = 0
+    it = client.list_blobs(bucket, prefix=f"{prefix}/dt=", delimiter="/")
+    for page in it.pages:
+        for folder in sorted(page.prefixes):
+            scanned += 1
+            name = folder[len(prefix) + 1 :].rstrip("/")
+            day = _parse_dt(name[3:])
+            if day is None:
+                odd += 1
+                if len(junk) < 3:
+                    junk.append(name)
+            elif latest is None or day > latest:
+                latest = day
+        if scanned >= LATEST_SCAN_FOLDERS:
+            break
+    return (f"dt={latest.isoformat()}" if latest else "none"), junk, odd
 
 
 def _parse_dt(text: str) -> date | None:
@@ -292,6 +459,7 @@ def _read_object(
 def _parse(
     payload: bytes, fmt: str, uri: str, wanted: list[str], optional: Sequence[str] = ()
 ) -> pd.DataFrame:
+    """Parse only the ``wanted`` columns: however wide the file, the others are never built."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -305,22 +473,34 @@ def _parse(
             if set(wanted) - set(optional) <= set(names):  # parquet is columnar: read only these
                 frame = pfile.read(columns=present).to_pandas()
         else:
-            # low_memory=False: infer each column's dtype from the whole file, not per chunk.
-            frame = pd.read_csv(io.BytesIO(payload), low_memory=False)
-            names = [str(c) for c in frame.columns]
-            if set(wanted) - set(optional) <= set(names):
-                frame = frame[[c for c in wanted if c in names]]
-            else:
-                frame = None
-    except (ValueError, OSError, pa.ArrowException) as exc:  # ParserError, ArrowInvalid, decode
-        raise DataError(f"{uri}: cannot parse as {fmt}: {_first_line(exc)}") from None
+            names = _csv_header(payload)
+            available = set(names)
+            present = [c for c in wanted if c in available]
+            if set(wanted) - set(optional) <= available:
+                # usecols: the parser skips the other columns' values instead of building them.
+                # low_memory=False: infer each column's dtype from the whole file, not per chunk.
+                frame = pd.read_csv(io.BytesIO(payload), usecols=present, low_memory=False)
+    except (ValueError, OSError, csv.Error, pa.ArrowException) as exc:  # ParserError, decode...
+        raise _data_error(f"{uri}: cannot parse as {fmt}: {_first_line(exc)}") from None
     if frame is not None:
         for col in wanted:
             if col not in frame.columns:  # an optional column (labels not in yet)
                 frame[col] = pd.NA
         return frame[wanted]
     missing = [c for c in wanted if c not in names]
-    raise DataError(f"{uri}: missing column(s) {missing}; available: {names}")
+    raise _data_error(
+        f"{uri}: missing column(s) {name_list(missing)}; available: {name_list(names)}"
+    )
+
+
+def _csv_header(payload: bytes) -> list[str]:
+    """The column names of a CSV file as pandas reads them (blank lines before it skipped),
+    without parsing any row."""
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(payload), encoding="utf-8-sig", newline=""))
+    for row in reader:
+        if row:
+            return row
+    raise ValueError("no header row")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -371,9 +551,9 @@ def _coerce(
             bad = values.isna() & text.notna()
             if bad.any():
                 example = text[bad].iloc[0]
-                raise DataError(
+                raise _data_error(
                     f"{uri}: column {col!r} has {int(bad.sum())} non-numeric "
-                    f"value(s), e.g. {example!r}"
+                    f"value(s), e.g. {quote(example)}"
                 )
         infinite = np.isinf(values.to_numpy())
         if infinite.any():

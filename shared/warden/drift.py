@@ -20,6 +20,7 @@ defaults and the measured false-alarm and detection rates.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections import Counter
@@ -60,6 +61,14 @@ TAIL_QUANTILES = (0.001, 0.0025, 0.005)
 #: Significant digits (relative to the column's range) kept for inner bin edges: keeps the
 #: profile small without moving any edge by more than a millionth of the range.
 EDGE_DIGITS = 6
+#: Categories a profile keeps per feature (the most frequent); the rest are counted as "other".
+MAX_CATEGORIES = 50
+#: Longest category label kept, in characters. A longer value becomes its first characters,
+#: "…#" and 10 hex digits of its sha256: still distinct from every other value, the same on the
+#: reference and the current side (so counts and statistics are unchanged), and a profile stays
+#: a few KB even when values are 200 KB blobs. Labels are compared in this form everywhere.
+MAX_CATEGORY_CHARS = 200
+_HASH_CHARS = 10
 
 Kind = Literal["continuous", "discrete", "categorical"]
 STATISTICS = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v", "missing_rate")
@@ -203,18 +212,28 @@ def _numeric_array(values: Any, name: str) -> np.ndarray:
 
 
 def _key(value: Any) -> str:
-    """Category label as stored in the profile: JSON has only string keys."""
+    """Category label as stored in the profile: JSON has only string keys, and long ones are
+    capped (:func:`cap_label`)."""
     if isinstance(value, str):
-        return value
+        return cap_label(value)
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return cap_label(value.decode("utf-8", "replace"))
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, int | np.integer):
         return str(int(value))
     if isinstance(value, float | np.floating):
         return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
+    return cap_label(str(value))
+
+
+def cap_label(label: str, limit: int = MAX_CATEGORY_CHARS) -> str:
+    """``label`` itself if it has at most ``limit`` characters, else its first characters, "…#"
+    and the first hex digits of its sha256, ``limit`` characters in all. Idempotent."""
+    if len(label) <= limit:
+        return label
+    digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return f"{label[: limit - _HASH_CHARS - 2]}…#{digest}"
 
 
 def _is_missing(value: Any) -> bool:
@@ -308,7 +327,7 @@ def build_reference_profile(
     categorical: Sequence[str] = (),
     bins: int = 100,
     max_discrete: int = 50,
-    max_categories: int = 50,
+    max_categories: int = MAX_CATEGORIES,
 ) -> dict[str, Any]:
     """Summarise reference (training) data into a JSON-serialisable profile of a few KB.
 
@@ -318,7 +337,8 @@ def build_reference_profile(
     value counts ("discrete"); the others keep ``bins`` equal-mass quantile bins, the two outer
     ones split at the 0.1%, 0.25% and 0.5% quantiles from each end ("continuous").
     Categorical columns keep their ``max_categories`` most frequent categories and an ``other``
-    count for the rest.
+    count for the rest; a label longer than :data:`MAX_CATEGORY_CHARS` is stored capped
+    (:func:`cap_label`), so the profile's size does not depend on the values' length.
     """
     if bins < 2 or max_discrete < 1 or max_categories < 1:
         raise ConfigError("drift profile: bins must be >= 2, max_discrete and max_categories >= 1")
@@ -789,9 +809,15 @@ class _CategoricalState(_State):
 
     def __init__(self, name: str, spec: Mapping[str, Any]) -> None:
         super().__init__(name, spec)
-        self.categories: list[str] = list(spec["categories"])
+        # Profiles written before labels were capped may hold long ones: cap them the way
+        # current values are capped, or no current value would ever match them.
+        merged: dict[str, int] = {}
+        for label, count in zip(spec["categories"], spec["counts"], strict=True):
+            key = cap_label(str(label))
+            merged[key] = merged.get(key, 0) + int(count)
+        self.categories: list[str] = list(merged)
         self.index = {c: i for i, c in enumerate(self.categories)}
-        self.ref = np.asarray(spec["counts"], dtype=np.int64)
+        self.ref = np.asarray(list(merged.values()), dtype=np.int64)
         self.ref_other = int(spec.get("other", 0))
         self.counts = np.zeros(len(self.categories), dtype=np.int64)
         self.other = 0

@@ -22,6 +22,14 @@ from typing import Any
 
 DASH = "—"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+#: Longest label (category, bin) a report prints, tooltips included. Profiles already cap
+#: category labels at this length (warden.drift.MAX_CATEGORY_CHARS); this also bounds reports
+#: drawn from profiles written before they did.
+LABEL_CHARS = 200
+#: Most categories drawn in one reference chart; the rest join "(other)".
+MAX_BARS = 50
+#: Files named in the "Files read" list of a version that still lists them (older manifests).
+MAX_FILES_LISTED = 20
 
 # Drift statistics in display order; all are distances, so "value >= threshold" means drift.
 STAT_ORDER = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v")
@@ -346,7 +354,7 @@ def _bars_svg(
             parts.append(
                 f'<rect class="{cls}" x="{left + i * slot + gap + j * bw:.1f}" '
                 f'y="{base - h:.1f}" width="{bw:.1f}" height="{h:.1f}">'
-                f"<title>{_e(label)} · {_e(name)}: {v:.1%}</title></rect>"
+                f"<title>{_e(_clip(str(label), LABEL_CHARS))} · {_e(name)}: {v:.1%}</title></rect>"
             )
     step = max(1, math.ceil(n / 12))
     for i in range(0, n, step):
@@ -1029,8 +1037,13 @@ def _profile_chart(name: str, f: Mapping[str, Any]) -> str:
         return _hist_svg(title, edges, counts)
     other = _float(f.get("other")) or 0.0
     total = sum(_float(c) or 0.0 for c in counts) + other or 1.0
-    labels = [str(x) for x in _seq(f.get("values")) or _seq(f.get("categories"))]
+    labels = [
+        _clip(str(x), LABEL_CHARS) for x in _seq(f.get("values")) or _seq(f.get("categories"))
+    ]
     shares = [(_float(c) or 0.0) / total for c in counts][: len(labels)]
+    if len(shares) > MAX_BARS:  # profiles keep the most frequent first
+        other += sum(shares[MAX_BARS:]) * total
+        labels, shares = labels[:MAX_BARS], shares[:MAX_BARS]
     if other:
         labels.append("(other)")
         shares.append(other / total)
@@ -1046,6 +1059,15 @@ def _profile_facts(f: Mapping[str, Any]) -> str:
         if _float(f.get(key)) is not None
     ]
     parts += [f"missing {_pct(f.get('missing_rate'), 1)}", f"n {_int(f.get('count'))}"]
+    categories = [str(c) for c in _seq(f.get("categories"))]
+    if categories:
+        counts = [_float(c) or 0.0 for c in _seq(f.get("counts"))]
+        other = _float(f.get("other")) or 0.0
+        total = sum(counts) + other
+        kept = f"{len(categories)} categories kept"
+        parts.append(f"{kept}, other {_pct(other / total, 1)}" if other and total else kept)
+        if any(len(c) > LABEL_CHARS or "…#" in c for c in categories):
+            parts.append(f"long values cut to {LABEL_CHARS} characters")
     return " · ".join(parts)
 
 
@@ -1123,14 +1145,43 @@ def _plain(value: Any) -> str:
 
 def _version_data(manifest: Mapping[str, Any]) -> str:
     data = _map(manifest.get("data"))
+    summary = {
+        "partition_count",
+        "first_partition",
+        "last_partition",
+        "file_count",
+        "bytes",
+        "files_sha256",
+    }
     rows = [
         (_DATA_LABELS.get(str(k), str(k)), _plain(v))
         for k, v in data.items()
-        if k not in ("files", "partitions", "missing")
+        if k not in ("files", "partitions", "missing", *summary)
     ]
     parts, files = _seq(data.get("partitions")), _seq(data.get("files"))
-    span = f" ({_e(parts[0])} … {_e(parts[-1])})" if parts else ""
-    rows += [("Partitions", f"{len(parts)}{span}"), ("Files", str(len(files)))]
+    folded = ""
+    if "file_count" in data:  # a summary: the same size however many files were read
+        first, last = data.get("first_partition"), data.get("last_partition")
+        span = ""
+        if first:
+            span = f" ({_e(first)}" + (f" … {_e(last)}" if last and last != first else "") + ")"
+        size = _float(data.get("bytes"))
+        rows += [
+            ("Partitions", f"{_int(data.get('partition_count'))}{span}"),
+            ("Files", f"{_int(data.get('file_count'))}" + (f" · {_bytes(size)}" if size else "")),
+            ("Files sha256", f"<code>{_text(data.get('files_sha256'))}</code>"),
+        ]
+    else:  # older manifests list every partition and file: show their extent, a few names
+        span = f" ({_e(parts[0])} … {_e(parts[-1])})" if parts else ""
+        rows += [("Partitions", f"{len(parts)}{span}"), ("Files", _int(len(files)))]
+        if files:
+            shown = [_clip(str(f), LABEL_CHARS) for f in files[:MAX_FILES_LISTED]]
+            if len(files) > MAX_FILES_LISTED:
+                shown.append(f"… and {len(files) - MAX_FILES_LISTED:,} more")
+            folded = (
+                f"<details><summary>Files read</summary><pre>{_e(chr(10).join(shown))}</pre>"
+                "</details>"
+            )
     missing = _map(data.get("missing"))
     worst = sorted(((str(k), _float(v) or 0.0) for k, v in missing.items()), key=lambda kv: -kv[1])
     if worst:
@@ -1148,16 +1199,25 @@ def _version_data(manifest: Mapping[str, Any]) -> str:
         ("Parameters", manifest.get("params")),
         ("Library versions", manifest.get("libraries")),
     ]
-    folded = "".join(
-        f"<details><summary>{name}</summary><pre>"
-        f"{_e(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre></details>"
-        for name, value in blocks
-        if value is not None
+    folded = (
+        "".join(
+            f"<details><summary>{name}</summary><pre>"
+            f"{_e(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre></details>"
+            for name, value in blocks
+            if value is not None
+        )
+        + folded
     )
-    if files:
-        listing = _e("\n".join(str(f) for f in files))
-        folded += f"<details><summary>Files read</summary><pre>{listing}</pre></details>"
     return _section("data", "Data", _kv_table(rows) + folded)
+
+
+def _bytes(size: float) -> str:
+    if size < 1024:
+        return f"{size:,.0f} bytes"
+    for power, unit in ((1, "KB"), (2, "MB"), (3, "GB")):
+        if size < 1024 ** (power + 1) or unit == "GB":
+            return f"{size / 1024**power:,.1f} {unit}"
+    return DASH  # pragma: no cover - the loop always returns
 
 
 def render_version_report(manifest: dict[str, Any], profile: dict[str, Any] | None = None) -> str:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warden.config import ModelConfig
+from warden.datasource import clip_text
 from warden.errors import DataError, PermanentError, RetryableError
 from warden.logs import fields
 from warden.messages import RunRequest
@@ -311,7 +312,7 @@ def _performance(
             "current": None,
             "drop": None,
             "degraded": False,
-            "detail": str(exc),
+            "detail": clip_text(str(exc)),  # stored in drift.json: bounded like every error
         }
     current = result.metrics.get(metric)
     drop = None

@@ -110,7 +110,7 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
 
 
 def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> RetrainOutcome:
-    from warden.datasource import read_training_frame
+    from warden.datasource import clip_text, read_training_frame
     from warden.evaluation import evaluate
     from warden.gate import decide
     from warden.profiles import build_profile
@@ -158,7 +158,7 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
                 positive_label=cfg.positive_label,
             )
         except (IntegrityError, DataError) as exc:
-            champ_error = f"champion v{champion.version} could not be evaluated: {exc}"
+            champ_error = clip_text(f"champion v{champion.version} could not be evaluated: {exc}")
             log.error(champ_error, extra=fields(model=cfg.name, version=champion.version))
 
     decision = decide(

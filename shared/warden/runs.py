@@ -297,7 +297,7 @@ def run_once(
     try:
         outcome = work(run_id)
     except PermanentError as exc:
-        ledger.finish(claim, "failed", {"error": str(exc), "error_type": type(exc).__name__})
+        ledger.finish(claim, "failed", {"error": str(exc)[:2000], "error_type": type(exc).__name__})
         ledger.record_status(
             model, kind, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
         )

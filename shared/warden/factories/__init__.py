@@ -1,4 +1,4 @@
-"""Estimator factories that ``warden.yaml`` may name (``factory: warden.factories.MODULE:FUNCTION``).
+"""Estimator factories ``warden.yaml`` may name: ``factory: warden.factories.MODULE:FUNCTION``.
 
 The only package a factory may come from (``warden.config.FACTORY_PACKAGES``): it ships in every
 function bundle, and what is here has been reviewed like the rest of the code — a config edit
