@@ -3,36 +3,58 @@
 # role except roles/monitoring.metricWriter, which Cloud Monitoring only grants per project.
 
 locals {
+  # buckets: one unconditioned role per bucket. prefixes: roles/storage.objectUser on one bucket,
+  # but only on objects named "<one path segment>/<prefix>…", i.e. under that prefix in every
+  # model's folder (the conditioned grant below). Only retrain_model and housekeeping (retention
+  # deletes versions and may put a manifest back) may write under MODEL/versions/ or
+  # MODEL/aliases/; tests/test_terraform.py fails if anything else can.
   access = {
     retrain_model = {
       # versions, aliases (CAS), run ledger; training data read-only
       buckets       = { registry = "roles/storage.objectUser", data = "roles/storage.objectViewer" }
+      prefixes      = {}
       topics        = ["events"] # version_registered / promoted / rejected / failed
       project_roles = ["roles/monitoring.metricWriter"]
     }
     monitor_model = {
-      buckets       = { registry = "roles/storage.objectUser", data = "roles/storage.objectViewer" }
+      # Reads (and lists) the registry: champion alias, manifest, profile, artifact, past runs...
+      buckets = { registry = "roles/storage.objectViewer", data = "roles/storage.objectViewer" }
+      # ...and writes only its own objects: MODEL/monitoring/<run>/{report.html,drift.json} and
+      # the retrain-cooldown marker MODEL/monitoring/retrain-request.json (warden.monitor), its
+      # run-ledger markers MODEL/runs/monitor/*.json and MODEL/status/monitor.json (warden.runs).
+      prefixes      = { registry = ["monitoring/", "runs/monitor/", "status/monitor.json"] }
       topics        = ["events", "retrain"] # drift events; retrain requests on drift/degradation
       project_roles = ["roles/monitoring.metricWriter"]
     }
     housekeeping = {
-      # retention deletes versions, expiry deletes markers and router state; snapshots go to backup
-      buckets       = { registry = "roles/storage.objectUser", backup = "roles/storage.objectUser" }
+      # retention deletes versions, expiry deletes run markers; snapshots go to backup; router
+      # state expiry (warden.alert_state.purge_expired) in the alert bucket
+      buckets = {
+        registry = "roles/storage.objectUser"
+        backup   = "roles/storage.objectUser"
+        alerts   = "roles/storage.objectUser"
+      }
+      prefixes      = {}
       topics        = ["events"] # integrity_failed
       project_roles = ["roles/monitoring.metricWriter"]
     }
     health = {
       buckets       = { registry = "roles/storage.objectViewer" } # reads manifests and artifacts
+      prefixes      = {}
       topics        = []
       project_roles = []
     }
+    # The routers read nothing from the registry (retrain receivers publish to Pub/Sub): alert
+    # state (_alerting/, compare-and-swap) in its own bucket, and no registry role at all.
     route_alerts = {
-      buckets       = { registry = "roles/storage.objectUser" } # alert state under _alerting/ (CAS)
+      buckets       = { alerts = "roles/storage.objectUser" }
+      prefixes      = {}
       topics        = []
       project_roles = []
     }
     route_alert_events = {
-      buckets       = { registry = "roles/storage.objectUser" }
+      buckets       = { alerts = "roles/storage.objectUser" }
+      prefixes      = {}
       topics        = []
       project_roles = []
     }
@@ -40,6 +62,7 @@ locals {
 
   bucket_names = {
     registry = google_storage_bucket.bucket["registry"].name
+    alerts   = google_storage_bucket.bucket["alerts"].name
     backup   = google_storage_bucket.bucket["backup"].name
     data     = local.data_bucket
   }
@@ -47,6 +70,32 @@ locals {
   bucket_grants = merge([
     for fn, a in local.access : {
       for bucket, role in a.buckets : "${fn}/${bucket}" => { fn = fn, bucket = bucket, role = role }
+    }
+  ]...)
+
+  # IAM Conditions on Cloud Storage (uniform bucket-level access) see an object as
+  # resource.name = "projects/_/buckets/BUCKET/objects/OBJECT", and extract("A{x}B") returns
+  # what stands between A and the first B after it, or "" when there is none (Google's attribute
+  # reference for IAM Conditions, "Resource name attribute" / extract():
+  # https://cloud.google.com/iam/docs/conditions-attribute-reference#resource-name). A clause
+  # holds only for OBJECT = "<segment>/<prefix>…": what precedes "/<prefix>" must be the
+  # object's whole first path segment, so "m/versions/000001/monitoring/x" does not match
+  # "monitoring/". Were extract() to take the last B instead, the clause would never hold (it
+  # fails closed). Listing is a bucket-level permission that these grants never give; the
+  # function's unconditioned objectViewer lists.
+  prefix_clause = "(resource.name.extract(\"%[1]s{model}/%[2]s\") != \"\" && resource.name.extract(\"%[1]s{model}/%[2]s\") == resource.name.extract(\"%[1]s{model}/\"))"
+
+  prefix_grants = merge([
+    for fn, a in local.access : {
+      for bucket, prefixes in a.prefixes : "${fn}/${bucket}" => {
+        fn       = fn
+        bucket   = bucket
+        prefixes = prefixes
+        expression = join(" || ", [
+          for p in prefixes :
+          format(local.prefix_clause, "projects/_/buckets/${local.bucket_names[bucket]}/objects/", p)
+        ])
+      }
     }
   ]...)
 
@@ -111,6 +160,20 @@ resource "google_storage_bucket_iam_member" "function" {
   bucket   = local.bucket_names[each.value.bucket]
   role     = each.value.role
   member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
+}
+
+# Write access to a function's own objects in every model's folder (access.*.prefixes).
+resource "google_storage_bucket_iam_member" "prefix" {
+  for_each = local.prefix_grants
+  bucket   = local.bucket_names[each.value.bucket]
+  role     = "roles/storage.objectUser"
+  member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
+
+  condition {
+    title       = "${each.value.fn}-own-objects"
+    description = "Only MODEL/${join(", MODEL/", each.value.prefixes)} in ${each.value.bucket}."
+    expression  = each.value.expression
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "function" {

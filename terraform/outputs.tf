@@ -24,6 +24,7 @@ output "cli_env" {
     WARDEN_PROJECT         = var.project_id
     WARDEN_LOCATION        = var.region
     WARDEN_REGISTRY_BUCKET = google_storage_bucket.bucket["registry"].name
+    WARDEN_ALERT_BUCKET    = google_storage_bucket.bucket["alerts"].name # `warden silence`
     WARDEN_DATA_BUCKET     = local.data_bucket
     WARDEN_BACKUP_BUCKET   = google_storage_bucket.bucket["backup"].name
     WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name

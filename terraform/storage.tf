@@ -1,9 +1,13 @@
 locals {
-  # Registry: versions, aliases, run ledger and alert state. Backup: registry snapshots.
-  # Bundles: function sources. Data: training data, unless an existing bucket is given.
+  # Registry: versions, aliases, run ledger, monitoring reports. Alerts: the alert router's state
+  # (_alerting/), apart so that the public router holds no role on the registry (iam.tf). Backup:
+  # registry snapshots. Bundles: function sources. Data: training data, unless one is given.
   buckets = merge(
     {
       registry = { retention_days = null }
+      # Router state expires in housekeeping (warden.alert_state.purge_expired: resolved groups,
+      # ended silences, old notification log); an age rule could drop a live silence or group.
+      alerts = { retention_days = null }
       # Snapshot retention is housekeeping's (warden.backup.prune_snapshots keeps the newest per
       # model however old): an age rule here could delete the last good backup.
       backup  = { retention_days = null }

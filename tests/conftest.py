@@ -86,10 +86,12 @@ def storage_client(gcs_emulator: StorageEmulator):
 
 @pytest.fixture
 def bucket_names(storage_client) -> dict[str, str]:
-    """A fresh registry and data bucket per test, so tests never see each other's objects."""
+    """Fresh buckets per test (registry, the router's alert state, data, backup), so tests never
+    see each other's objects; the alert state is apart from the registry, as deployed."""
     suffix = uuid.uuid4().hex[:10]
     names = {
         "registry": f"registry-{suffix}",
+        "alerts": f"alerts-{suffix}",
         "data": f"data-{suffix}",
         "backup": f"backup-{suffix}",
     }
@@ -115,9 +117,14 @@ def make_runtime(storage_client, bucket_names) -> Iterator[Callable[..., runtime
     buckets; installed as the process runtime (what function entry points use) by default."""
 
     def _make(*, install: bool = True, publisher: Any = None, **overrides: Any):
+        if "registry_bucket" in overrides and "alert_bucket" not in overrides:
+            # Another registry is another deployment: its router state starts empty too.
+            overrides["alert_bucket"] = f"alerts-{uuid.uuid4().hex[:10]}"
+            storage_client.create_bucket(overrides["alert_bucket"])
         values: dict[str, Any] = {
             "project": "warden-test",
             "registry_bucket": bucket_names["registry"],
+            "alert_bucket": bucket_names["alerts"],
             "data_bucket": bucket_names["data"],
             "backup_bucket": bucket_names["backup"],
             "metrics_enabled": False,

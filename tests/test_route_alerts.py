@@ -446,6 +446,7 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
     env = {
         **os.environ,
         "WARDEN_REGISTRY_BUCKET": bucket_names["registry"],
+        "WARDEN_ALERT_BUCKET": bucket_names["alerts"],
         "WARDEN_CONFIG": str(config),
         "WARDEN_PROJECT": "warden-test",
         "WARDEN_METRICS": "off",
@@ -482,7 +483,7 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
         huge = requests.post(f"{server.url}?pad={'x' * 20_000}", json=payloads[0], **basic)
         assert huge.status_code == 414
     # An error path: the alert state is unreachable (no such bucket) → 5xx, with a traceback.
-    failing = {**env, "WARDEN_REGISTRY_BUCKET": f"missing-{bucket_names['registry']}"}
+    failing = {**env, "WARDEN_ALERT_BUCKET": f"missing-{bucket_names['alerts']}"}
     with (
         log.open("ab") as out,
         FunctionServer(SOURCE, "route_alerts", signature="http", env=failing, log=out) as server,

@@ -66,6 +66,7 @@ def test_ten_routers_notify_each_group_exactly_once(tmp_path, gcs_emulator, buck
         **os.environ,
         "STORAGE_EMULATOR_HOST": gcs_emulator.host,
         "WARDEN_REGISTRY_BUCKET": bucket_names["registry"],
+        "WARDEN_ALERT_BUCKET": bucket_names["alerts"],
         "WARDEN_CONFIG": str(config),
         "WARDEN_PROJECT": "warden-test",
         "WARDEN_METRICS": "off",

@@ -790,41 +790,73 @@ def test_policies_carry_warden_severity_for_incidents_that_say_no_severity() -> 
 
 #: What each function's code does with Google resources, hence the roles it needs. Read from
 #: the use cases: retrain writes versions/aliases/ledger (registry), reads data, publishes
-#: model-events and writes metrics; monitor also requests retrains; housekeeping deletes expired
-#: versions and state and writes snapshots to the backup bucket; health only reads the
-#: registry; the router keeps its state under the registry's _alerting/ prefix.
+#: model-events and writes metrics; monitor reads the registry and writes only its reports, its
+#: cooldown marker and its own run-ledger entries (``prefixes``: objectUser on those objects of
+#: every model's folder, by IAM condition), reads data and requests retrains; housekeeping
+#: deletes expired versions and run markers, writes snapshots to the backup bucket and expires
+#: router state in the alert bucket; health only reads the registry; the routers keep their
+#: state (``_alerting/``) in the alert bucket and touch nothing else in storage.
 NEEDED = {
     "retrain_model": {
         "buckets": {"registry": "roles/storage.objectUser", "data": "roles/storage.objectViewer"},
+        "prefixes": {},
         "topics": ["events"],
         "project_roles": ["roles/monitoring.metricWriter"],
     },
     "monitor_model": {
-        "buckets": {"registry": "roles/storage.objectUser", "data": "roles/storage.objectViewer"},
+        "buckets": {
+            "registry": "roles/storage.objectViewer",
+            "data": "roles/storage.objectViewer",
+        },
+        "prefixes": {"registry": ["monitoring/", "runs/monitor/", "status/monitor.json"]},
         "topics": ["events", "retrain"],
         "project_roles": ["roles/monitoring.metricWriter"],
     },
     "housekeeping": {
-        "buckets": {"registry": "roles/storage.objectUser", "backup": "roles/storage.objectUser"},
+        "buckets": {
+            "registry": "roles/storage.objectUser",
+            "backup": "roles/storage.objectUser",
+            "alerts": "roles/storage.objectUser",
+        },
+        "prefixes": {},
         "topics": ["events"],
         "project_roles": ["roles/monitoring.metricWriter"],
     },
     "health": {
         "buckets": {"registry": "roles/storage.objectViewer"},
+        "prefixes": {},
         "topics": [],
         "project_roles": [],
     },
     "route_alerts": {
-        "buckets": {"registry": "roles/storage.objectUser"},
+        "buckets": {"alerts": "roles/storage.objectUser"},
+        "prefixes": {},
         "topics": [],
         "project_roles": [],
     },
     "route_alert_events": {
-        "buckets": {"registry": "roles/storage.objectUser"},
+        "buckets": {"alerts": "roles/storage.objectUser"},
+        "prefixes": {},
         "topics": [],
         "project_roles": [],
     },
 }
+
+#: Storage roles that only read. Any other role on a bucket can create, replace or delete.
+READ_ONLY_STORAGE_ROLES = frozenset(
+    {
+        "roles/storage.objectViewer",
+        "roles/storage.legacyObjectReader",
+        "roles/storage.legacyBucketReader",
+    }
+)
+#: Calls that claim, register, promote, roll back or retire versions (warden.registry's writers).
+VERSION_WRITES = (
+    r"\bregistry(?:\(\))?\.(?:claim_version|register|promote|rollback|move_alias"
+    r"|retire_manifest|restore_manifest|delete_files|delete_object)\("
+)
+#: Where the model lives: every object under MODEL/versions/ or MODEL/aliases/.
+MODEL_OBJECTS = re.compile(r"^[^/]+/(?:versions|aliases)/")
 
 
 def _warden_closure(main: Path) -> set[str]:
@@ -868,6 +900,326 @@ def test_each_function_gets_exactly_the_roles_its_code_needs() -> None:
     assert writers == _functions_that(r"\.metrics\(\)\.write\(")
     publishers = {f for f, a in NEEDED.items() if "events" in a["topics"]}
     assert publishers == _functions_that(r"\.events\(\)\.(try_)?publish\(")
+    # The router's state: exactly the functions that use it hold a role on the alert bucket
+    # (objectUser: compare-and-swap writes, deletes, listing), and they hold it nowhere else.
+    alert_users = {f for f, a in NEEDED.items() if "alerts" in a["buckets"]}
+    assert alert_users == _functions_that(r"\.alert_state\(\)")
+    assert {NEEDED[f]["buckets"]["alerts"] for f in alert_users} == {"roles/storage.objectUser"}
+    # The registry: only the functions whose code reads it (registry, run ledger, reports) hold
+    # any role on it. The routers read nothing there (retrain receivers publish to Pub/Sub).
+    registry_users = {
+        f for f, a in NEEDED.items() if "registry" in a["buckets"] or "registry" in a["prefixes"]
+    }
+    assert registry_users == _functions_that(
+        r"\brt\.(?:registry|ledger)\(\)|\brt\.settings\.registry_bucket"
+    )
+    assert not registry_users & {"route_alerts", "route_alert_events"}
+
+
+def _storage_iam_resources() -> dict[str, dict[str, Any]]:
+    """Every storage IAM resource in the root module: only the two grant tables may exist."""
+    kinds = [k for k in _root()["resource"] if k.startswith("google_storage_") and "_iam_" in k]
+    assert kinds == ["google_storage_bucket_iam_member"], kinds
+    return _resources("google_storage_bucket_iam_member")
+
+
+@functools.cache
+def _prefix_grants() -> dict[str, Any]:
+    """``local.prefix_grants`` as Terraform computes it from iam.tf's own expressions (the access
+    table, the CEL clause, the for-expression), with bucket KEY named ``warden-KEY``."""
+    import tempfile
+
+    locals_ = _root()["locals"]
+    expression = locals_["prefix_grants"]
+    assert expression.startswith("${")
+    assert expression.endswith("}")
+    exe = _terraform()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "access.json").write_text(json.dumps(locals_["access"]))
+        (workdir / "clause.json").write_text(json.dumps(locals_["prefix_clause"]))
+        names = {key: f"warden-{key}" for key in locals_["bucket_names"]}
+        (workdir / "main.tf").write_text(
+            "locals {\n"
+            '  access        = jsondecode(file("${path.module}/access.json"))\n'
+            '  prefix_clause = jsondecode(file("${path.module}/clause.json"))\n'
+            f"  bucket_names  = jsondecode({json.dumps(json.dumps(names))})\n"
+            f"  prefix_grants = {expression[2:-1]}\n"
+            "}\n"
+            'output "prefix_grants" {\n  value = local.prefix_grants\n}\n'
+        )
+        env = _tf_env(workdir)
+        for args in (
+            ["init", "-input=false", "-no-color"],
+            ["apply", "-auto-approve", "-no-color"],
+        ):
+            done = subprocess.run(
+                [exe, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, f"terraform {args[0]}:\n{done.stdout}\n{done.stderr}"
+        return _output(exe, workdir, env, "prefix_grants")
+
+
+def storage_grants() -> list[tuple[str, str, str, str | None]]:
+    """(function, bucket key, role, CEL condition or None) of every storage grant Terraform
+    makes, conditions as deployed (bucket KEY named ``warden-KEY``)."""
+    resources = _storage_iam_resources()
+    assert set(resources) == {"function", "prefix"}
+    plain, scoped = resources["function"], resources["prefix"]
+    assert plain["for_each"] == "${local.bucket_grants}"
+    assert "condition" not in plain
+    assert plain["role"] == "${each.value.role}"
+    assert scoped["for_each"] == "${local.prefix_grants}"
+    assert scoped["role"] == "roles/storage.objectUser"
+    assert scoped["condition"]["expression"] == "${each.value.expression}"
+    for resource in (plain, scoped):
+        assert resource["bucket"] == "${local.bucket_names[each.value.bucket]}"
+        assert resource["member"] == (
+            "serviceAccount:${google_service_account.function[each.value.fn].email}"
+        )
+    grants: list[tuple[str, str, str, str | None]] = [
+        (fn, bucket, role, None)
+        for fn, a in _root()["locals"]["access"].items()
+        for bucket, role in a["buckets"].items()
+    ]
+    grants += [
+        (g["fn"], g["bucket"], "roles/storage.objectUser", g["expression"])
+        for g in _prefix_grants().values()
+    ]
+    return grants
+
+
+class Cel:
+    """Just enough CEL to evaluate Warden's storage conditions against an object name:
+    ``resource.name`` / ``resource.type`` / ``resource.service``, string literals, the methods
+    ``extract`` / ``startsWith`` / ``endsWith``, ``==``, ``!=``, ``!``, ``&&``, ``||`` and
+    parentheses. Anything else is an error, not a guess.
+
+    ``extract("A{x}B")`` follows Google's attribute reference: what stands between the first A
+    and the first B after it ("" if either is missing). ``greedy=True`` takes the last B
+    instead, so a test can show a condition is safe under either reading.
+    """
+
+    TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(&&|\|\||==|!=|!|\(|\)|\.|,)|([A-Za-z_]\w*))')
+
+    def __init__(self, expression: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        pos = 0
+        while pos < len(expression.rstrip()):
+            m = self.TOKEN.match(expression, pos)
+            assert m, f"CEL: cannot read {expression[pos : pos + 40]!r}"
+            string, op, ident = m.groups()
+            self.tokens.append(
+                ("str", json.loads(string)) if string else ("op", op) if op else ("id", ident)
+            )
+            pos = m.end()
+        self.pos = 0
+        self.tree = self._or()
+        assert self.pos == len(self.tokens), f"CEL: trailing {self.tokens[self.pos :]}"
+
+    # -- parsing into nested tuples ---------------------------------------------------------
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _take(self, kind: str, value: str | None = None) -> str:
+        token = self._peek()
+        if token is None or token[0] != kind or value not in (None, token[1]):
+            raise AssertionError(f"CEL: expected {value or kind}, got {token}")
+        self.pos += 1
+        return token[1]
+
+    def _or(self) -> Any:
+        node = self._and()
+        while self._peek() == ("op", "||"):
+            self.pos += 1
+            node = ("||", node, self._and())
+        return node
+
+    def _and(self) -> Any:
+        node = self._unary()
+        while self._peek() == ("op", "&&"):
+            self.pos += 1
+            node = ("&&", node, self._unary())
+        return node
+
+    def _unary(self) -> Any:
+        if self._peek() == ("op", "!"):
+            self.pos += 1
+            return ("!", self._unary())
+        left = self._value()
+        if self._peek() in (("op", "=="), ("op", "!=")):
+            op = self._take("op")
+            return (op, left, self._value())
+        return left
+
+    def _value(self) -> Any:
+        token = self._peek()
+        if token == ("op", "("):
+            self.pos += 1
+            node = self._or()
+            self._take("op", ")")
+        elif token and token[0] == "str":
+            self.pos += 1
+            node = ("lit", token[1])
+        else:
+            path = [self._take("id")]
+            while self._peek() == ("op", ".") and self.tokens[self.pos + 2] != ("op", "("):
+                self.pos += 1
+                path.append(self._take("id"))
+            node = ("attr", ".".join(path))
+        while self._peek() == ("op", "."):
+            self.pos += 1
+            method = self._take("id")
+            self._take("op", "(")
+            arg = self._take("str")
+            self._take("op", ")")
+            node = ("call", method, node, arg)
+        return node
+
+    # -- evaluation -------------------------------------------------------------------------
+    def admits(self, resource_name: str, *, greedy: bool = False) -> bool:
+        result = self._eval(self.tree, resource_name, greedy)
+        assert isinstance(result, bool), result
+        return result
+
+    def _eval(self, node: Any, name: str, greedy: bool) -> Any:
+        kind = node[0]
+        if kind == "lit":
+            return node[1]
+        if kind == "attr":
+            attributes = {
+                "resource.name": name,
+                "resource.type": "storage.googleapis.com/Object",
+                "resource.service": "storage.googleapis.com",
+            }
+            return attributes[node[1]]
+        if kind == "!":
+            return not self._eval(node[1], name, greedy)
+        if kind == "&&":
+            return self._eval(node[1], name, greedy) and self._eval(node[2], name, greedy)
+        if kind == "||":
+            return self._eval(node[1], name, greedy) or self._eval(node[2], name, greedy)
+        if kind in ("==", "!="):
+            equal = self._eval(node[1], name, greedy) == self._eval(node[2], name, greedy)
+            return equal if kind == "==" else not equal
+        _, method, target, arg = node
+        value = self._eval(target, name, greedy)
+        if method == "startsWith":
+            return value.startswith(arg)
+        if method == "endsWith":
+            return value.endswith(arg)
+        assert method == "extract", f"CEL: unsupported method {method}"
+        before, _, rest = arg.partition("{")
+        _placeholder, _, after = rest.partition("}")
+        start = value.find(before)
+        if start < 0:
+            return ""
+        start += len(before)
+        if not after:
+            return value[start:]
+        end = value.rfind(after, start) if greedy else value.find(after, start)
+        return "" if end < 0 else value[start:end]
+
+
+def object_resource(bucket_key: str, name: str) -> str:
+    """An object's IAM resource name in the buckets ``storage_grants`` names."""
+    return f"projects/_/buckets/warden-{bucket_key}/objects/{name}"
+
+
+def _model_object_probes(prefixes: list[str]) -> list[str]:
+    """Object names under MODEL/versions/ and MODEL/aliases/: the real ones, and ones built to
+    trick a prefix condition (a granted prefix nested inside a version or the alias folder)."""
+    tails = [
+        "000001/model.joblib",
+        "000001/manifest.json",
+        "000001/claim.json",
+        "000001/profile.json",
+        "champion.json",
+        "history/champion/00000001.json",
+    ]
+    for prefix in [*prefixes, "monitoring/", "runs/", "status/", "_alerting/"]:
+        tails += [prefix, prefix + "x", f"000001/{prefix}x", f"history/champion/{prefix}x"]
+        tails += [f"{prefix}/x", f"x/{prefix}", f"{prefix}000001/model.joblib"]
+    names = [
+        f"{model}/{folder}{tail}"
+        for model in ("m", "customer-segments", "monitoring", "versions", "runs")
+        for folder in ("versions/", "aliases/")
+        for tail in tails
+    ]
+    assert all(MODEL_OBJECTS.match(n) for n in names)
+    return names
+
+
+def test_only_the_functions_that_register_or_retire_versions_can_write_the_models() -> None:
+    """The public router, the monitor and health must not be able to replace model.joblib and
+    its manifest together (the manifest's sha256 catches corruption, not a writer of both)."""
+    allowed = _functions_that(VERSION_WRITES)
+    assert allowed == {"retrain_model", "housekeeping"}  # retrain registers, housekeeping retires
+    prefixes = sorted({p for a in NEEDED.values() for ps in a["prefixes"].values() for p in ps})
+    probes = _model_object_probes(prefixes)
+    can_write = set()
+    for fn, bucket, role, condition in storage_grants():
+        if bucket != "registry" or role in READ_ONLY_STORAGE_ROLES:
+            continue
+        if condition is None:
+            can_write.add(fn)
+            continue
+        cel = Cel(condition)
+        for name in probes:
+            for greedy in (False, True):  # whatever extract()'s matching rule
+                if cel.admits(object_resource(bucket, name), greedy=greedy):
+                    can_write.add(fn)
+    assert can_write <= allowed, f"can write versions or aliases: {sorted(can_write - allowed)}"
+
+
+def test_the_monitor_writes_only_its_own_objects_and_reads_the_rest() -> None:
+    grants = [g for g in storage_grants() if g[0] == "monitor_model"]
+    assert {(b, r) for _, b, r, c in grants if c is None} == {
+        ("registry", "roles/storage.objectViewer"),
+        ("data", "roles/storage.objectViewer"),
+    }
+    (condition,) = [c for _, b, _, c in grants if c is not None and b == "registry"]
+    cel = Cel(condition)
+    run = "20261120T000000Z-0123abcd"
+    for model in ("customer-segments", "breast-cancer-risk", "m"):
+        for name in (
+            f"{model}/monitoring/{run}/report.html",
+            f"{model}/monitoring/{run}/drift.json",
+            f"{model}/monitoring/retrain-request.json",
+            f"{model}/runs/monitor/{'0' * 32}.json",
+            f"{model}/status/monitor.json",
+        ):
+            assert cel.admits(object_resource("registry", name)), name
+        for name in (
+            f"{model}/runs/retrain/{'0' * 32}.json",  # another job's ledger
+            f"{model}/status/retrain.json",
+            f"{model}/status/housekeeping.json",
+            f"{model}/reports/x.html",
+            f"{model}/monitoring",  # the prefix needs its slash
+            f"_alerting/groups/{model}.json",
+            "monitoring/x",  # no model folder
+            f"/{model}/monitoring/x",
+            f"{model}//monitoring/x",
+        ):
+            assert not cel.admits(object_resource("registry", name)), name
+    # Another bucket's objects never match, nor does the bucket itself (listing).
+    assert not cel.admits("projects/_/buckets/warden-backup/objects/m/monitoring/x")
+    assert not cel.admits("projects/_/buckets/warden-registry")
+
+
+def test_iam_conditions_stay_small() -> None:
+    """At most 12 logical operators per condition and a title within 100 characters (IAM's
+    limits for conditions), and, with the longest prefix var.prefix allows, an expression under
+    2,048 characters: the smallest limit Google documents for a CEL condition (credential access
+    boundary rules), a conservative bound that also keeps more prefixes from piling up."""
+    for grant in _prefix_grants().values():
+        expression = grant["expression"]
+        assert len(re.findall(r"&&|\|\||!(?!=)", expression)) <= 12, expression
+        longest = expression.replace("warden-", "x" * 11 + "-")
+        assert len(longest) < 2048, len(longest)
+    condition = _resources("google_storage_bucket_iam_member")["prefix"]["condition"]
+    longest_fn = max(len(fn) for fn in NEEDED)
+    assert len(condition["title"].replace("${each.value.fn}", "x" * longest_fn)) <= 100
 
 
 def test_no_broad_or_primitive_role_anywhere() -> None:

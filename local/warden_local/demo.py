@@ -406,7 +406,7 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
     _info(f"audit  ← {audit} notifications (every alert group, HMAC-signed webhook)")
     muted = []
     for blob in rt.clients.storage.list_blobs(
-        rt.settings.registry_bucket, prefix="_alerting/groups/"
+        rt.settings.alert_state_bucket, prefix="_alerting/groups/"
     ):
         for alert in json.loads(blob.download_as_bytes()).get("alerts", {}).values():
             if alert.get("inhibited"):

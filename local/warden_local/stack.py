@@ -108,6 +108,7 @@ class LocalStack:
         speed: float = 1.0,
         clock_start: datetime | None = None,
         registry_bucket: str = "warden-registry",
+        alert_bucket: str = "warden-alerts",
         data_bucket: str = "warden-data",
         backup_bucket: str = "warden-backup",
         functions: tuple[FunctionSpec, ...] = FUNCTIONS,
@@ -125,6 +126,7 @@ class LocalStack:
         self.speed = speed
         self.clock_start = clock_start
         self.registry_bucket = registry_bucket
+        self.alert_bucket = alert_bucket  # the router's state, apart from the registry
         self.data_bucket = data_bucket
         self.backup_bucket = backup_bucket
         self.functions = functions
@@ -152,6 +154,7 @@ class LocalStack:
             "WARDEN_LOCATION": self.location,
             "WARDEN_CONFIG": str(self.config_path),
             "WARDEN_REGISTRY_BUCKET": self.registry_bucket,
+            "WARDEN_ALERT_BUCKET": self.alert_bucket,
             "WARDEN_DATA_BUCKET": self.data_bucket,
             "WARDEN_BACKUP_BUCKET": self.backup_bucket,
             "WARDEN_EVENTS_TOPIC": EVENTS_TOPIC,
@@ -357,7 +360,7 @@ class LocalStack:
         from google.cloud import pubsub_v1, storage
 
         client = storage.Client(project=self.project)
-        for name in (self.registry_bucket, self.data_bucket, self.backup_bucket):
+        for name in (self.registry_bucket, self.alert_bucket, self.data_bucket, self.backup_bucket):
             with contextlib.suppress(Conflict):
                 client.create_bucket(name)
         publisher = pubsub_v1.PublisherClient()

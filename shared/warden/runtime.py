@@ -48,11 +48,12 @@ class Runtime:
         return self._cache["alerting"]
 
     def alert_state(self):  # -> warden.alert_state.AlertState
+        """The router's state, in its own bucket: the routers may not write the registry."""
         from warden.alert_state import AlertState
 
         if "alert_state" not in self._cache:
             self._cache["alert_state"] = AlertState(
-                self.clients.storage, self.settings.registry_bucket
+                self.clients.storage, self.settings.alert_state_bucket
             )
         return self._cache["alert_state"]
 

@@ -20,6 +20,11 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_PROJECT": "Google Cloud project id (falls back to GOOGLE_CLOUD_PROJECT).",
     "WARDEN_CONFIG": "Path of warden.yaml (default: warden.yaml beside the function's main.py).",
     "WARDEN_REGISTRY_BUCKET": "Bucket holding the model registry.",
+    "WARDEN_ALERT_BUCKET": (
+        "Bucket holding the alert router's state (_alerting/: groups, silences, notification "
+        "log), apart from the registry. Unset: the registry bucket, against the storage emulator "
+        "only; elsewhere the router, housekeeping and `warden silence` refuse to guess."
+    ),
     "WARDEN_DATA_BUCKET": "Default bucket for training data.",
     "WARDEN_BACKUP_BUCKET": "Bucket that registry snapshots go to (warden backup, housekeeping).",
     "WARDEN_EVENTS_TOPIC": "Pub/Sub topic id for model-events (empty: events are only logged).",
@@ -51,6 +56,10 @@ class Settings:
     project: str = DEFAULT_PROJECT
     config_path: Path = Path("warden.yaml")
     registry_bucket: str = "warden-registry"
+    #: The router's state. None (a Settings built in code: tests, benches) means the registry
+    #: bucket; "" (from_env outside the emulator without WARDEN_ALERT_BUCKET) means unset, and
+    #: :attr:`alert_state_bucket` refuses it.
+    alert_bucket: str | None = None
     data_bucket: str = "warden-data"
     backup_bucket: str = "warden-backup"
     events_topic: str = ""
@@ -72,10 +81,15 @@ class Settings:
         if metrics not in {"on", "off"}:
             raise ConfigError(f"environment: WARDEN_METRICS must be 'on' or 'off', got {metrics!r}")
         config_path = env.get("WARDEN_CONFIG") or (default_config or Path("warden.yaml"))
+        emulator = env.get("STORAGE_EMULATOR_HOST", "")
+        # Locally (tests, tools that predate the split) the router's state may share the
+        # registry bucket; against real Cloud Storage it never falls back there silently.
+        alert_bucket = env.get("WARDEN_ALERT_BUCKET", "").strip() or (None if emulator else "")
         return cls(
             project=env.get("WARDEN_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT,
             config_path=Path(config_path),
             registry_bucket=env.get("WARDEN_REGISTRY_BUCKET", cls.registry_bucket),
+            alert_bucket=alert_bucket,
             data_bucket=env.get("WARDEN_DATA_BUCKET", cls.data_bucket),
             backup_bucket=env.get("WARDEN_BACKUP_BUCKET", cls.backup_bucket),
             events_topic=env.get("WARDEN_EVENTS_TOPIC", ""),
@@ -86,12 +100,25 @@ class Settings:
             metrics_enabled=metrics == "on",
             code_version=env.get("WARDEN_CODE_VERSION", "dev"),
             log_level=env.get("WARDEN_LOG_LEVEL", "INFO").upper(),
-            storage_emulator_host=env.get("STORAGE_EMULATOR_HOST", ""),
+            storage_emulator_host=emulator,
         )
 
     @property
     def is_local(self) -> bool:
         return bool(self.storage_emulator_host)
+
+    @property
+    def alert_state_bucket(self) -> str:
+        """The bucket of the alert router's state (``_alerting/``), never guessed in the cloud."""
+        if self.alert_bucket is None:
+            return self.registry_bucket
+        if not self.alert_bucket:
+            raise ConfigError(
+                "environment: WARDEN_ALERT_BUCKET is not set; the alert router's state (groups, "
+                "silences) lives in its own bucket, PREFIX-alerts "
+                '(eval "$(terraform output -raw cli_env)" sets it)'
+            )
+        return self.alert_bucket
 
 
 def secret(name: str) -> str | None:
