@@ -522,21 +522,50 @@ def _wide_csv(n: int, *, extra: dict[str, list[int]]) -> str:
     return "\n".join([",".join(names), *lines]) + "\n"
 
 
+def test_over_wide_files_are_refused_before_any_row_is_parsed(
+    storage_client, bucket_names, monkeypatch
+):
+    """A 200k-column file (the configured columns present) is refused from its header: no row
+    is parsed, and the message stays bounded (the old one quoted every name: ~8 MB)."""
+    bucket = bucket_names["data"]
+    payload = _wide_csv(200_000, extra={"a": list(range(12)), "b": list(range(12, 24))})
+    assert len(payload) > 7_000_000
+    _upload(storage_client, bucket, f"p/dt={AS_OF}/wide.csv", payload)
+    parsed: list[object] = []
+    read_csv = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: parsed.append(k) or read_csv(*a, **k))
+
+    with pytest.raises(DataError) as info:
+        _read(storage_client, bucket, _spec())
+
+    msg = str(info.value)
+    assert parsed == []
+    assert len(msg) <= datasource.MAX_ERROR_CHARS
+    assert len(msg) < 1_500
+    assert f"gs://{bucket}/p/dt={AS_OF}/wide.csv: 200,002 columns, more than the 10,000" in msg
+    assert "'unused_feature_with_a_long_name_000000'" in msg
+    assert "and 199,992 more" in msg  # 10 named
+    monkeypatch.setattr(datasource, "MAX_COLUMNS", 250_000)  # the limit, not the file, refused it
+    monkeypatch.setattr(pd, "read_csv", read_csv)
+    assert _read(storage_client, bucket, _spec())[0].to_dict("list") == {
+        "a": list(range(12)),
+        "b": list(range(12, 24)),
+    }
+
+
 def test_over_wide_csv_missing_a_column_gets_a_bounded_message(storage_client, bucket_names):
     bucket = bucket_names["data"]
-    payload = _wide_csv(200_000, extra={"a": [1, 2, 3]})
-    assert len(payload) > 7_000_000  # the old message quoted every name: ~8 MB
+    payload = _wide_csv(9_000, extra={"a": [1, 2, 3]})
     _upload(storage_client, bucket, f"p/dt={AS_OF}/wide.csv", payload)
 
     with pytest.raises(DataError) as info:
         _read(storage_client, bucket, _spec())
 
     msg = str(info.value)
-    assert len(msg) <= datasource.MAX_ERROR_CHARS
     assert len(msg) < 1_500
     assert f"gs://{bucket}/p/dt={AS_OF}/wide.csv: missing column(s) ['b']" in msg
     assert "'unused_feature_with_a_long_name_000000'" in msg
-    assert "and 199,991 more" in msg  # 200,001 columns, 10 named
+    assert "and 8,991 more" in msg  # 9,001 columns, 10 named
 
 
 def test_over_wide_parquet_missing_a_column_gets_a_bounded_message(storage_client, bucket_names):
@@ -563,7 +592,7 @@ def test_wide_files_parse_only_the_configured_columns(storage_client, bucket_nam
         storage_client,
         bucket,
         f"p/dt={AS_OF}/wide.csv",
-        _wide_csv(50_000, extra={"b": list(range(100, 112)), "a": list(range(12))}),
+        _wide_csv(9_000, extra={"b": list(range(100, 112)), "a": list(range(12))}),
     )
     wide = pd.DataFrame({f"unused_{i}": np.arange(12.0) for i in range(2_000)})
     wide["a"], wide["b"] = np.arange(10, 22), np.arange(20, 32)

@@ -12,10 +12,12 @@ module stays cheap for entry points that never read data.
 Inputs are bounded before they cost anything (see the limits below): only the window's ``dt=``
 folders are listed, one prefix per day, never the prefix's whole history; an object larger than
 :data:`MAX_OBJECT_BYTES` or a window with more than :data:`MAX_WINDOW_FILES` data files is
-refused from the listing, before any download; only the wanted columns are parsed (Parquet
-column projection, CSV ``usecols``); and error text that quotes data (column names, values,
-object names) is shortened with :func:`clip_text` and :func:`name_list`, because it ends up in
-logs (Cloud Logging caps an entry at 256 KB), run markers, status files and events.
+refused from the listing, before any download; a file with more than :data:`MAX_COLUMNS`
+columns is refused from its header or schema, before any row is parsed; only the wanted
+columns are parsed (Parquet column projection, CSV ``usecols``); and error text that quotes data
+(column names, values, object names) is shortened with :func:`clip_text` and
+:func:`name_list`, because it ends up in logs (Cloud Logging caps an entry at 256 KB), run
+markers, status files and events.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ MAX_OBJECT_BYTES = 256 * 1024 * 1024
 #: is already several minutes, the order of retrain_model's 540 s timeout: refusing up front
 #: with the reason beats a timeout, and it bounds the listing's memory too.
 MAX_WINDOW_FILES = 10_000
+#: Most columns in one data file, checked from the CSV header or the Parquet schema before any
+#: row is parsed. Warden models take tens to hundreds of features; a file far wider is a wrong
+#: file or a hostile one (a 200k-column file once made a 2 MB log line).
+MAX_COLUMNS = 10_000
 #: Error messages quote at most this many names (columns, files) ...
 ERROR_NAMES = 10
 #: ... each shortened to this many characters ...
@@ -469,11 +475,13 @@ def _parse(
         if fmt == "parquet":
             pfile = pq.ParquetFile(io.BytesIO(payload))
             names = list(pfile.schema_arrow.names)
+            _check_width(names, uri)
             present = [c for c in wanted if c in names]
             if set(wanted) - set(optional) <= set(names):  # parquet is columnar: read only these
                 frame = pfile.read(columns=present).to_pandas()
         else:
             names = _csv_header(payload)
+            _check_width(names, uri)
             available = set(names)
             present = [c for c in wanted if c in available]
             if set(wanted) - set(optional) <= available:
@@ -491,6 +499,14 @@ def _parse(
     raise _data_error(
         f"{uri}: missing column(s) {name_list(missing)}; available: {name_list(names)}"
     )
+
+
+def _check_width(names: list[str], uri: str) -> None:
+    if len(names) > MAX_COLUMNS:
+        raise _data_error(
+            f"{uri}: {len(names):,} columns, more than the {MAX_COLUMNS:,}-column limit for one "
+            f"data file (MAX_COLUMNS); nothing was parsed. First columns: {name_list(names)}"
+        )
 
 
 def _csv_header(payload: bytes) -> list[str]:
