@@ -220,7 +220,9 @@ def test_retryable_failure_is_redelivered_then_succeeds(stack) -> None:
     assert mine[0]["error_type"] == "RunInProgress"
     assert {d["delivery"] for d in mine[:-1]} == {"retry"}
     assert mine[-1]["severity"] == "INFO"
-    assert mine[-1]["version"] == max(versions(stack, RISK))
+    # The version this delivery registered (scheduled ticks on the shared stack may add others).
+    assert mine[-1]["version"] in versions(stack, RISK)
+    assert mine[-1]["version"] > max(before, default=0)
 
 
 def test_a_permanent_failure_is_not_redelivered_forever(stack) -> None:
