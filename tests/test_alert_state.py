@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from capture import Capture, running
 from warden.alert_state import AlertState
 from warden.alerting import (
     Alert,
@@ -27,55 +25,10 @@ T = 1_700_000_000.0
 SECRET = "s3cr3t-hmac-key"
 
 
-class Capture:
-    """A local webhook receiver: records every request, answers from a per-path script."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.script: dict[str, list[int]] = {}
-        self.lock = threading.Lock()
-        capture = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                want = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                got = self.headers.get("X-Warden-Signature", "")
-                with capture.lock:
-                    queue = capture.script.get(self.path, [])
-                    status = queue.pop(0) if queue else 200
-                    capture.requests.append(
-                        {
-                            "path": self.path,
-                            "status": status,
-                            "body": json.loads(body),
-                            "verified": hmac.compare_digest(got, "sha256=" + want),
-                            "timestamp": self.headers.get("X-Warden-Timestamp"),
-                        }
-                    )
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def at(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [r for r in self.requests if r["path"] == path]
-
-
 @pytest.fixture
 def capture() -> Iterator[Capture]:
-    cap = Capture()
-    yield cap
-    cap.server.shutdown()
-    cap.server.server_close()
+    with running(SECRET) as cap:
+        yield cap
 
 
 def _config(route: dict[str, Any] | None = None, **extra: Any) -> AlertingConfig:

@@ -174,13 +174,9 @@ def test_function_acknowledges_bad_requests_and_runs_good_ones(rt, seed) -> None
     assert client.post("/", data=json.dumps(bad), headers=binary_headers(bad)).status_code == 200
 
 
-def test_categorical_features_train_and_drift(make_runtime, storage_client, bucket_names) -> None:
-    """A classifier with a categorical feature: one-hot encoded for training, its category mix
-    watched by the monitor (a 15-point move in one clinic's share is caught)."""
-    import numpy as np
-
-    from warden.examples import breast_cancer_frame, write_partitions
-
+def _clinic_runtime(make_runtime):
+    """A runtime whose only model, clinic-risk, is the risk model on six features plus a
+    categorical ``clinic`` (data under ``clinics/``)."""
     raw = copy.deepcopy(RAW)
     risk = copy.deepcopy(raw["models"][RISK])
     risk["features"] = [*risk["features"][:6], "clinic"]
@@ -190,6 +186,17 @@ def test_categorical_features_train_and_drift(make_runtime, storage_client, buck
     raw["models"] = {"clinic-risk": risk}
     rt = make_runtime(install=False)
     rt._config = parse_config(raw)
+    return rt
+
+
+def test_categorical_features_train_and_drift(make_runtime, storage_client, bucket_names) -> None:
+    """A classifier with a categorical feature: one-hot encoded for training, its category mix
+    watched by the monitor (a 15-point move in one clinic's share is caught)."""
+    import numpy as np
+
+    from warden.examples import breast_cancer_frame, write_partitions
+
+    rt = _clinic_runtime(make_runtime)
 
     def frame(shares: list[float], seed: int):
         data = breast_cancer_frame(seed=seed)
@@ -269,15 +276,7 @@ def test_long_category_values_are_capped_in_profile_drift_and_report(
     from warden.drift import MAX_CATEGORY_CHARS
     from warden.examples import breast_cancer_frame, write_partitions
 
-    raw = copy.deepcopy(RAW)
-    risk = copy.deepcopy(raw["models"][RISK])
-    risk["features"] = [*risk["features"][:6], "clinic"]
-    risk["categorical_features"] = ["clinic"]
-    risk["data"]["prefix"] = "clinics"
-    risk["drift"] = {"window_days": 7, "min_rows": 200}
-    raw["models"] = {"clinic-risk": risk}
-    rt = make_runtime(install=False)
-    rt._config = parse_config(raw)
+    rt = _clinic_runtime(make_runtime)
     clinics = np.array([f"clinic {i:02d} " + "x" * 5_000 for i in range(50)], dtype=object)
 
     data = breast_cancer_frame(seed=1)

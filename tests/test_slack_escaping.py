@@ -3,15 +3,13 @@ state (fake-gcs-server) to a local capture HTTP server, checking the bytes actua
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from capture import Capture, running
 from warden.alert_state import AlertState
 from warden.alerting import Receiver, alert_from_incident, parse_alerting
 from warden.receivers import SLACK_HEADER_LIMIT, SLACK_TEXT_LIMIT, deliver, slack_escape
@@ -31,42 +29,10 @@ HOSTILE = {
 BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
-class Capture:
-    """Records each POST's path and raw body; answers 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, bytes]] = []
-        self.lock = threading.Lock()
-        capture = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with capture.lock:
-                    capture.requests.append((self.path, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [json.loads(body) for p, body in self.requests if p == path]
-
-
 @pytest.fixture
 def capture() -> Iterator[Capture]:
-    cap = Capture()
-    yield cap
-    cap.server.shutdown()
-    cap.server.server_close()
+    with running(SECRET) as cap:
+        yield cap
 
 
 def _unescape(text: str) -> str:
