@@ -242,7 +242,7 @@ def timed(
 
 def side_profile(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "shared"))
-    from warden.drift import build_reference_profile
+    from warden.ml.drift import build_reference_profile
 
     base = hwm_mb()
     reference = pq.read_table(args.reference, read_dictionary=CATEGORICAL_NAMES)
@@ -266,7 +266,7 @@ def side_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 def side_warden(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "shared"))
-    from warden.drift import DriftAccumulator, DriftThresholds, compute_drift
+    from warden.ml.drift import DriftAccumulator, DriftThresholds, compute_drift
 
     thresholds = DriftThresholds()
     base = hwm_mb()

@@ -47,7 +47,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))
 
-from warden.drift import DriftThresholds, build_reference_profile, compute_drift  # noqa: E402
+from warden.ml.drift import DriftThresholds, build_reference_profile, compute_drift  # noqa: E402
 
 REF_ROWS = 10_000
 POOL_ROWS = 2_000_000

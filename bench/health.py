@@ -43,10 +43,10 @@ def main() -> None:
     from google.cloud import storage
 
     from warden import runtime
-    from warden.examples import breast_cancer_frame, customer_frame, write_partitions
-    from warden.messages import RunRequest
-    from warden.retrain import retrain
+    from warden.jobs.messages import RunRequest
+    from warden.jobs.retrain import retrain
     from warden.settings import Settings
+    from warden_local.examples import breast_cancer_frame, customer_frame, write_partitions
     from warden_local.gcs import StorageEmulator
 
     with StorageEmulator() as gcs:
@@ -120,7 +120,7 @@ def main() -> None:
         )
         retrain_import = cold_import(
             f"import runpy; runpy.run_path({str(ROOT / 'functions/retrain_model/main.py')!r});"
-            "import warden.retrain, sklearn.cluster, pandas",
+            "import warden.jobs.retrain, sklearn.cluster, pandas",
             env,
         )
 

@@ -20,15 +20,15 @@ locals {
       # Reads (and lists) the registry: champion alias, manifest, profile, artifact, past runs...
       buckets = { registry = "roles/storage.objectViewer", data = "roles/storage.objectViewer" }
       # ...and writes only its own objects: MODEL/monitoring/<run>/{report.html,drift.json} and
-      # the retrain-cooldown marker MODEL/monitoring/retrain-request.json (warden.monitor), its
-      # run-ledger markers MODEL/runs/monitor/*.json and MODEL/status/monitor.json (warden.runs).
+      # the retrain-cooldown marker MODEL/monitoring/retrain-request.json (warden.jobs.monitor), its
+      # run-ledger markers MODEL/runs/monitor/*.json and MODEL/status/monitor.json (warden.store.runs).
       prefixes      = { registry = ["monitoring/", "runs/monitor/", "status/monitor.json"] }
       topics        = ["events", "retrain"] # drift events; retrain requests on drift/degradation
       project_roles = ["roles/monitoring.metricWriter"]
     }
     housekeeping = {
       # retention deletes versions, expiry deletes run markers; snapshots go to backup; router
-      # state expiry (warden.alert_state.purge_expired) in the alert bucket
+      # state expiry (warden.alerts.state.purge_expired) in the alert bucket
       buckets = {
         registry = "roles/storage.objectUser"
         backup   = "roles/storage.objectUser"

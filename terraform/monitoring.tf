@@ -1,5 +1,5 @@
 locals {
-  # Every metric the code writes (warden.metrics.CATALOGUE; the suite holds the two together).
+  # Every metric the code writes (warden.telemetry.metrics.CATALOGUE; the suite holds the two together).
   # Declared up front so alert policies and the dashboard can refer to them before the first run.
   metrics = {
     "model/silhouette"                = { labels = ["model", "version"], unit = "1", description = "Silhouette of a registered version on held-out data." }
@@ -206,7 +206,7 @@ resource "google_monitoring_alert_policy" "stale_pipeline" {
 }
 
 # A refused notification is an alert that reached no one: the router logs every refusal at ERROR
-# with refused=true (warden.router). A log-match condition, so it fires on the first one.
+# with refused=true (warden.alerts.router). A log-match condition, so it fires on the first one.
 resource "google_monitoring_alert_policy" "router_refusals" {
   project      = var.project_id
   display_name = "router-refusals"
@@ -317,7 +317,7 @@ resource "google_monitoring_uptime_check_config" "health" {
   period       = "300s"
 
   http_check {
-    # fail_on=stale: a scheduled job past twice its period fails the check too (warden.health).
+    # fail_on=stale: a scheduled job past twice its period fails the check too (warden.jobs.health).
     path           = "/?fail_on=stale"
     port           = 443
     use_ssl        = true

@@ -1,5 +1,5 @@
 locals {
-  # Topic kind => topic id suffix (warden.jobs.TOPICS and EVENTS_TOPIC; the prefix is added).
+  # Topic kind => topic id suffix (warden.config.schedules.TOPICS and EVENTS_TOPIC; the prefix is added).
   topics = {
     retrain      = "retrain-requests"
     monitor      = "monitor-requests"

@@ -1,5 +1,5 @@
 # One Cloud Scheduler job per model and job kind in warden.yaml (plus the alert-flush tick), with
-# the payload the functions parse (warden.jobs.JobSpec: the test suite holds the two together).
+# the payload the functions parse (warden.config.schedules.JobSpec: the test suite holds the two together).
 resource "google_cloud_scheduler_job" "job" {
   for_each    = module.config.scheduler_jobs
   project     = var.project_id

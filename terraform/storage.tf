@@ -5,10 +5,10 @@ locals {
   buckets = merge(
     {
       registry = { retention_days = null }
-      # Router state expires in housekeeping (warden.alert_state.purge_expired: resolved groups,
+      # Router state expires in housekeeping (warden.alerts.state.purge_expired: resolved groups,
       # ended silences, old notification log); an age rule could drop a live silence or group.
       alerts = { retention_days = null }
-      # Snapshot retention is housekeeping's (warden.backup.prune_snapshots keeps the newest per
+      # Snapshot retention is housekeeping's (warden.jobs.backup.prune_snapshots keeps the newest per
       # model however old): an age rule here could delete the last good backup.
       backup  = { retention_days = null }
       bundles = { retention_days = var.buckets.bundle_retention_days }

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from warden import runtime
-from warden.examples import seed_examples
 from warden.settings import Settings
+from warden_local.examples import seed_examples
 from warden_local.gcs import StorageEmulator
 from warden_local.pubsub import PubSubEmulator
 

@@ -27,7 +27,7 @@ def write_run_marker(
     """The retrain run marker of request ``key`` as another instance would leave it: ``running``
     within a lease (a delivery of that request then fails retryably: 5xx, redelivered) or
     ``done`` (a delivery is acknowledged as a duplicate, without training)."""
-    from warden.runs import RunLedger
+    from warden.store.runs import RunLedger
 
     now = datetime.now(UTC)
     marker = {

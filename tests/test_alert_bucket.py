@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from test_terraform import _root
 from warden import runtime
-from warden.cli import main
+from warden.cli.main import main
 from warden.errors import ConfigError
 from warden.settings import Settings
 

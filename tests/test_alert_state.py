@@ -10,15 +10,10 @@ from typing import Any
 import pytest
 
 from capture import Capture, running
-from warden.alert_state import AlertState
-from warden.alerting import (
-    Alert,
-    AlertingConfig,
-    alert_from_incident,
-    alert_from_model_event,
-    parse_alerting,
-)
-from warden.receivers import deliver
+from warden.alerts import Alert, alert_from_incident, alert_from_model_event
+from warden.alerts.receivers import deliver
+from warden.alerts.state import AlertState
+from warden.config.alerting import AlertingConfig, parse_alerting
 from warden.settings import secret
 
 T = 1_700_000_000.0

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import incidents
-from warden.alerting import (
+from warden.alerts import (
     Alert,
     Silence,
     alert_from_incident,
@@ -17,11 +17,10 @@ from warden.alerting import (
     inhibited,
     is_test_notification,
     next_due,
-    parse_alerting,
-    parse_matcher,
     render_message,
     route_alert,
 )
+from warden.config.alerting import parse_alerting, parse_matcher
 from warden.errors import ConfigError, EventError
 
 RECEIVED = 1_800_000_000.0  # when the router got the notification (fallback for unknown times)

@@ -11,16 +11,16 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
-from warden.backup import (
+from warden.jobs.backup import (
     SnapshotNotFound,
     list_snapshots,
     prune_snapshots,
     restore,
     snapshot,
 )
-from warden.messages import RunRequest
-from warden.registry import ARTIFACT, Registry
-from warden.retrain import retrain
+from warden.jobs.messages import RunRequest
+from warden.jobs.retrain import retrain
+from warden.store.registry import ARTIFACT, Registry
 
 AS_OF = date(2026, 11, 20)
 SEG, RISK = "customer-segments", "breast-cancer-risk"

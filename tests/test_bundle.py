@@ -157,7 +157,8 @@ def test_zip_entries(out: Path, name: str) -> None:
     paths = [i.filename for i in infos]
     assert paths == sorted(paths)
     assert {"main.py", "warden.yaml", "requirements.txt", "warden/__init__.py"} <= set(paths)
-    assert {"warden/router.py", "warden/config.py", "warden/retrain.py"} <= set(paths)
+    wanted = {"warden/alerts/router.py", "warden/config/models.py", "warden/jobs/retrain.py"}
+    assert wanted <= set(paths)
     assert all(p.endswith(".py") for p in paths if p.startswith("warden/"))
     assert not [p for p in paths if "__pycache__" in p or p.endswith((".pyc", "/"))]
     package = ROOT / "shared/warden"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from warden.cli import EXIT_INTEGRITY, EXIT_NOT_FOUND, main
-from warden.messages import RunRequest
-from warden.registry import ARTIFACT
-from warden.retrain import retrain
+from warden.cli.main import EXIT_INTEGRITY, EXIT_NOT_FOUND, main
+from warden.jobs.messages import RunRequest
+from warden.jobs.retrain import retrain
+from warden.store.registry import ARTIFACT
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast-cancer-risk"

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from warden.config import EstimatorSpec, load_config, parse_config
+from warden.config.estimators import FACTORY_PACKAGES, FACTORY_PATTERN, build_estimator
 from warden.errors import ConfigError, UnknownModelError
-from warden.estimators import FACTORY_PACKAGES, FACTORY_PATTERN, build_estimator
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "warden.yaml").read_text())

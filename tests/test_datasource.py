@@ -1,4 +1,4 @@
-"""warden.datasource against a real fake-gcs-server, and the example data in warden.examples."""
+"""warden.store.data against a real fake-gcs-server; the example data in warden_local.examples."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from warden import datasource
 from warden.config import DataSpec, load_config
-from warden.datasource import DataWindow, files_digest, read_training_frame
 from warden.errors import DataError, RetryableError
-from warden.examples import (
+from warden.store import data as datasource
+from warden.store.data import DataWindow, files_digest, read_training_frame
+from warden_local.examples import (
     CUSTOMER_FEATURES,
     breast_cancer_frame,
     customer_frame,
@@ -321,7 +321,7 @@ def test_missing_bucket(storage_client, bucket_names):
 
 def test_import_does_not_load_heavy_libraries():
     code = (
-        "import sys, warden.datasource, warden.examples\n"
+        "import sys, warden.store.data, warden_local.examples\n"
         "heavy = [m for m in ('pandas', 'pyarrow', 'numpy', 'sklearn') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -1,4 +1,4 @@
-"""warden.drift on realistic data: profile, accumulation, statistics, verdicts and JSON shape."""
+"""warden.ml.drift on realistic data: profile, accumulation, statistics, verdicts and JSON shape."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from scipy.stats import chi2_contingency, wasserstein_distance
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
-from warden.drift import (
+from warden.errors import ConfigError, DataError
+from warden.ml.drift import (
     MAX_CATEGORIES,
     MAX_CATEGORY_CHARS,
     UNSEEN_CAP,
@@ -26,7 +27,6 @@ from warden.drift import (
     compute_drift,
     psi,
 )
-from warden.errors import ConfigError, DataError
 
 CANCER = load_breast_cancer()
 NUMERIC = [str(n) for n in CANCER.feature_names[:20]]
@@ -592,7 +592,7 @@ def test_to_dict_shape(profile):
 
 def test_core_imports_numpy_only():
     code = (
-        "import sys, warden.drift; "
+        "import sys, warden.ml.drift; "
         "bad = [m for m in ('pandas', 'scipy', 'pyarrow', 'sklearn') if m in sys.modules]; "
         "assert not bad, bad"
     )

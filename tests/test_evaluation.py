@@ -1,4 +1,4 @@
-"""warden.evaluation on real scikit-learn data: silhouette exactness, sampling bound, metrics."""
+"""warden.ml.evaluation on real scikit-learn data: silhouette exactness, sampling bound, metrics."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-import warden.evaluation as ev
+import warden.ml.evaluation as ev
 from warden.config import EvaluationSpec
 from warden.errors import DataError
-from warden.evaluation import (
+from warden.ml.evaluation import (
     block_shape,
     classification_metrics,
     evaluate,

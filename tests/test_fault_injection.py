@@ -20,12 +20,12 @@ from google.cloud import storage
 
 from faults import CrashingSession, InstanceCrashed, body_mentions
 from warden import runtime
-from warden.examples import seed_examples
-from warden.messages import RunRequest
-from warden.registry import Registry
-from warden.retrain import retrain
-from warden.runs import RunLedger
+from warden.jobs.messages import RunRequest
+from warden.jobs.retrain import retrain
 from warden.settings import Settings
+from warden.store.registry import Registry
+from warden.store.runs import RunLedger
+from warden_local.examples import seed_examples
 from warden_local.gcs import StorageEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +210,7 @@ def test_storage_dies_in_the_middle_of_a_promote(gcs, buckets, crash_at: str) ->
 
 @pytest.mark.parametrize("crash_at", ["/versions/000001/model.joblib", "/snapshot.json"])
 def test_storage_dies_in_the_middle_of_a_backup(gcs, buckets, crash_at: str) -> None:
-    from warden.backup import list_snapshots, snapshot
+    from warden.jobs.backup import list_snapshots, snapshot
 
     _first_champion(buckets)
     before = _registry(buckets).alias(MODEL)

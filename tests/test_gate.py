@@ -1,4 +1,4 @@
-"""warden.gate: each rule, its explanation, and an end-to-end run on real models."""
+"""warden.ml.gate: each rule, its explanation, and an end-to-end run on real models."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from warden.config import EvaluationSpec
-from warden.evaluation import Evaluation, evaluate
-from warden.gate import GateDecision, decide
+from warden.ml.evaluation import Evaluation, evaluate
+from warden.ml.gate import GateDecision, decide
 
 
 def ev(value: float, metric: str = "roc_auc", *, sane: bool = True) -> Evaluation:

@@ -16,7 +16,7 @@ import requests
 from functions_framework import create_app
 
 from events import binary_headers, envelope, retrain_payload
-from warden.registry import ARTIFACT
+from warden.store.registry import ARTIFACT
 from warden_local.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

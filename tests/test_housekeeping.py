@@ -18,15 +18,11 @@ import yaml
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
-from warden.alert_state import GROUPS, NFLOG, SILENCES, AlertState
-from warden.alerting import (
-    Alert,
-    DeliveryResult,
-    alert_from_model_event,
-    parse_alerting,
-)
+from warden.alerts import Alert, DeliveryResult, alert_from_model_event
+from warden.alerts.state import GROUPS, NFLOG, SILENCES, AlertState
+from warden.config.alerting import parse_alerting
 from warden.errors import PermanentError, UnknownModelError
-from warden.housekeeping import (
+from warden.jobs.housekeeping import (
     KEEP_ALIAS_WINDOW,
     KEEP_CHAMPION,
     KEEP_CORRUPT,
@@ -37,9 +33,9 @@ from warden.housekeeping import (
     run_housekeeping,
     snapshot_id_for,
 )
-from warden.messages import RunRequest
-from warden.registry import ARTIFACT, CLAIM, Registry
-from warden.runs import RunLedger
+from warden.jobs.messages import RunRequest
+from warden.store.registry import ARTIFACT, CLAIM, Registry
+from warden.store.runs import RunLedger
 from warden_local.monitoring import MonitoringStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -509,10 +505,10 @@ def test_backup_runs_before_deletion_and_skips_on_a_dry_run(
         calls.append(("prune", {"retention_days": retention_days, "now": now, "dry_run": dry_run}))
         return ["old-snapshot"]
 
-    fake = types.ModuleType("warden.backup")
+    fake = types.ModuleType("warden.jobs.backup")
     fake.snapshot = snapshot  # type: ignore[attr-defined]
     fake.prune_snapshots = prune_snapshots  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "warden.backup", fake)
+    monkeypatch.setitem(sys.modules, "warden.jobs.backup", fake)
     _register(registry, 3)
     now = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
     rt = make_rt(
@@ -544,7 +540,7 @@ def test_backup_runs_before_deletion_and_skips_on_a_dry_run(
 def test_the_snapshot_holds_what_retention_then_deletes(
     make_rt, storage_client, bucket_names
 ) -> None:
-    from warden.backup import list_snapshots
+    from warden.jobs.backup import list_snapshots
 
     registry = Registry(storage_client, bucket_names["registry"])
     _register(registry, 4)
@@ -566,7 +562,7 @@ def test_the_snapshot_holds_what_retention_then_deletes(
 def test_backup_configured_but_unavailable_fails_before_deleting_anything(
     make_rt, storage_client, bucket_names, monkeypatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "warden.backup", None)  # import fails
+    monkeypatch.setitem(sys.modules, "warden.jobs.backup", None)  # import fails
     registry = Registry(storage_client, bucket_names["registry"])
     _register(registry, 3)
     rt = make_rt(datetime.now(UTC), backup=True, retention={"keep_last": 1})

@@ -1,4 +1,4 @@
-"""warden.html_report: structure, escaping and isolation of the HTML reports, then a real render.
+"""warden.report.html: structure, escaping and isolation of the HTML reports, then a real render.
 
 The pure tests parse the output with html.parser. The last test renders a realistic drift report
 in Debian's headless Chromium (installed by .ci/run), takes a screenshot, dumps the DOM Chromium
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from warden.html_report import CSP, render_drift_report, render_version_report
-from warden.reports import render_report
+from warden.report.html import CSP, render_drift_report, render_version_report
+from warden.report.version import render_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"
@@ -557,7 +557,7 @@ def _long_values() -> np.ndarray:
 
 
 def test_version_report_shows_capped_category_values() -> None:
-    from warden.drift import build_reference_profile, cap_label
+    from warden.ml.drift import build_reference_profile, cap_label
 
     values = _long_values()
     rng = np.random.default_rng(5)
@@ -586,7 +586,7 @@ def test_version_report_shows_capped_category_values() -> None:
 
 
 def test_drift_report_of_long_category_values_stays_small() -> None:
-    from warden.drift import build_reference_profile, cap_label, compute_drift
+    from warden.ml.drift import build_reference_profile, cap_label, compute_drift
 
     values = _long_values()
     rng = np.random.default_rng(6)

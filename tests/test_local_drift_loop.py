@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from stack_process import local_stack, wait_for
-from warden.examples import seed_examples
+from warden_local.examples import seed_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG = "customer-segments"

@@ -13,8 +13,8 @@ import yaml
 
 from stack_process import local_stack, wait_for
 from warden.clients import Clients
-from warden.metrics import MetricPoint, from_clients
 from warden.settings import Settings
+from warden.telemetry.metrics import MetricPoint, from_clients
 
 ROOT = Path(__file__).resolve().parents[1]
 

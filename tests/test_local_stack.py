@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from stack_process import local_stack, wait_for, write_run_marker
-from warden.examples import seed_examples
+from warden_local.examples import seed_examples
 from warden_local.pubsub import read_deliveries
 from warden_local.stack import FUNCTIONS
 
@@ -86,7 +86,7 @@ def versions(stack: dict, model: str) -> list[int]:
 
 
 def deliveries(stack: dict, message_id: str | None = None) -> list[dict]:
-    """What the job functions logged per delivery (``warden.entrypoints``), as Cloud Logging
+    """What the job functions logged per delivery (``warden.jobs.entrypoints``), as Cloud Logging
     would show it: one structured line per delivery outcome, in order."""
     found = read_deliveries(*sorted(stack["run_dir"].glob("function-*.log")))
     return [d for d in found if message_id is None or d["message_id"] == message_id]

@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from stack_process import RunningStack, local_stack, wait_for
-from warden.examples import seed_examples
+from warden_local.examples import seed_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast-cancer-risk"

@@ -12,7 +12,7 @@ from cloudevents.http import CloudEvent
 from events import envelope
 from warden.config import load_config
 from warden.errors import EventError, UnknownModelError
-from warden.messages import decode_pubsub_event, parse_run_request
+from warden.jobs.messages import decode_pubsub_event, parse_run_request
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config(ROOT / "warden.yaml")

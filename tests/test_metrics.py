@@ -1,4 +1,4 @@
-"""warden.metrics against the loopback MetricService, through the real monitoring_v3 client."""
+"""warden.telemetry.metrics against the loopback MetricService, via the real monitoring client."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from google.cloud import monitoring_v3
 
 from warden.clients import Clients
 from warden.errors import PermanentError, RetryableError
-from warden.metrics import (
+from warden.settings import Settings
+from warden.telemetry.metrics import (
     METRIC_PREFIX,
     MetricPoint,
     MetricsRejectedError,
@@ -25,7 +26,6 @@ from warden.metrics import (
     MetricsWriter,
     from_clients,
 )
-from warden.settings import Settings
 from warden_local.monitoring import MonitoringStandIn
 
 PROJECT = "warden-test"
@@ -240,7 +240,7 @@ def test_invalid_points_and_naive_times_are_refused_locally(writer: MetricsWrite
         MetricPoint("model/roc_auc", 0.5, {"Model": "a"})
     with pytest.raises(MetricsRejectedError, match="metric name"):
         MetricPoint("/model auc", 0.5)
-    with pytest.raises(MetricsRejectedError, match=r"not in warden\.metrics\.CATALOGUE"):
+    with pytest.raises(MetricsRejectedError, match=r"not in warden\.telemetry\.metrics\.CATALOGUE"):
         MetricPoint("model/auc", 0.5)  # a typo of model/roc_auc: no descriptor, no alert policy
     with pytest.raises(MetricsRejectedError, match="label 'feature' is not declared"):
         MetricPoint("model/roc_auc", 0.5, {"model": "a", "feature": "x"})
@@ -252,7 +252,7 @@ def test_invalid_points_and_naive_times_are_refused_locally(writer: MetricsWrite
 
 def test_importing_metrics_does_not_import_monitoring_v3() -> None:
     code = (
-        "import sys, warden.metrics\n"
+        "import sys, warden.telemetry.metrics\n"
         "loaded = [m for m in sys.modules if m.startswith(('google.cloud.monitoring', 'grpc'))]\n"
         "assert not loaded, loaded\n"
     )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from warden.errors import DataError
-from warden.messages import RunRequest
-from warden.retrain import retrain
+from warden.jobs.messages import RunRequest
+from warden.jobs.retrain import retrain
 from warden_local.pubsub import PubSubEmulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from functions_framework import create_app
 
 from events import binary_headers, envelope
 from warden.config import parse_config
-from warden.messages import RunRequest
-from warden.monitor import monitor
-from warden.retrain import retrain
+from warden.jobs.messages import RunRequest
+from warden.jobs.monitor import monitor
+from warden.jobs.retrain import retrain
 from warden_local.monitoring import MonitoringStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def test_label_noise_shows_up_as_performance_degradation(rt, seed) -> None:
 
 
 def test_unlabeled_recent_data_still_gets_drift(rt, storage_client, bucket_names) -> None:
-    from warden.examples import breast_cancer_frame, write_partitions
+    from warden_local.examples import breast_cancer_frame, write_partitions
 
     frame = breast_cancer_frame(seed=4).drop(columns=["malignant"])
     write_partitions(
@@ -194,7 +194,7 @@ def test_categorical_features_train_and_drift(make_runtime, storage_client, buck
     watched by the monitor (a 15-point move in one clinic's share is caught)."""
     import numpy as np
 
-    from warden.examples import breast_cancer_frame, write_partitions
+    from warden_local.examples import breast_cancer_frame, write_partitions
 
     rt = _clinic_runtime(make_runtime)
 
@@ -273,8 +273,8 @@ def test_long_category_values_are_capped_in_profile_drift_and_report(
     at all (each current name is capped the way its reference was, so they match)."""
     import numpy as np
 
-    from warden.drift import MAX_CATEGORY_CHARS
-    from warden.examples import breast_cancer_frame, write_partitions
+    from warden.ml.drift import MAX_CATEGORY_CHARS
+    from warden_local.examples import breast_cancer_frame, write_partitions
 
     rt = _clinic_runtime(make_runtime)
     clinics = np.array([f"clinic {i:02d} " + "x" * 5_000 for i in range(50)], dtype=object)

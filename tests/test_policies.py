@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import incidents
-from warden.alerting import alert_from_incident
+from warden.alerts import alert_from_incident
 from warden.clients import Clients
 from warden.config import AlertPolicy
-from warden.metrics import MetricPoint, from_clients
 from warden.settings import Settings
+from warden.telemetry.metrics import MetricPoint, from_clients
 from warden_local.monitoring import MonitoringStandIn
 from warden_local.policies import PolicyEvaluator, incident_payload
 

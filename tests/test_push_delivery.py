@@ -4,7 +4,7 @@ body to the function's root URL, retry and dead-letter policy from terraform/del
 real functions-framework servers, which turn the push into a CloudEvent for our decoder.
 
 What each delivery did is read where production would show it: the function's structured log
-(``warden.entrypoints``: one line per delivery outcome with the Pub/Sub message id)."""
+(``warden.jobs.entrypoints``: one line per delivery outcome with the Pub/Sub message id)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import requests
 
 from events import binary_headers, envelope
 from stack_process import wait_for, write_run_marker
-from warden.registry import Registry
+from warden.store.registry import Registry
 from warden_local.bundle import build
 from warden_local.process import FunctionServer
 from warden_local.pubsub import (

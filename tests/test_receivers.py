@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from warden.alerting import Receiver
-from warden.receivers import deliver
+from warden.alerts.receivers import deliver
+from warden.config.alerting import Receiver
 
 MESSAGE = {
     "title": "[FIRING:2] model-drift (model=m)",
@@ -50,10 +50,10 @@ def test_slack_posts_text_and_blocks_to_the_secret_url() -> None:
 
 def test_log_receiver_writes_one_structured_line(caplog) -> None:
     receiver = Receiver.model_validate({"name": "l", "log": {}})
-    with caplog.at_level(logging.WARNING, logger="warden.receivers"):
+    with caplog.at_level(logging.WARNING, logger="warden.alerts.receivers"):
         result = deliver(receiver, MESSAGE, secrets=lambda name: None)
     assert result.ok
-    [record] = [r for r in caplog.records if r.name == "warden.receivers"]
+    [record] = [r for r in caplog.records if r.name == "warden.alerts.receivers"]
     assert record.json_fields["notification"]["title"] == MESSAGE["title"]
 
 
@@ -105,7 +105,7 @@ def test_pubsub_and_log_receivers_carry_alert_data_raw(topic_sink, caplog) -> No
     [(_attributes, payload)] = pull(1)
     assert payload == HOSTILE
     log_receiver = Receiver.model_validate({"name": "l", "log": {}})
-    with caplog.at_level(logging.WARNING, logger="warden.receivers"):
+    with caplog.at_level(logging.WARNING, logger="warden.alerts.receivers"):
         assert deliver(log_receiver, HOSTILE, secrets=lambda name: None).ok
-    [record] = [r for r in caplog.records if r.name == "warden.receivers"]
+    [record] = [r for r in caplog.records if r.name == "warden.alerts.receivers"]
     assert record.json_fields["notification"] == HOSTILE

@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
 from warden.errors import ConflictError, IntegrityError, VersionNotFound
-from warden.registry import ARTIFACT, Registry, parse_ref
+from warden.store.registry import ARTIFACT, Registry, parse_ref
 
 
 def _artifact(scale: float = 1.0) -> bytes:

@@ -17,11 +17,11 @@ from functions_framework import create_app
 
 from events import binary_headers, envelope, retrain_payload
 from warden.config import parse_config
-from warden.examples import customer_frame, write_partitions
+from warden.jobs.messages import decode_pubsub_event, parse_run_request
+from warden.jobs.retrain import retrain
 from warden.logs import setup_logging
-from warden.messages import decode_pubsub_event, parse_run_request
-from warden.registry import ARTIFACT
-from warden.retrain import retrain
+from warden.store.registry import ARTIFACT
+from warden_local.examples import customer_frame, write_partitions
 from warden_local.monitoring import MonitoringStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,8 +331,8 @@ def test_conformance_events_are_refused_cleanly(rt, client, logs, name: str, mod
 def test_manifest_and_report_do_not_grow_with_the_number_of_files(make_runtime, storage_client):
     """The same 569 rows as 5 files and as 200: the manifest's data section and the version
     report stay the same size (a file list would add ~20 KB to each)."""
-    from warden.examples import breast_cancer_frame
-    from warden.messages import RunRequest
+    from warden.jobs.messages import RunRequest
+    from warden_local.examples import breast_cancer_frame
 
     raw = copy.deepcopy(RAW_CONFIG)
     models = {}

@@ -25,7 +25,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, scheduler_v1
 
 from warden.config import load_config
-from warden.jobs import JobSpec, job_specs
+from warden.config.schedules import JobSpec, job_specs
 from warden_local.process import free_port
 from warden_local.pubsub import PubSubEmulator
 from warden_local.scheduler import (

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from capture import Capture, running
-from warden.alert_state import AlertState
-from warden.alerting import Receiver, alert_from_incident, parse_alerting
-from warden.receivers import SLACK_HEADER_LIMIT, SLACK_TEXT_LIMIT, deliver, slack_escape
+from warden.alerts import alert_from_incident
+from warden.alerts.receivers import SLACK_HEADER_LIMIT, SLACK_TEXT_LIMIT, deliver, slack_escape
+from warden.alerts.state import AlertState
+from warden.config.alerting import Receiver, parse_alerting
 
 T = 1_700_000_000.0
 SECRET = "hmac-key"

@@ -23,16 +23,17 @@ import pytest
 import yaml
 
 from test_terraform import NEEDED, READ_ONLY_STORAGE_ROLES, Cel, object_resource, storage_grants
-from warden.alerting import alert_from_model_event, parse_alerting
+from warden.alerts import alert_from_model_event
+from warden.alerts.router import route
 from warden.config import parse_config
+from warden.config.alerting import parse_alerting
 from warden.errors import RetryableError
-from warden.health import check_health
-from warden.housekeeping import housekeep
-from warden.messages import RunRequest
-from warden.monitor import monitor
-from warden.registry import ARTIFACT, Registry
-from warden.retrain import retrain
-from warden.router import route
+from warden.jobs.health import check_health
+from warden.jobs.housekeeping import housekeep
+from warden.jobs.messages import RunRequest
+from warden.jobs.monitor import monitor
+from warden.jobs.retrain import retrain
+from warden.store.registry import ARTIFACT, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "warden.yaml").read_text())

@@ -30,12 +30,12 @@ from croniter import croniter
 from hcl2 import SerializationOptions
 
 from warden import settings
-from warden.alerting import parse_alerting
+from warden.alerts.router import TOKEN_ENV
 from warden.config import WardenConfig, load_config
-from warden.jobs import EVENTS_TOPIC, TOPICS, job_specs
-from warden.messages import decode_json_payload, decode_pubsub_event, parse_run_request
-from warden.metrics import CATALOGUE
-from warden.router import TOKEN_ENV
+from warden.config.alerting import parse_alerting
+from warden.config.schedules import EVENTS_TOPIC, TOPICS, job_specs
+from warden.jobs.messages import decode_json_payload, decode_pubsub_event, parse_run_request
+from warden.telemetry.metrics import CATALOGUE
 from warden_local.bundle import REQUIREMENT_SETS
 from warden_local.policies import BASIC_AUTH_USER
 from warden_local.pubsub import (
@@ -762,7 +762,8 @@ def test_the_pub_sub_notification_channel_is_the_alternative_to_the_public_webho
     assert pubsub["count"] == '${var.alert_channel == "pubsub" ? 1 : 0}'
     assert pubsub["type"] == "pubsub"
     assert pubsub["labels"]["topic"] == '${google_pubsub_topic.topic["events"].id}'
-    # The incidents arrive where route_alert_events is triggered (warden.jobs.EVENTS_TOPIC).
+    # The incidents arrive where route_alert_events is triggered
+    # (warden.config.schedules.EVENTS_TOPIC).
     assert _root()["locals"]["function_defaults"]["route_alert_events"]["trigger"] == "events"
     grant = _resources("google_pubsub_topic_iam_member")["monitoring_notifications"]
     assert grant["count"] == '${var.alert_channel == "pubsub" ? 1 : 0}'
@@ -781,7 +782,7 @@ def test_the_pub_sub_notification_channel_is_the_alternative_to_the_public_webho
 
 def test_policies_carry_warden_severity_for_incidents_that_say_no_severity() -> None:
     """The API has no "info" severity: such policies send "no severity", and the router falls
-    back to the policy's ``severity`` user label (warden.alerting.alert_from_incident)."""
+    back to the policy's ``severity`` user label (warden.alerts.alert_from_incident)."""
     labels = _resources("google_monitoring_alert_policy")["config"]["user_labels"]
     assert labels["severity"] == "${each.value.severity}"
 
@@ -850,7 +851,8 @@ READ_ONLY_STORAGE_ROLES = frozenset(
         "roles/storage.legacyBucketReader",
     }
 )
-#: Calls that claim, register, promote, roll back or retire versions (warden.registry's writers).
+#: Calls that claim, register, promote, roll back or retire versions
+#: (warden.store.registry's writers).
 VERSION_WRITES = (
     r"\bregistry(?:\(\))?\.(?:claim_version|register|promote|rollback|move_alias"
     r"|retire_manifest|restore_manifest|delete_files|delete_object)\("

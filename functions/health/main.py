@@ -13,7 +13,7 @@ from pathlib import Path
 import functions_framework
 
 from warden import runtime
-from warden.health import check_health
+from warden.jobs.health import check_health
 from warden.web import MAX_URL_BYTES, url_length
 
 CONFIG = Path(__file__).with_name("warden.yaml")

@@ -2,7 +2,7 @@
 integrity sweep, snapshot to the backup bucket, retention, orphan sweep and state expiry.
 
 Permanent errors (malformed event, unknown model) are logged at ERROR and acknowledged;
-anything else propagates → 5xx → retry (see warden.entrypoints).
+anything else propagates → 5xx → retry (see warden.jobs.entrypoints).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import functions_framework
 
-from warden.entrypoints import run_job_event
-from warden.housekeeping import housekeep
+from warden.jobs.entrypoints import run_job_event
+from warden.jobs.housekeeping import housekeep
 
 log = logging.getLogger("warden.functions.housekeeping")
 CONFIG = Path(__file__).with_name("warden.yaml")

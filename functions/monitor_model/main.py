@@ -2,7 +2,7 @@
 check of one model's champion.
 
 Permanent errors (malformed event, unknown model, bad data) are logged at ERROR and acknowledged;
-anything else propagates → 5xx → retry (see warden.entrypoints).
+anything else propagates → 5xx → retry (see warden.jobs.entrypoints).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import functions_framework
 
-from warden.entrypoints import run_job_event
-from warden.monitor import monitor
+from warden.jobs.entrypoints import run_job_event
+from warden.jobs.monitor import monitor
 
 log = logging.getLogger("warden.functions.monitor_model")
 CONFIG = Path(__file__).with_name("warden.yaml")

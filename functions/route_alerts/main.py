@@ -15,10 +15,10 @@ from pathlib import Path
 import functions_framework
 
 from warden import runtime
+from warden.alerts.router import handle_webhook, incident_alerts, route
 from warden.errors import PermanentError
+from warden.jobs.messages import decode_json_payload, decode_pubsub_event
 from warden.logs import fields
-from warden.messages import decode_json_payload, decode_pubsub_event
-from warden.router import handle_webhook, incident_alerts, route
 from warden.web import url_length
 
 log = logging.getLogger("warden.functions.route_alerts")
@@ -55,7 +55,7 @@ def route_alert_events(cloud_event) -> None:
         elif payload.get("kind") == "flush":
             alerts = []
         else:
-            from warden.alerting import alert_from_model_event
+            from warden.alerts import alert_from_model_event
 
             alerts = [alert_from_model_event(payload, message.attributes)]
         summary = route(rt, alerts)

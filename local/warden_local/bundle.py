@@ -51,7 +51,7 @@ REQUIREMENT_SETS: dict[str, Literal["full"] | tuple[str, ...]] = {
     # none of it (tests/test_bundle.py runs the built bundle with those imports blocked).
     "route_alerts": (
         "functions-framework",
-        "google-cloud-storage",  # routing state (warden.alert_state)
+        "google-cloud-storage",  # routing state (warden.alerts.state)
         "requests",  # slack and webhook receivers
         "google-cloud-pubsub",  # pubsub receivers
         "google-cloud-logging",  # structured logs (warden.logs)

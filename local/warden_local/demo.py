@@ -82,10 +82,10 @@ def _describe(manifest: dict[str, Any], champion: int | None) -> str:
 
 def run_demo(*, keep: bool = False) -> int:
     from warden import runtime
+    from warden.config.schedules import job_specs
     from warden.errors import WardenError
-    from warden.examples import seed_examples
-    from warden.jobs import job_specs
     from warden.settings import Settings
+    from warden_local.examples import seed_examples
     from warden_local.stack import LocalStack
 
     started = time.monotonic()
@@ -250,8 +250,8 @@ def _deliveries_summary(run_dir: Path) -> str:
 
 def _housekeeping_and_show(rt: Any, stack: Any, config: Any) -> None:
     """Run each model's housekeeping job now, then rehearse a restore of its snapshot."""
-    from warden.backup import list_snapshots, restore
-    from warden.jobs import job_specs
+    from warden.config.schedules import job_specs
+    from warden.jobs.backup import list_snapshots, restore
 
     _step("Housekeeping: integrity sweep, snapshot, retention (Scheduler API :run)")
     taken = set()
@@ -283,7 +283,7 @@ def _housekeeping_and_show(rt: Any, stack: Any, config: Any) -> None:
 
 
 def _publish_job(rt: Any, model: str, kind: str) -> None:
-    from warden.jobs import TOPICS
+    from warden.config.schedules import TOPICS
 
     publisher = rt.clients.publisher
     topic = publisher.topic_path(rt.settings.project, TOPICS[kind])
@@ -321,7 +321,7 @@ def _run_and_show(rt: Any, stack: Any, specs: list[Any], *, version: int, force:
 
 def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
     """Run each model's monitor job through the Scheduler API and show what it found."""
-    from warden.jobs import job_specs
+    from warden.config.schedules import job_specs
 
     _step("Monitoring: the monitor jobs compare this week with the champions' profiles")
     for spec in [s for s in job_specs(config) if s.kind == "monitor"]:
@@ -375,8 +375,8 @@ def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
 
 def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
     """What the monitors' metrics and events turned into at the receivers."""
-    from warden.alerting import parse_alerting
-    from warden.jobs import ALERT_FLUSH
+    from warden.config.alerting import parse_alerting
+    from warden.config.schedules import ALERT_FLUSH
 
     routing = parse_alerting(config.alerting, "warden.yaml")
     wait = routing.tree.group_wait
@@ -434,7 +434,7 @@ def _seed_week_one(stack: Any) -> None:
     """Runs inside ``LocalStack.start`` after the buckets exist and before the Scheduler ticks."""
     from google.cloud import storage
 
-    from warden.examples import seed_examples
+    from warden_local.examples import seed_examples
 
     client = storage.Client(project=stack.project)
     seed_examples(

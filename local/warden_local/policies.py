@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from warden.config import AlertPolicy
-from warden.metrics import METRIC_PREFIX
+from warden.telemetry.metrics import METRIC_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -262,7 +262,7 @@ def wire_trigger(
 
 
 def read_deliveries(*logs: Path) -> list[dict[str, Any]]:
-    """The delivery outcomes the event functions (``warden.entrypoints.run_job_event``,
+    """The delivery outcomes the event functions (``warden.jobs.entrypoints.run_job_event``,
     ``route_alert_events``) logged in these function logs
     (JSON lines of google-cloud-logging's StructuredLogHandler; anything else is skipped), in
     file order: one per delivery, each with ``message_id``, ``delivery`` ("ok", "refused" or

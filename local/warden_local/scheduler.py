@@ -55,7 +55,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from warden.jobs import DEFAULT_LOCATION, JobSpec
+from warden.config.schedules import DEFAULT_LOCATION, JobSpec
 from warden_local.process import free_port
 
 log = logging.getLogger("warden_local.scheduler")
@@ -693,8 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     from google.cloud import pubsub_v1
 
     from warden.config import load_config
+    from warden.config.schedules import job_specs
     from warden.errors import ConfigError
-    from warden.jobs import job_specs
 
     try:
         specs = job_specs(load_config(args.config))

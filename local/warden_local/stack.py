@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from warden.config import load_config
-from warden.jobs import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
+from warden.config.schedules import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
 from warden_local.gcs import StorageEmulator
 from warden_local.process import FunctionServer, ManagedProcess, free_port
 from warden_local.pubsub import (
@@ -343,7 +343,7 @@ class LocalStack:
     def _pause_flush_job(self) -> None:
         """At a fast clock a per-minute flush tick would fire many times a second; flushing
         still happens on every router invocation."""
-        from warden.jobs import ALERT_FLUSH
+        from warden.config.schedules import ALERT_FLUSH
 
         name = ALERT_FLUSH.name(self.project, self.location)
         (self.run_dir / "scheduler-state.json").write_text(

@@ -37,9 +37,9 @@ class Runtime:
         return self._config
 
     @property
-    def alerting(self):  # -> warden.alerting.AlertingConfig | None
+    def alerting(self):  # -> warden.alerts.AlertingConfig | None
         if "alerting" not in self._cache:
-            from warden.alerting import parse_alerting
+            from warden.config.alerting import parse_alerting
 
             raw = self.config.alerting
             self._cache["alerting"] = (
@@ -47,9 +47,9 @@ class Runtime:
             )
         return self._cache["alerting"]
 
-    def alert_state(self):  # -> warden.alert_state.AlertState
+    def alert_state(self):  # -> warden.alerts.state.AlertState
         """The router's state, in its own bucket: the routers may not write the registry."""
-        from warden.alert_state import AlertState
+        from warden.alerts.state import AlertState
 
         if "alert_state" not in self._cache:
             self._cache["alert_state"] = AlertState(
@@ -57,8 +57,8 @@ class Runtime:
             )
         return self._cache["alert_state"]
 
-    def registry(self):  # -> warden.registry.Registry
-        from warden.registry import Registry
+    def registry(self):  # -> warden.store.registry.Registry
+        from warden.store.registry import Registry
 
         if "registry" not in self._cache:
             self._cache["registry"] = Registry(
@@ -66,8 +66,8 @@ class Runtime:
             )
         return self._cache["registry"]
 
-    def ledger(self):  # -> warden.runs.RunLedger
-        from warden.runs import RunLedger
+    def ledger(self):  # -> warden.store.runs.RunLedger
+        from warden.store.runs import RunLedger
 
         if "ledger" not in self._cache:
             self._cache["ledger"] = RunLedger(
@@ -75,15 +75,15 @@ class Runtime:
             )
         return self._cache["ledger"]
 
-    def metrics(self):  # -> warden.metrics.MetricsWriter
-        from warden.metrics import from_clients
+    def metrics(self):  # -> warden.telemetry.metrics.MetricsWriter
+        from warden.telemetry.metrics import from_clients
 
         if "metrics" not in self._cache:
             self._cache["metrics"] = from_clients(self.clients)
         return self._cache["metrics"]
 
-    def events(self):  # -> warden.events.EventPublisher
-        from warden.events import EventPublisher
+    def events(self):  # -> warden.telemetry.events.EventPublisher
+        from warden.telemetry.events import EventPublisher
 
         if "events" not in self._cache:
             s = self.settings

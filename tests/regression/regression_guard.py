@@ -2,11 +2,11 @@
 
 Shared by ``test_regression.py`` (the guard) and ``refresh.py`` (the deliberate baseline refresh).
 
-The path is production's, step for step (see ``warden.retrain._run``): the example data is laid
-out as daily ``dt=`` partitions by ``warden.examples.write_partitions`` and read back by
-``warden.datasource.read_training_frame`` (the same parquet/CSV serialisation and column
-coercion), then ``warden.training.split`` / ``fit`` and ``warden.evaluation.evaluate`` score the
-candidate on the seeded held-out rows, with the estimator and evaluation settings of the root
+The path is production's, step for step (see ``warden.jobs.retrain._run``): the example data is laid
+out as daily ``dt=`` partitions by ``warden_local.examples.write_partitions`` and read back by
+``warden.store.data.read_training_frame`` (the same parquet/CSV serialisation and column
+coercion), then ``warden.ml.training.split`` / ``fit`` and ``warden.ml.evaluation.evaluate`` score
+the candidate on the seeded held-out rows, with the estimator and evaluation settings of the root
 ``warden.yaml``. Only the storage client is an in-memory stand-in: it holds bytes, nothing else.
 """
 
@@ -101,8 +101,8 @@ class Trained:
 
 
 def example_models(config: Any) -> list[str]:
-    """The models of warden.yaml that have example data (warden.examples.EXAMPLE_DATA)."""
-    from warden.examples import EXAMPLE_DATA
+    """The models of warden.yaml that have example data (warden_local.examples.EXAMPLE_DATA)."""
+    from warden_local.examples import EXAMPLE_DATA
 
     return [name for name in config.models if name in EXAMPLE_DATA]
 
@@ -110,10 +110,10 @@ def example_models(config: Any) -> list[str]:
 def train(name: str, config: Any | None = None) -> Trained:
     """Seed the example data for ``name``, then read, split, fit and evaluate as retrain does."""
     from warden.config import load_config
-    from warden.datasource import read_training_frame
-    from warden.evaluation import evaluate
-    from warden.examples import seed_examples
-    from warden.training import fit, split
+    from warden.ml.evaluation import evaluate
+    from warden.ml.training import fit, split
+    from warden.store.data import read_training_frame
+    from warden_local.examples import seed_examples
 
     config = config or load_config(CONFIG)
     cfg = config.model(name)
@@ -207,11 +207,13 @@ def build_baseline(trained: dict[str, Trained], config: Any) -> dict[str, Any]:
         "libraries": library_versions(),
         "data": {
             "customer-segments": (
-                f"warden.examples.customer_frame({CUSTOMER_ROWS}, seed={DATA_SEED}, shift=0.0): "
+                f"warden_local.examples.customer_frame({CUSTOMER_ROWS}, seed={DATA_SEED}, "
+                "shift=0.0): "
                 "synthetic customers from four segments (numpy default_rng)"
             ),
             "breast-cancer-risk": (
-                "warden.examples.breast_cancer_frame(label_noise=0.0): scikit-learn's bundled "
+                "warden_local.examples.breast_cancer_frame(label_noise=0.0): "
+                "scikit-learn's bundled "
                 "Wisconsin breast-cancer data (569 rows)"
             ),
             "layout": (

@@ -1,13 +1,13 @@
 # Pure derivations from warden.yaml: no provider, no resource. The root module builds scheduler
 # jobs, alert policies and secret bindings from these outputs, and the test suite evaluates this
 # module with a real `terraform apply` (possible offline, as it needs no provider) and compares
-# the result with what the Python code derives from the same file (warden.jobs, warden.config).
+# the result with what the Python code derives from the same file (warden.config.schedules, warden.config).
 
 locals {
   config = yamldecode(var.config_yaml)
   models = try(local.config.models, {})
 
-  # Job kinds and the topic kind each publishes to (warden.jobs.TOPICS).
+  # Job kinds and the topic kind each publishes to (warden.config.schedules.TOPICS).
   job_kinds = ["retrain", "monitor", "housekeeping"]
 
   model_jobs = merge([
@@ -18,7 +18,7 @@ locals {
         topic    = kind
         cron     = spec.schedules[kind].cron
         timezone = try(spec.schedules[kind].timezone, "Etc/UTC")
-        # Cloud Scheduler's data is static: exactly warden.jobs.JobSpec.payload().
+        # Cloud Scheduler's data is static: exactly warden.config.schedules.JobSpec.payload().
         data       = jsonencode({ schema = 1, model = model, reason = "schedule" })
         attributes = { model = model, kind = kind }
       } if try(spec.schedules[kind], null) != null
@@ -27,7 +27,7 @@ locals {
 
   alerting_enabled = try(local.config.alerting, null) != null
 
-  # Flushes due alert groups when no new alert arrives (warden.jobs.ALERT_FLUSH).
+  # Flushes due alert groups when no new alert arrives (warden.config.schedules.ALERT_FLUSH).
   flush_job = local.alerting_enabled ? {
     "alerts-flush" = {
       model      = "alerts"

@@ -8,7 +8,7 @@ The steps, in order, each reported in :class:`HousekeepingOutcome`:
    (nothing is unpickled). A missing or changed file publishes ``integrity_failed`` (a critical
    alert) and sets ``housekeeping/integrity_failures``. A corrupt version is never repaired and
    never retired: it stays for forensics until an operator deals with it.
-2. **backup** — with ``housekeeping.backup``, a snapshot of the model (``warden.backup``), then
+2. **backup** — with ``housekeeping.backup``, a snapshot of the model (``warden.jobs.backup``), then
    snapshots older than ``backup_retention_days`` are pruned. It runs before anything is
    deleted, and a failed backup stops the run, so nothing is deleted without a fresh snapshot.
 3. **retention** — :func:`retention_plan` (pure) decides; a retired version loses its manifest
@@ -40,11 +40,11 @@ from typing import Any
 
 from warden.config import ModelConfig
 from warden.errors import IntegrityError, PermanentError, VersionNotFound
+from warden.jobs.messages import RunRequest
 from warden.logs import fields
-from warden.messages import RunRequest
-from warden.registry import CLAIM, MANIFEST, StoredObject
-from warden.runs import Finished, PriorRun, run_once
 from warden.runtime import Runtime
+from warden.store.registry import CLAIM, MANIFEST, StoredObject
+from warden.store.runs import Finished, PriorRun, run_once
 
 log = logging.getLogger(__name__)
 
@@ -374,17 +374,17 @@ def _backup(
         return BackupResult(status="skipped", detail="housekeeping.backup is off")
     snapshot_id = snapshot_id_for(cfg.name, now, key)
     try:
-        backup = importlib.import_module("warden.backup")
+        backup = importlib.import_module("warden.jobs.backup")
     except ImportError as exc:
         if dry_run:
             return BackupResult(
                 status="skipped",
-                detail=f"dry run: warden.backup is not available ({exc})",
+                detail=f"dry run: warden.jobs.backup is not available ({exc})",
                 snapshot_id=snapshot_id,
             )
         # Never delete without the snapshot the config asks for.
         raise PermanentError(
-            f"{cfg.name}: housekeeping.backup is on, but warden.backup cannot be imported "
+            f"{cfg.name}: housekeeping.backup is on, but warden.jobs.backup cannot be imported "
             f"({exc}); set housekeeping.backup: false to run without snapshots"
         ) from exc
     if dry_run:
@@ -577,7 +577,7 @@ def _describe(o: HousekeepingOutcome) -> str:
 
 
 def _best_effort_metrics(rt: Runtime, model: str, values: Mapping[str, float]) -> None:
-    from warden.metrics import MetricPoint
+    from warden.telemetry.metrics import MetricPoint
 
     try:
         rt.metrics().write([MetricPoint(name, v, {"model": model}) for name, v in values.items()])

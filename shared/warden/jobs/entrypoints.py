@@ -18,8 +18,8 @@ from typing import Any
 
 from warden import runtime
 from warden.errors import PermanentError
+from warden.jobs.messages import decode_pubsub_event, parse_run_request
 from warden.logs import fields
-from warden.messages import decode_pubsub_event, parse_run_request
 
 
 def run_job_event(

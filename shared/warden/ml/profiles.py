@@ -2,7 +2,7 @@
 
 Stored as ``profile.json`` beside the artifact so ``monitor_model`` compares recent data with it
 without re-reading the training window. The per-feature part comes from
-:func:`warden.drift.build_reference_profile` (quantile bins, exact counts for small integer
+:func:`warden.ml.drift.build_reference_profile` (quantile bins, exact counts for small integer
 domains, category frequencies); this module adds what only training knows: the target's class
 balance, the baseline metrics and the distribution of the model's scores.
 """
@@ -23,7 +23,7 @@ def build_profile(
     baseline: dict[str, float] | None = None,
     scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    from warden.drift import build_reference_profile
+    from warden.ml.drift import build_reference_profile
 
     profile = build_reference_profile(
         {c: frame[c].to_numpy() for c in cfg.features},

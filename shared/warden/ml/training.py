@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from warden.config import ModelConfig
+from warden.config.estimators import build_estimator
 from warden.errors import DataError
-from warden.estimators import build_estimator
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 DASH = "—"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 #: Longest label (category, bin) a report prints, tooltips included. Profiles already cap
-#: category labels at this length (warden.drift.MAX_CATEGORY_CHARS); this also bounds reports
+#: category labels at this length (warden.ml.drift.MAX_CATEGORY_CHARS); this also bounds reports
 #: drawn from profiles written before they did.
 LABEL_CHARS = 200
 #: Most categories drawn in one reference chart; the rest join "(other)".

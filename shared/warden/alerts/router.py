@@ -36,7 +36,7 @@ def _instance() -> str:
 
 def route(rt: Runtime, alerts: Iterable[Any], *, now: float | None = None) -> dict[str, Any]:
     """Ingest ``alerts`` and flush every due group; return a summary."""
-    from warden.receivers import deliver
+    from warden.alerts.receivers import deliver
 
     config = rt.alerting
     if config is None:
@@ -90,7 +90,7 @@ def incident_alerts(rt: Runtime, payload: Any, *, door: str, now: float | None =
     for what can never be an alert (no ``incident`` object, no ``incident_id``)."""
     from dataclasses import replace
 
-    from warden.alerting import alert_from_incident, is_test_notification
+    from warden.alerts import alert_from_incident, is_test_notification
 
     config = rt.alerting
     if config is None:

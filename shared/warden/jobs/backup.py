@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from warden.errors import ConfigError, ConflictError, IntegrityError, PermanentError
 from warden.logs import fields
-from warden.registry import ALIASES, CLAIM, MANIFEST, AliasState, sha256_hex
+from warden.store.registry import ALIASES, CLAIM, MANIFEST, AliasState, sha256_hex
 
 if TYPE_CHECKING:
     from google.cloud import storage

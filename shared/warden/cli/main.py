@@ -295,7 +295,7 @@ def silence_add(
     import getpass
     import time
 
-    from warden.alerting import parse_duration
+    from warden.config.alerting import parse_duration
 
     days = duration[:-1]
     seconds = (
@@ -476,7 +476,7 @@ def metrics(ctx: click.Context, model: str, since_hours: float) -> None:
 @handled
 def health(ctx: click.Context, deep: bool, fail_on: str) -> None:
     """Health of the registry and every champion (what the health function answers)."""
-    from warden.health import check_health
+    from warden.jobs.health import check_health
 
     status, body = check_health(_runtime(ctx), deep=deep, fail_on_stale=fail_on == "stale")
     lines = [f"status: {body['status']}"]
@@ -498,7 +498,7 @@ def health(ctx: click.Context, deep: bool, fail_on: str) -> None:
 @handled
 def housekeeping_cmd(ctx: click.Context, model: str, dry_run: bool) -> None:
     """Run MODEL's housekeeping now: integrity sweep, snapshot, retention, expiry."""
-    from warden.housekeeping import run_housekeeping
+    from warden.jobs.housekeeping import run_housekeeping
 
     outcome = run_housekeeping(_runtime(ctx), model, dry_run=dry_run)
     data = outcome.to_dict()
@@ -516,7 +516,7 @@ def housekeeping_cmd(ctx: click.Context, model: str, dry_run: bool) -> None:
 @handled
 def backup(ctx: click.Context, model: str | None, snapshot_id: str | None) -> None:
     """Copy the registry (or one model) to the backup bucket as a consistent snapshot."""
-    from warden.backup import snapshot
+    from warden.jobs.backup import snapshot
 
     rt = _runtime(ctx)
     if model is not None:
@@ -535,7 +535,7 @@ def backup(ctx: click.Context, model: str | None, snapshot_id: str | None) -> No
 @handled
 def snapshots(ctx: click.Context) -> None:
     """List the complete snapshots in the backup bucket, newest first."""
-    from warden.backup import list_snapshots
+    from warden.jobs.backup import list_snapshots
 
     rows = [s.to_dict() for s in list_snapshots(_runtime(ctx))]
     text = "\n".join(
@@ -552,7 +552,7 @@ def snapshots(ctx: click.Context) -> None:
 @handled
 def restore(ctx: click.Context, snapshot_id: str, model: str | None, dry_run: bool) -> None:
     """Restore SNAPSHOT_ID into the registry without overwriting anything newer."""
-    from warden.backup import restore as restore_snapshot
+    from warden.jobs.backup import restore as restore_snapshot
 
     report = restore_snapshot(_runtime(ctx), snapshot_id, model=model, dry_run=dry_run)
     data = report.to_dict()

@@ -13,10 +13,12 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from warden.config.alerting import parse_alerting
+from warden.config.base import Strict, loc
+from warden.config.estimators import ALLOWED, TASK_FINAL_KIND, check_factory
 from warden.errors import ConfigError, UnknownModelError
-from warden.estimators import ALLOWED, TASK_FINAL_KIND, check_factory
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
@@ -32,11 +34,7 @@ DEFAULT_METRIC = {"clustering": "silhouette", "classification": "roc_auc"}
 DEFAULT_FLOOR = {"silhouette": 0.0, "roc_auc": 0.5, "f1": 0.0, "accuracy": 0.5}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Step(_Strict):
+class Step(Strict):
     cls: str = Field(alias="class", description="An allow-listed scikit-learn class name.")
     params: dict[str, Any] = Field(default_factory=dict)
     name: str | None = None
@@ -51,7 +49,7 @@ class Step(_Strict):
         return value
 
 
-class EstimatorSpec(_Strict):
+class EstimatorSpec(Strict):
     steps: list[Step] = Field(default_factory=list)
     factory: str | None = Field(
         default=None, description="'module:function' of a module under warden.factories"
@@ -71,7 +69,7 @@ class EstimatorSpec(_Strict):
         return self
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     bucket: str | None = Field(default=None, description="default: the data bucket setting")
     prefix: str = Field(min_length=1, description="folder holding dt=YYYY-MM-DD/ partitions")
     format: Literal["csv", "parquet"] = "parquet"
@@ -87,7 +85,7 @@ class DataSpec(_Strict):
         return value
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     cron: str
     timezone: str = "Etc/UTC"
 
@@ -110,13 +108,13 @@ class Schedule(_Strict):
         return value
 
 
-class Schedules(_Strict):
+class Schedules(Strict):
     retrain: Schedule | None = None
     monitor: Schedule | None = None
     housekeeping: Schedule | None = None
 
 
-class GateSpec(_Strict):
+class GateSpec(Strict):
     metric: Metric | None = None
     min: float | None = Field(default=None, description="absolute floor for the metric")
     max_relative_drop: float = Field(
@@ -124,7 +122,7 @@ class GateSpec(_Strict):
     )
 
 
-class EvaluationSpec(_Strict):
+class EvaluationSpec(Strict):
     holdout_fraction: float = Field(default=0.25, gt=0.0, le=0.5)
     seed: int = 0
     silhouette_exact_max_rows: int = Field(default=10_000, ge=100, le=200_000)
@@ -135,7 +133,7 @@ class EvaluationSpec(_Strict):
 DRIFT_STATS = {"psi", "js", "wasserstein", "ks", "linf", "cramers_v", "missing_rate"}
 
 
-class DriftSpec(_Strict):
+class DriftSpec(Strict):
     """How ``monitor_model`` judges recent data against the champion's reference profile."""
 
     window_days: int = Field(default=7, ge=1, le=366, description="recent data to compare")
@@ -166,7 +164,7 @@ class DriftSpec(_Strict):
         return value
 
 
-class RetentionSpec(_Strict):
+class RetentionSpec(Strict):
     """Which versions housekeeping keeps: the newest ``keep_last``, every version an alias
     pointed to within ``alias_window_days``, and always the current champion."""
 
@@ -174,7 +172,7 @@ class RetentionSpec(_Strict):
     alias_window_days: int = Field(default=30, ge=0, le=3650)
 
 
-class HousekeepingSpec(_Strict):
+class HousekeepingSpec(Strict):
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     marker_ttl_days: int = Field(
         default=30, ge=1, le=3650, description="finished run-ledger markers older than this go"
@@ -186,7 +184,7 @@ class HousekeepingSpec(_Strict):
     )
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     name: str
     task: Task
     description: str = ""
@@ -274,7 +272,7 @@ class ModelConfig(_Strict):
         return self.data.bucket or default
 
 
-class AlertPolicy(_Strict):
+class AlertPolicy(Strict):
     """A threshold on one of Warden's custom metrics (Terraform makes a Cloud Monitoring alert
     policy of it; the local Monitoring stand-in evaluates it and posts 1.2 incidents)."""
 
@@ -296,12 +294,12 @@ class AlertPolicy(_Strict):
         }[self.comparison]
 
 
-class WardenConfig(_Strict):
+class WardenConfig(Strict):
     version: Literal[1] = 1
     models: dict[str, ModelConfig]
     alert_policies: list[AlertPolicy] = Field(default_factory=list)
     alerting: dict[str, Any] | None = Field(
-        default=None, description="route tree, receivers, inhibit rules (warden.alerting)"
+        default=None, description="route tree, receivers, inhibit rules (warden.alerts)"
     )
 
     def model(self, name: str) -> ModelConfig:
@@ -312,13 +310,6 @@ class WardenConfig(_Strict):
             raise UnknownModelError(
                 f"unknown model {name!r}; warden.yaml declares: {known}"
             ) from None
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def parse_config(raw: Any, *, source: str = "warden.yaml") -> WardenConfig:
@@ -342,7 +333,7 @@ def parse_config(raw: Any, *, source: str = "warden.yaml") -> WardenConfig:
         for err in exc.errors(include_url=False):
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             msg = msg.removeprefix("Value error, ")
-            problems.append(f"{source}: {_loc(tuple(err['loc']))}: {msg}")
+            problems.append(f"{source}: {loc(tuple(err['loc']))}: {msg}")
         raise ConfigError("\n".join(problems)) from None
     for key, model in config.models.items():
         if model.name != key:
@@ -350,8 +341,6 @@ def parse_config(raw: Any, *, source: str = "warden.yaml") -> WardenConfig:
     if not config.models:
         raise ConfigError(f"{source}: models: declare at least one model")
     if config.alerting is not None:
-        from warden.alerting import parse_alerting  # imports this module: resolve lazily
-
         parse_alerting(config.alerting, source)
     return config
 

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from warden.alerting import DeliveryResult, Receiver
+from warden.alerts import DeliveryResult
+from warden.config.alerting import Receiver
 from warden.logs import fields
 
 log = logging.getLogger(__name__)

@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from warden.alerting import (
+from warden.alerts import (
     Alert,
-    AlertingConfig,
     DeliveryResult,
-    Receiver,
     Silence,
     alert_from_state,
     digest,
@@ -41,6 +39,7 @@ from warden.alerting import (
     route_alert,
     to_send,
 )
+from warden.config.alerting import AlertingConfig, Receiver
 from warden.errors import ConflictError, IntegrityError
 from warden.logs import fields
 

@@ -905,7 +905,7 @@ class DriftAccumulator:
         if profile.get("schema") != PROFILE_SCHEMA:
             raise DataError(
                 f"drift: profile schema {profile.get('schema')!r} is not {PROFILE_SCHEMA}; "
-                "rebuild it with warden.drift.build_reference_profile"
+                "rebuild it with warden.ml.drift.build_reference_profile"
             )
         specs: Mapping[str, Any] = profile["features"]
         names = list(specs) if features is None else list(features)

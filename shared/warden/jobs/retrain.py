@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from warden.errors import DataError, IntegrityError, PermanentError
+from warden.jobs.messages import RunRequest
 from warden.logs import fields
-from warden.messages import RunRequest
-from warden.runs import Finished, PriorRun, run_once
 from warden.runtime import Runtime
+from warden.store.runs import Finished, PriorRun, run_once
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,13 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
 
 
 def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> RetrainOutcome:
-    from warden.datasource import clip_text, read_training_frame
-    from warden.evaluation import evaluate
-    from warden.gate import decide
-    from warden.profiles import build_profile
-    from warden.registry import ARTIFACT
-    from warden.reports import render_report
-    from warden.training import dump, fit, library_versions, split
+    from warden.ml.evaluation import evaluate
+    from warden.ml.gate import decide
+    from warden.ml.profiles import build_profile
+    from warden.ml.training import dump, fit, library_versions, split
+    from warden.report.version import render_report
+    from warden.store.data import clip_text, read_training_frame
+    from warden.store.registry import ARTIFACT
 
     cfg = rt.config.model(request.model)
     registry = rt.registry()
@@ -284,7 +284,7 @@ def _best_effort_metrics(
     version: int | None = None,
     job: bool = False,
 ) -> None:
-    from warden.metrics import MetricPoint
+    from warden.telemetry.metrics import MetricPoint
 
     labels = {"model": model}
     if version is not None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from warden.errors import ConfigError
 
 if TYPE_CHECKING:
-    from warden.config import EstimatorSpec
+    from warden.config.models import EstimatorSpec
 
 Kind = Literal["transformer", "clusterer", "classifier"]
 

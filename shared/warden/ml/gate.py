@@ -1,6 +1,6 @@
 """The promotion gate: does a candidate's evaluation earn it the champion's place?
 
-Pure: takes two :class:`~warden.evaluation.Evaluation` objects (scored on the same held-out rows)
+Pure: takes two :class:`~warden.ml.evaluation.Evaluation` objects (scored on the same held-out rows)
 and returns a :class:`GateDecision` whose ``reasons`` say, one sentence per check, the numbers
 compared and the outcome, so a rejection can be understood from the log line alone.
 
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from warden.evaluation import Evaluation
+    from warden.ml.evaluation import Evaluation
 
 # Absorbs float rounding in "champion - drop * |champion|" so an exactly-at-margin value passes.
 _TOLERANCE = 1e-12

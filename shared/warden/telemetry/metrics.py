@@ -135,8 +135,8 @@ class MetricPoint:
         spec = CATALOGUE.get(self.name)
         if spec is None:
             raise MetricsRejectedError(
-                f"metric {self.name!r} is not in warden.metrics.CATALOGUE (nor in Terraform's "
-                "descriptors): declare it in both"
+                f"metric {self.name!r} is not in warden.telemetry.metrics.CATALOGUE "
+                "(nor in Terraform's descriptors): declare it in both"
             )
         for key, val in self.labels.items():
             if key not in spec.labels and _LABEL_KEY.fullmatch(key):

@@ -3,7 +3,7 @@ reference, and act on what changed.
 
 1. claim the request in the run ledger (kind ``monitor``; a redelivery stops here);
 2. read the champion's ``profile.json`` (sha256-checked against its manifest);
-3. stream the recent window file by file into a :class:`~warden.drift.DriftAccumulator` (memory
+3. stream the recent window file by file into a :class:`~warden.ml.drift.DriftAccumulator` (memory
    holds counts, plus a bounded sample of rows for scoring);
 4. score the champion on the recent rows: ROC AUC etc. where labels exist, silhouette always for
    clustering; a relative drop beyond ``drift.performance_margin`` is a degradation;
@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warden.config import ModelConfig
-from warden.datasource import clip_text
 from warden.errors import DataError, PermanentError, RetryableError
+from warden.jobs.messages import RunRequest
 from warden.logs import fields
-from warden.messages import RunRequest
-from warden.runs import Finished, PriorRun, run_once
 from warden.runtime import Runtime
+from warden.store.data import clip_text
+from warden.store.runs import Finished, PriorRun, run_once
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def drift_thresholds(cfg: ModelConfig) -> Any:
     """The configured thresholds on top of the calibrated defaults."""
     from dataclasses import replace
 
-    from warden.drift import DriftThresholds
+    from warden.ml.drift import DriftThresholds
 
     base = DriftThresholds()
     return replace(
@@ -113,8 +113,8 @@ def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -
 def _run(
     request: RunRequest, rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str
 ) -> MonitorOutcome:
-    from warden.datasource import WindowReader
-    from warden.drift import DriftAccumulator
+    from warden.ml.drift import DriftAccumulator
+    from warden.store.data import WindowReader
 
     registry = rt.registry()
     champion = registry.alias(cfg.name)
@@ -270,8 +270,8 @@ def _performance(
     rt: Runtime, cfg: ModelConfig, version: int, manifest: dict[str, Any], frame: Any
 ) -> dict[str, Any] | None:
     """The champion's gate metric on recent rows against the value it was promoted with."""
-    from warden.evaluation import evaluate
-    from warden.training import model_input
+    from warden.ml.evaluation import evaluate
+    from warden.ml.training import model_input
 
     if frame is None or not len(frame):
         return None
@@ -364,7 +364,7 @@ def _history(rt: Runtime, model: str) -> list[dict[str, Any]]:
 
 
 def _store(rt: Runtime, folder: str, summary: dict[str, Any], history: list[dict]) -> None:
-    from warden.html_report import render_drift_report
+    from warden.report.html import render_drift_report
 
     bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
     drift = summary["drift"]
@@ -396,7 +396,7 @@ def _metrics(
     drift: dict[str, Any],
     performance: dict[str, Any] | None,
 ) -> None:
-    from warden.metrics import MetricPoint
+    from warden.telemetry.metrics import MetricPoint
 
     base = {"model": cfg.name, "version": str(version)}
     points = [

@@ -1,14 +1,14 @@
 """The evaluation report stored with each version (``report.html``).
 
 Kept as the entry point retraining calls; the page itself is drawn by
-:func:`warden.html_report.render_version_report` (self-contained: no scripts, no external assets).
+:func:`warden.report.html.render_version_report` (self-contained: no scripts, no external assets).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from warden.html_report import render_version_report
+from warden.report.html import render_version_report
 
 
 def render_report(manifest: dict[str, Any], profile: dict[str, Any] | None = None) -> str:

@@ -1,0 +1,20 @@
+"""The use cases the functions run: one module per job, each a function of (runtime, request).
+
+* :mod:`~warden.jobs.entrypoints` — CloudEvent → job, errors → acknowledge or retry.
+* :mod:`~warden.jobs.messages` — the job request messages (Scheduler, Pub/Sub push).
+* :mod:`~warden.jobs.retrain`, :mod:`~warden.jobs.monitor`, :mod:`~warden.jobs.housekeeping`,
+  :mod:`~warden.jobs.backup` (backup and restore), :mod:`~warden.jobs.health`.
+
+May import everything below: the runtime, adapters (store, telemetry), core and foundation.
+Never imported by them.
+"""
+
+__all__ = [
+    "backup",
+    "entrypoints",
+    "health",
+    "housekeeping",
+    "messages",
+    "monitor",
+    "retrain",
+]
