@@ -103,7 +103,10 @@ def build(
     settings: Settings | None = None, *, config: WardenConfig | None = None, **clients: Any
 ) -> Runtime:
     settings = settings or Settings.from_env()
-    return Runtime(settings=settings, clients=Clients(settings, **clients), _config=config)
+    runtime = Runtime(settings=settings, clients=Clients(settings, **clients), _config=config)
+    if settings.local_clock is not None:
+        runtime.clock = settings.now
+    return runtime
 
 
 def current(default_config: Path | None = None) -> Runtime:

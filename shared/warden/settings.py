@@ -9,8 +9,10 @@ parsed HCL holds the two together). The Google client libraries read a few of th
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from warden.errors import ConfigError
@@ -36,17 +38,56 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_CODE_VERSION": "Version string of the deployed code (bundle hash or git sha).",
     "WARDEN_LOG_LEVEL": "Root log level (default INFO).",
     "WARDEN_WEBHOOK_TOKEN": "Token the Cloud Monitoring webhook must present (secret).",
+    "WARDEN_LOCAL_CLOCK": (
+        "The local stack's virtual clock, 'START,ANCHOR,SPEED' (epoch seconds, epoch seconds, "
+        "factor): now = START + (real time - ANCHOR) x SPEED, shared by the scheduler stand-in and "
+        "every function so leases, retention and staleness move with the ticks. Honoured only "
+        "against the storage emulator."
+    ),
 }
 
 #: Not set on deployed functions: the local stand-ins' endpoints, and the config path (functions
 #: read the warden.yaml shipped beside their main.py; the CLI may point elsewhere).
 LOCAL_ONLY_ENV_VARS = frozenset(
-    {"WARDEN_MONITORING_ENDPOINT", "WARDEN_SCHEDULER_ENDPOINT", "WARDEN_CONFIG"}
+    {
+        "WARDEN_MONITORING_ENDPOINT",
+        "WARDEN_SCHEDULER_ENDPOINT",
+        "WARDEN_CONFIG",
+        "WARDEN_LOCAL_CLOCK",
+    }
 )
 #: Delivered to functions from Secret Manager, never as a plain environment variable.
 SECRET_ENV_VARS = frozenset({"WARDEN_WEBHOOK_TOKEN"})
 
 DEFAULT_PROJECT = "warden-local"
+
+
+@dataclass(frozen=True)
+class LocalClock:
+    """``now = start + (time.time() - anchor) × speed``: one formula, so every process of the
+    local stack (scheduler stand-in, functions, CLI) reads the same virtual time."""
+
+    start: float
+    anchor: float
+    speed: float
+
+    @classmethod
+    def parse(cls, text: str) -> LocalClock:
+        try:
+            start, anchor, speed = (float(x) for x in text.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"environment: WARDEN_LOCAL_CLOCK must be 'START,ANCHOR,SPEED', got {text!r}"
+            ) from None
+        if not speed > 0:
+            raise ConfigError(f"environment: WARDEN_LOCAL_CLOCK speed must be > 0, got {speed}")
+        return cls(start, anchor, speed)
+
+    def __str__(self) -> str:
+        return f"{self.start!r},{self.anchor!r},{self.speed!r}"
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.start + (time.time() - self.anchor) * self.speed, UTC)
 
 
 @dataclass(frozen=True)
@@ -71,6 +112,7 @@ class Settings:
     code_version: str = "dev"
     log_level: str = "INFO"
     storage_emulator_host: str = ""
+    local_clock: LocalClock | None = None
 
     @classmethod
     def from_env(
@@ -85,6 +127,8 @@ class Settings:
         # Locally (tests, tools that predate the split) the router's state may share the
         # registry bucket; against real Cloud Storage it never falls back there silently.
         alert_bucket = env.get("WARDEN_ALERT_BUCKET", "").strip() or (None if emulator else "")
+        clock_text = env.get("WARDEN_LOCAL_CLOCK", "").strip()
+        local_clock = LocalClock.parse(clock_text) if clock_text and emulator else None
         return cls(
             project=env.get("WARDEN_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT,
             config_path=Path(config_path),
@@ -101,7 +145,13 @@ class Settings:
             code_version=env.get("WARDEN_CODE_VERSION", "dev"),
             log_level=env.get("WARDEN_LOG_LEVEL", "INFO").upper(),
             storage_emulator_host=emulator,
+            local_clock=local_clock,
         )
+
+    def now(self) -> datetime:
+        """The time leases, retention and staleness are measured in: the real UTC time, or the
+        local stack's virtual clock."""
+        return self.local_clock.now() if self.local_clock else datetime.now(UTC)
 
     @property
     def is_local(self) -> bool:
