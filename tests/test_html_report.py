@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import shutil
 import struct
 import subprocess
 import time
@@ -18,14 +20,20 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pytest
+from markupsafe import Markup, escape
 
-from warden.report.html import CSP, render_drift_report, render_version_report
+from warden.errors import PermanentError
+from warden.report import html as report_html
+from warden.report.html import CSP, TEMPLATES, render_drift_report, render_version_report
 from warden.report.version import render_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"
+#: Names that break out of an element, or of a double-quoted attribute, when not escaped.
+HOSTILE = [EVIL, '"><img src=x onerror=alert(1)>']
 DRIFT_SECTIONS = {"summary", "features", "distributions", "performance", "history"}
 VERSION_SECTIONS = {"summary", "gate", "metrics", "features", "scores", "data"}
 
@@ -71,6 +79,56 @@ class Page(HTMLParser):
 
     def section_text(self, sid: str) -> str:
         return " ".join(" ".join(self.text.get(sid, [])).split())
+
+
+class Charts(HTMLParser):
+    """The text a reader can see or hover in the SVG charts: aria-labels, <title>s, <text>s."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.labels: list[str] = []
+        self.texts: list[str] = []
+        self._svg = 0
+        self._inside: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "svg":
+            self._svg += 1
+            self.labels.append(dict(attrs).get("aria-label") or "")
+        if self._svg and tag in {"title", "text"}:
+            self._inside.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._svg and tag in {"title", "text"} and self._inside:
+            self.texts.append(self._inside.pop())
+        if tag == "svg":
+            self._svg -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self._inside[-1] += data
+
+
+def chart_text(doc: str) -> str:
+    charts = Charts()
+    charts.feed(doc)
+    charts.close()
+    return "\n".join(charts.labels + charts.texts)
+
+
+def svgs(doc: str) -> list[str]:
+    return re.findall(r"<svg\b.*?</svg>", doc, flags=re.DOTALL)
+
+
+def assert_only_escaped(doc: str, hostile: str) -> None:
+    """The hostile string is in the page only in its escaped form: never as markup."""
+    assert hostile not in doc
+    assert "<img" not in doc
+    assert "<script" not in doc.lower()
+    assert str(escape(hostile)) in doc
+    for svg in svgs(doc):
+        assert hostile not in svg
+    assert_isolated(doc)
 
 
 def parse(doc: str) -> Page:
@@ -606,6 +664,179 @@ def test_drift_report_of_long_category_values_stays_small() -> None:
     assert cap_label(values[3]) in parse(doc).section_text("distributions")
     assert "v" * 250 not in doc
     assert_isolated(doc)
+
+
+# --------------------------------------------------------------------------- escaping, templates
+
+
+def hostile_drift(hostile: str) -> str:
+    """A drift run whose every name a user or a data source controls is ``hostile``."""
+    result = drift_result(n_features=5, drifted=(0,))
+    first = next(iter(result["features"]))
+    feature = result["features"].pop(first)
+    feature["kind"] = hostile
+    feature["reasons"] = [f"psi 0.5 >= 0.2 {hostile}"]
+    feature["histogram"]["labels"][0] = hostile
+    result["features"][hostile] = feature
+    result["drifted"] = [hostile]
+    runs = history()
+    for run in runs:
+        run["metrics"][hostile] = 0.5
+    return render_drift_report(
+        result,
+        model=hostile,
+        version=4,
+        run_id=hostile,
+        at="2026-11-20T06:00:00+00:00",
+        window={"start": hostile, "end": "2026-11-20", "rows": 10},
+        performance={**PERFORMANCE, "metric": hostile},
+        history=runs,
+    )
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_names_are_only_escaped_in_the_drift_report(hostile: str) -> None:
+    doc = hostile_drift(hostile)
+    assert_only_escaped(doc, hostile)
+    page = parse(doc)
+    assert f"{hostile} · drift check" in page.section_text("")  # the header, as text
+    assert hostile in page.section_text("summary")
+    assert hostile in page.section_text("features")
+    assert hostile in page.section_text("performance")
+    assert next(r["data-feature"] for r in page.rows if "data-feature" in r) == hostile
+    charts = chart_text(doc)  # inside the SVG: the chart titles, bar tooltips, bin labels
+    assert f"{hostile}: share of rows per bin, reference vs current" in charts
+    assert f"{hostile} · reference: " in charts
+    assert f"{hostile} over time" in charts
+    assert any(str(escape(hostile)) in svg for svg in svgs(doc))
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_names_are_only_escaped_in_the_version_report(hostile: str) -> None:
+    m = manifest()
+    m["model"] = hostile
+    m["task"] = hostile
+    m["metrics"]["candidate"][hostile] = 0.5
+    m["metrics"]["champion"][hostile] = 0.4
+    m["gate"]["reasons"].append(f"{hostile}: rejected")
+    m["gate"]["passed"] = False
+    m["data"]["missing"][hostile] = 0.5
+    m["params"] = {hostile: hostile}
+    prof = profile()
+    prof["features"][hostile] = {**prof["features"]["plan"], "categories": ["a", hostile, "b"]}
+    doc = render_version_report(m, prof)
+    assert_only_escaped(doc, hostile)
+    page = parse(doc)
+    assert f"{hostile} · version 4" in page.section_text("")
+    assert hostile in page.section_text("summary")  # the failed reason, up front
+    assert hostile in page.section_text("gate")
+    assert hostile in page.section_text("metrics")
+    assert hostile in page.section_text("features")
+    assert hostile in page.section_text("data")
+    charts = chart_text(doc)
+    assert f"{hostile}: reference distribution" in charts
+    assert f"{hostile} · reference: " in charts  # a category label's tooltip
+    assert any(str(escape(hostile)) in svg for svg in svgs(doc))
+
+
+def test_only_the_charts_reach_the_templates_as_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything else is plain data that autoescape escapes; the charts hold nothing raw."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    render = report_html._render
+
+    def spy(name: str, **context: Any) -> str:
+        seen.append((name, context))
+        return render(name, **context)
+
+    def markups(value: Any) -> list[Markup]:
+        if isinstance(value, Markup):
+            return [value]
+        if isinstance(value, dict):
+            return [x for v in value.values() for x in markups(v)]
+        if isinstance(value, list | tuple):
+            return [x for v in value for x in markups(v)]
+        assert value is None or isinstance(value, str | int | float | bool), type(value)
+        return []
+
+    monkeypatch.setattr(report_html, "_render", spy)
+    hostile = HOSTILE[1]
+    hostile_drift(hostile)
+    prof = profile()
+    prof["features"][hostile] = prof["features"]["plan"]
+    render_version_report({**manifest(), "model": hostile}, prof)
+    assert [name for name, _ in seen] == ["drift.html.j2", "version.html.j2"]
+    for _, context in seen:
+        charts = markups(context)
+        assert charts
+        for chart in charts:
+            assert chart.startswith(('<svg class="chart" ', '<p class="muted">')), chart[:80]
+            assert hostile not in chart
+            assert "<img" not in chart
+
+
+def test_reports_are_drawn_from_the_templates_with_autoescape() -> None:
+    names = {p.name for p in TEMPLATES.iterdir()}
+    assert names >= {"base.html.j2", "macros.html.j2", "drift.html.j2", "version.html.j2"}
+    assert all(name.endswith(".html.j2") for name in names)
+    for report in ("drift.html.j2", "version.html.j2"):
+        assert '{% extends "base.html.j2" %}' in (TEMPLATES / report).read_text(encoding="utf-8")
+    env = report_html._environment()
+    assert env is report_html._environment()  # built once
+    assert env.autoescape is True
+    assert env.undefined is jinja2.StrictUndefined
+    # What the template writes, not this module: a changed template changes the report.
+    template = env.get_template("drift.html.j2")
+    assert template.filename == str(TEMPLATES / "drift.html.j2")
+
+
+def test_a_changed_template_changes_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, copy)
+    base = copy / "base.html.j2"
+    base.write_text(
+        base.read_text(encoding="utf-8").replace("Generated by Warden", "Drawn from a copy"),
+        encoding="utf-8",
+    )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(copy),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    monkeypatch.setattr(report_html, "_environment", lambda: env)
+    assert "Drawn from a copy" in render_realistic(history=[])
+    assert "Drawn from a copy" in render_version_report(manifest())
+
+
+def test_a_missing_template_variable_fails_the_render_clearly() -> None:
+    with pytest.raises(PermanentError, match="'model' is undefined") as info:
+        report_html._render("drift.html.j2", title="t")
+    assert isinstance(info.value.__cause__, jinja2.UndefinedError)
+    # A nested key counts too: no section quietly renders empty.
+    with pytest.raises(PermanentError, match="has no attribute 'kpis'"):
+        report_html._render(
+            "version.html.j2",
+            **{k: "x" for k in ("title", "model", "version", "task", "created")},
+            **{k: "x" for k in ("code_version", "run_id")},
+            summary={"cls": "ok", "word": "PASSED", "detail": ""},
+        )
+
+
+def test_a_missing_template_fails_the_render_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle that left the templates out: permanent, and saying which file is missing."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(tmp_path), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    monkeypatch.setattr(report_html, "_environment", lambda: env)
+    with pytest.raises(PermanentError, match=r"'drift\.html\.j2' is missing"):
+        render_realistic()
+    with pytest.raises(PermanentError, match=r"'version\.html\.j2' is missing"):
+        render_report(manifest())
 
 
 # --------------------------------------------------------------------------- real browser

@@ -2,8 +2,11 @@
 
 For each folder ``functions/NAME`` this writes, under the output folder (default ``build/``):
 
-* ``NAME/``: ``main.py``, the ``warden`` package (its ``.py`` files only), the root
-  ``warden.yaml`` and a ``requirements.txt`` pinning the bundle's full dependency closure;
+* ``NAME/``: ``main.py``, the modules of the ``warden`` package that ``main.py`` reaches (its
+  import closure, read from source by :mod:`warden_local.imports`; plus the estimator
+  factories warden.yaml may name, and the data files of :data:`PACKAGE_DATA`), the root
+  ``warden.yaml`` and a ``requirements.txt`` pinning the bundle's full dependency closure.
+  ``warden.cli`` and the local tooling never ship;
 * ``NAME.zip``: exactly that tree, byte-identical for identical inputs: entries sorted, no
   directory entries, fixed timestamp, mode, host system and compression level, so the sha256
   (and Terraform's ``bundles/NAME-<sha256 prefix>.zip`` object) changes only when content does;
@@ -35,8 +38,16 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
+from warden_local.imports import imports_of_file, read_graph
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "bundles.json"
+
+#: Shipped in every bundle whatever main.py imports: warden.yaml may name a factory in them
+#: (``factory: warden.factories.MODULE:FUNCTION``), which is imported by name at run time.
+ALWAYS_SHIPPED = ("warden.factories",)
+#: Non-Python files a module needs beside it (glob patterns relative to its package folder).
+PACKAGE_DATA: dict[str, tuple[str, ...]] = {"warden.report": ("templates/*.html.j2",)}
 
 FULL = "full"
 #: Direct runtime requirements of each bundle (a folder under functions/): FULL is every package
@@ -232,12 +243,17 @@ def source_files(root: Path, name: str) -> dict[str, bytes]:
         "warden.yaml": (root / "warden.yaml").read_bytes(),
     }
     package = root / "shared" / "warden"
-    for path in package.rglob("*.py"):
-        rel = path.relative_to(package)
-        if "__pycache__" not in rel.parts:
-            files["/".join(("warden", *rel.parts))] = path.read_bytes()
-    if "warden/__init__.py" not in files:
+    if not (package / "__init__.py").is_file():
         raise BundleError(f"{package}: no warden package there")
+    graph = read_graph(package)
+    wanted = graph.closure([*imports_of_file(folder / "main.py", graph), *ALWAYS_SHIPPED])
+    wanted |= {m for m in graph.files for a in ALWAYS_SHIPPED if m.startswith(a + ".")}
+    for module in sorted(wanted):
+        path = graph.files[module]
+        files["/".join(("warden", *path.relative_to(package).parts))] = path.read_bytes()
+        for pattern in PACKAGE_DATA.get(module, ()):
+            for data in sorted(path.parent.glob(pattern)):
+                files["/".join(("warden", *data.relative_to(package).parts))] = data.read_bytes()
     return files
 
 

@@ -1,27 +1,62 @@
 """Self-contained HTML reports for drift monitoring runs and for model versions.
 
-Everything is inline: CSS, and SVG charts drawn here from the numbers (no plotting library). A
-strict Content-Security-Policy forbids every load, so a report opened from a bucket, a ticket or
-a mail shows the same thing offline and cannot tell anyone that it was opened. Inputs are treated
-as untrusted and incomplete: every string is escaped, and a missing optional key renders as "—"
-instead of failing the run that writes the report.
+What it holds: the two public renderers (:func:`render_drift_report`, used by the monitor job,
+and :func:`render_version_report`, stored with each version), the code that turns their untrusted
+inputs into plain data for the Jinja2 templates in ``templates/`` (``base.html.j2`` the page,
+``macros.html.j2`` the repeated pieces, ``drift.html.j2`` and ``version.html.j2`` one per
+report), and the inline SVG charts.
 
-Sections carry stable ids (``#summary``, ``#features``, ...) that tests and links rely on.
+Escaping: the templates are rendered with autoescape and ``StrictUndefined``, and everything
+passed to them is plain data (strings, numbers, lists, dicts), so autoescape escapes every value.
+The only :class:`markupsafe.Markup` values are the charts, drawn here from ``Markup`` literals
+whose every inserted value (labels, titles, numbers) ``Markup.format`` escapes. A missing
+template or template variable fails the render with :class:`~warden.errors.PermanentError`.
+
+Everything is inline: CSS, and SVG charts drawn from the numbers (no plotting library). A strict
+Content-Security-Policy forbids every load, so a report opened from a bucket, a ticket or a mail
+shows the same thing offline and cannot tell anyone that it was opened. Inputs are treated as
+untrusted and incomplete: a missing optional key renders as "—" instead of failing the run that
+writes the report. Sections carry stable ids (``#summary``, ``#features``, ...) that tests and
+links rely on.
+
+Pure: no I/O beyond reading its own templates. May import only :mod:`warden.errors` (and jinja2,
+markupsafe).
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import itertools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from warden.errors import PermanentError
+
+__all__ = [
+    "CSP",
+    "DASH",
+    "LABEL_CHARS",
+    "MAX_BARS",
+    "MAX_FILES_LISTED",
+    "STAT_NAMES",
+    "STAT_ORDER",
+    "TEMPLATES",
+    "render_drift_report",
+    "render_version_report",
+]
 
 DASH = "—"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+#: Where the page templates live; function bundles must ship its ``*.html.j2`` files.
+TEMPLATES = Path(__file__).parent / "templates"
 #: Longest label (category, bin) a report prints, tooltips included. Profiles already cap
 #: category labels at this length (warden.ml.drift.MAX_CATEGORY_CHARS); this also bounds reports
 #: drawn from profiles written before they did.
@@ -42,129 +77,40 @@ STAT_NAMES = {
     "cramers_v": ("Cramér's V", "Cramér's V"),
 }
 
-_CSS = """
-:root{--ink:#1f2937;--muted:#4b5563;--line:#e3e6ea;--bg:#f4f5f7;--ref:#7b8494;--cur:#2456d6;
---bad:#b42318;--bad-bg:#fdecea;--bad-ink:#7a1a12;--ok:#067647;--ok-bg:#e5f5ec;--ok-ink:#05512f;
---warn:#b54708;--warn-bg:#fff3d6;--warn-ink:#7a2e0e}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);
-font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1200px;margin:0 auto;padding:22px 24px 40px}
-header h1{font-size:24px;margin:0 0 2px;overflow-wrap:anywhere}
-.sub,.muted{color:var(--muted)}
-code{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-nav{margin:10px 0 0;display:flex;gap:6px;flex-wrap:wrap}
-nav a{color:var(--cur);text-decoration:none;padding:3px 10px;border:1px solid var(--line);
-border-radius:999px;background:#fff;font-size:13px}
-section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:16px 20px;
-margin:16px 0}
-h2{font-size:17px;margin:0 0 12px}
-h3{font-size:14px;margin:0 0 6px}
-h3.gap{margin-top:18px}
-.banner{display:flex;flex-wrap:wrap;gap:6px 24px;align-items:baseline;padding:16px 20px;
-border-radius:8px;border-left:10px solid}
-.banner .verdict{font-size:28px;font-weight:750;letter-spacing:-.01em}
-.banner.slim{padding:10px 16px;margin-bottom:12px}
-.banner.slim .verdict{font-size:19px}
-.banner.bad{background:var(--bad-bg);border-color:var(--bad);color:var(--bad-ink)}
-.banner.ok{background:var(--ok-bg);border-color:var(--ok);color:var(--ok-ink)}
-.banner.warn{background:var(--warn-bg);border-color:var(--warn);color:var(--warn-ink)}
-.banner.none{background:#eef0f3;border-color:#6b7280}
-.kpis{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:12px;margin-top:14px}
-.kpi{border:1px solid var(--line);border-radius:8px;padding:10px 14px;min-width:0}
-.kpi .k{display:block;color:var(--muted);font-size:12px;text-transform:uppercase;
-letter-spacing:.05em}
-.kpi .v{display:block;font-size:24px;font-weight:650;overflow-wrap:anywhere}
-.kpi .v.small{font-size:16px;padding:5px 0 4px}
-.kpi .d{display:block;color:var(--muted);font-size:13px;overflow-wrap:anywhere}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em;
-font-weight:600}
-td.name{font-weight:650;overflow-wrap:break-word;word-break:break-word;min-width:130px;
-max-width:220px}
-td.name .badge{margin-top:3px}
-.kind{font-weight:400;color:var(--muted);font-size:12px}
-.kind.over{color:var(--bad);font-weight:650}
-tr.drift td{background:#fff6f5}
-tr.drift td:first-child{box-shadow:inset 5px 0 var(--bad)}
-table.features td{padding:6px 10px}
-table.kv th{width:220px;text-transform:none;letter-spacing:0;font-size:14px;color:var(--muted);
-font-weight:500}
-.badge.big{font-size:15px;padding:2px 12px;vertical-align:2px}
-.num{font-variant-numeric:tabular-nums;white-space:nowrap}
-.badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:650;
-white-space:nowrap}
-.badge.bad{background:var(--bad);color:#fff}
-.badge.ok{background:var(--ok-bg);color:var(--ok-ink);border:1px solid #a6dcbd}
-.badge.warn{background:var(--warn-bg);color:var(--warn-ink);border:1px solid #f3c777}
-.badge.none{background:#eef0f3;color:var(--muted)}
-.stats{display:grid;grid-template-columns:repeat(2,max-content);gap:2px 22px}
-.stat{display:grid;grid-template-columns:94px 74px 104px;align-items:center;gap:6px;
-white-space:nowrap;font-size:13px}
-.stat .n{color:var(--muted)}
-.stat .t{color:var(--muted);font-weight:400}
-.stat.over .n,.stat.over .num{color:var(--bad);font-weight:650}
-.meter{display:inline-block;position:relative;width:74px;height:9px;background:#e6e9ee;
-border-radius:5px;vertical-align:middle}
-.meter i{position:absolute;left:0;top:0;bottom:0;background:var(--cur);border-radius:5px}
-.meter.over i{background:var(--bad)}
-.meter b{position:absolute;top:-3px;bottom:-3px;width:2px;background:var(--ink)}
-.meter.wide{display:block;width:100%;height:12px;margin-top:8px}
-ul.reasons{margin:0;padding-left:16px;font-size:13px;min-width:190px}
-ul.gate{list-style:none;padding:0;margin:12px 0}
-ul.gate li{padding:7px 10px 7px 34px;border-radius:6px;margin:4px 0;position:relative}
-ul.gate li::before{position:absolute;left:12px;font-weight:800}
-ul.gate li.ok{background:var(--ok-bg);color:var(--ok-ink)}
-ul.gate li.ok::before{content:"✓"}
-ul.gate li.bad{background:var(--bad-bg);color:var(--bad-ink);font-weight:600}
-ul.gate li.bad::before{content:"✗"}
-ul.gate li.info{background:#eef0f3}
-ul.gate li.info::before{content:"i";font-style:italic}
-.grid{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:14px}
-.grid.two{grid-template-columns:repeat(2,minmax(0,1fr))}
-.card{border:1px solid var(--line);border-radius:8px;padding:10px 12px;min-width:0}
-.card.drift{border-color:var(--bad);box-shadow:inset 0 4px var(--bad)}
-.card h3{display:flex;justify-content:space-between;gap:8px;overflow-wrap:anywhere}
-.card .facts{color:var(--muted);font-size:12px;margin-top:4px}
-svg.chart{width:100%;height:auto;display:block}
-svg text{font:11px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;fill:#4b5563}
-svg .axis{stroke:#9aa1ab;stroke-width:1}
-svg .grid{stroke:#e3e6ea;stroke-width:1}
-svg .ref{fill:var(--ref)}
-svg .cur{fill:var(--cur)}
-svg .thr{stroke:var(--bad);stroke-width:1.5;stroke-dasharray:6 4}
-svg .line{fill:none;stroke:var(--cur);stroke-width:2}
-svg .pt-ok{fill:var(--ok);stroke:#fff;stroke-width:1.5}
-svg .pt-bad{fill:var(--bad);stroke:#fff;stroke-width:1.5}
-svg .pt{fill:var(--cur);stroke:#fff;stroke-width:1.5}
-svg text.thr-label{fill:var(--bad);font-weight:600}
-.legend{display:flex;gap:18px;color:var(--muted);font-size:13px;margin:0 0 10px}
-.legend span::before{content:"";display:inline-block;width:11px;height:11px;border-radius:2px;
-margin-right:6px;vertical-align:-1px;background:var(--c)}
-.legend span.dash::before{width:18px;height:0;border-top:2px dashed var(--bad);border-radius:0;
-vertical-align:3px;background:none}
-.mbar{display:grid;grid-template-columns:170px 270px minmax(0,1fr) 80px;gap:4px 12px;
-align-items:center;margin:3px 0}
-.mbar.first{margin-top:12px}
-.mbar .lbl{overflow-wrap:anywhere}
-.mbar .track{height:14px;background:#eef0f3;border-radius:4px;position:relative}
-.mbar .track i{position:absolute;left:0;top:0;bottom:0;border-radius:4px}
-pre{background:#f6f7f9;border:1px solid var(--line);border-radius:6px;padding:10px;
-overflow:auto;font-size:12px}
-details summary{cursor:pointer;color:var(--cur);margin:8px 0}
-footer{color:var(--muted);font-size:12px;text-align:center}
-@media (max-width:900px){.grid,.kpis{grid-template-columns:repeat(2,minmax(0,1fr))}
-.grid.two{grid-template-columns:1fr}.stats{grid-template-columns:max-content}}
-@media print{body{background:#fff}section{break-inside:avoid}nav{display:none}}
-"""
+#: What the templates receive for one piece of the page: plain data, autoescaped there.
+Data = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- templates
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The one Jinja2 environment, built on first use: autoescape, and an error (not an empty
+    string) for any variable a template names that the context lacks."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _render(name: str, **context: Any) -> str:
+    """Render one report template; a missing template or variable is a bug or a bundle without
+    its templates: retrying cannot help, so it is a PermanentError naming what is missing."""
+    try:
+        return _environment().get_template(name).render(csp=CSP, **context)
+    except jinja2.TemplateNotFound as exc:
+        raise PermanentError(
+            f"HTML report template {exc.name!r} is missing from {TEMPLATES}"
+        ) from exc
+    except jinja2.UndefinedError as exc:
+        raise PermanentError(f"HTML report template {name}: {exc.message}") from exc
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _float(value: Any) -> float | None:
@@ -212,8 +158,8 @@ def _short(value: float) -> str:
 
 
 def _text(value: Any) -> str:
-    """Escaped text, "—" for a missing value."""
-    return DASH if value is None or value == "" else _e(value)
+    """A value as text, "—" for a missing one."""
+    return DASH if value is None or value == "" else str(value)
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -228,69 +174,88 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _meter(value: float | None, threshold: float | None, scale: float, title: str) -> str:
-    """A small bar with the threshold as a tick; red once the value reaches it."""
+def _meter(value: float | None, threshold: float | None, scale: float, title: str) -> Data:
+    """A small bar with the threshold as a tick (percentages of its width); red once the value
+    reaches the threshold. No value draws the empty track."""
     if value is None or scale <= 0:
-        return f'<span class="meter" title="{_e(title)}"></span>'
-    width = max(0.0, min(1.0, value / scale)) * 100
-    over = threshold is not None and value >= threshold
-    tick = ""
-    if threshold is not None:
-        tick = f'<b style="left:{max(0.0, min(1.0, threshold / scale)) * 100:.1f}%"></b>'
-    cls = "meter over" if over else "meter"
-    return (
-        f'<span class="{cls}" title="{_e(title)}"><i style="width:{width:.1f}%"></i>{tick}</span>'
-    )
+        return {"title": title, "over": False, "width": None, "tick": None}
+    return {
+        "title": title,
+        "over": threshold is not None and value >= threshold,
+        "width": max(0.0, min(1.0, value / scale)) * 100,
+        "tick": None if threshold is None else max(0.0, min(1.0, threshold / scale)) * 100,
+    }
 
 
-def _svg(width: int, height: int, title: str, body: str) -> str:
-    # No xmlns: inline SVG in HTML does not need it, and the report then holds no URL at all.
-    return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">'
-        f"<title>{_e(title)}</title>{body}</svg>"
-    )
+def _kpi(
+    key: str,
+    value: str,
+    detail: str = "",
+    *,
+    small: bool = False,
+    badge: Data | None = None,
+    meter: Data | None = None,
+) -> Data:
+    """One headline figure; ``badge`` and ``meter`` follow the detail line (shown with it)."""
+    return {
+        "key": key,
+        "value": value,
+        "detail": detail,
+        "small": small,
+        "badge": badge,
+        "meter": meter,
+    }
 
 
-def _kpi(key: str, value: str, detail: str = "", *, small: bool = False) -> str:
-    d = f'<span class="d">{detail}</span>' if detail else ""
-    v = f'<span class="v{" small" if small else ""}">{value}</span>'
-    return f'<div class="kpi"><span class="k">{_e(key)}</span>{v}{d}</div>'
+def _row(label: str, value: str, *, code: bool = False) -> Data:
+    """A row of a key/value table; ``code`` shows the value in monospace."""
+    return {"label": label, "value": value, "code": code}
 
 
-def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
-    return f'<table class="kv">{body}</table>'
-
-
-def _section(sid: str, heading: str, body: str) -> str:
-    return (
-        f'<section id="{sid}" aria-labelledby="{sid}-h">'
-        f'<h2 id="{sid}-h">{heading}</h2>{body}</section>'
-    )
-
-
-def _page(title: str, header: str, nav: Sequence[tuple[str, str]], sections: Sequence[str]) -> str:
-    links = "".join(f'<a href="#{sid}">{_e(label)}</a>' for sid, label in nav)
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">\n'
-        '<meta name="referrer" content="no-referrer">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style></head>\n"
-        f"<body><main><header>{header}<nav>{links}</nav></header>\n"
-        + "\n".join(sections)
-        + "\n<footer>Generated by Warden · self-contained: no scripts, no external resources"
-        "</footer></main></body></html>\n"
-    )
+def _metric_bars(rows: Sequence[tuple[str, Sequence[tuple[str, float | None, str]]]]) -> list[Data]:
+    """Horizontal bars, one block per metric; each entry is (series name, value, colour). The
+    first bar of a block carries the metric's name; widths share one scale."""
+    values = [v for _, entries in rows for _, v, _ in entries if v is not None]
+    lo = min([0.0, *values])
+    hi = max([1.0, *values]) if all(-1 <= v <= 1 for v in values) else max([0.0, *values])
+    span = (hi - lo) or 1.0
+    return [
+        {
+            "metric": metric if k == 0 else None,
+            "series": series,
+            "width": 0.0 if v is None else (v - lo) / span * 100,
+            "color": color,
+            "value": _num(v, 4),
+        }
+        for metric, entries in rows
+        for k, (series, v, color) in enumerate(entries)
+    ]
 
 
 # --------------------------------------------------------------------------- charts
+#
+# Every chart is Markup assembled only from Markup literals: Markup.format escapes each value it
+# inserts (labels, names, titles, numbers), and Markup("").join would escape any plain string
+# that slipped into the parts. Nothing from the inputs is ever marked safe as it stands.
+
+
+def _no_chart(text: str) -> Markup:
+    """What a chart shows when there is nothing to draw."""
+    return Markup('<p class="muted">{text}</p>').format(text=text)
+
+
+def _svg(width: int, height: int, title: str, parts: Sequence[Markup]) -> Markup:
+    # No xmlns: inline SVG in HTML does not need it, and the report then holds no URL at all.
+    return Markup(
+        '<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">'
+        "<title>{title}</title>{body}</svg>"
+    ).format(width=width, height=height, title=title, body=Markup("").join(parts))
 
 
 def _nice_step(span: float, count: int) -> float:
     """A 1/2/2.5/5 × 10^k step giving about ``count`` intervals over ``span``."""
     raw = span / max(1, count)
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude: float = 10.0 ** math.floor(math.log10(raw))
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
 
 
@@ -323,11 +288,11 @@ def _bars_svg(
     *,
     width: int = 360,
     height: int = 190,
-) -> str:
+) -> Markup:
     """Grouped bars of shares per label; ``series`` is (css class, name, values)."""
     n = len(labels)
     if n == 0:
-        return f'<p class="muted">{DASH} no histogram</p>'
+        return _no_chart(f"{DASH} no histogram")
     values = [[_float(v) or 0.0 for v in (list(vals) + [0.0] * n)[:n]] for _, _, vals in series]
     _, ymax, ticks = _nice_range(0.0, max((v for vs in values for v in vs), default=0.0) or 1.0, 3)
     left, right = 40, 8
@@ -341,9 +306,18 @@ def _bars_svg(
     for tick in ticks:
         y = base - tick / ymax * plot_h
         parts.append(
-            f'<line class="{"axis" if tick == 0 else "grid"}" x1="{left}" x2="{left + plot_w}" '
-            f'y1="{y:.1f}" y2="{y:.1f}"/><text x="{left - 5}" y="{y + 4:.1f}" '
-            f'text-anchor="end">{_pct_tick(tick)}</text>'
+            Markup(
+                '<line class="{cls}" x1="{x1}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                '<text x="{tx}" y="{ty:.1f}" text-anchor="end">{label}</text>'
+            ).format(
+                cls="axis" if tick == 0 else "grid",
+                x1=left,
+                x2=left + plot_w,
+                y=y,
+                tx=left - 5,
+                ty=y + 4,
+                label=_pct_tick(tick),
+            )
         )
     gap = slot * 0.12
     bw = (slot - 2 * gap) / max(1, len(series))
@@ -352,24 +326,38 @@ def _bars_svg(
             v = values[j][i]
             h = v / ymax * plot_h
             parts.append(
-                f'<rect class="{cls}" x="{left + i * slot + gap + j * bw:.1f}" '
-                f'y="{base - h:.1f}" width="{bw:.1f}" height="{h:.1f}">'
-                f"<title>{_e(_clip(str(label), LABEL_CHARS))} · {_e(name)}: {v:.1%}</title></rect>"
+                Markup(
+                    '<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}">'
+                    "<title>{label} · {name}: {v:.1%}</title></rect>"
+                ).format(
+                    cls=cls,
+                    x=left + i * slot + gap + j * bw,
+                    y=base - h,
+                    w=bw,
+                    h=h,
+                    label=_clip(str(label), LABEL_CHARS),
+                    name=name,
+                    v=v,
+                )
             )
     step = max(1, math.ceil(n / 12))
     for i in range(0, n, step):
         x = left + (i + 0.5) * slot
-        label = _e(_clip(_compact(str(labels[i])), 16 if rotate else max(3, int(slot / 6.5))))
+        label = _clip(_compact(str(labels[i])), 16 if rotate else max(3, int(slot / 6.5)))
         if rotate:
             parts.append(
-                f'<text transform="translate({x + 3:.1f},{base + 10:.1f}) rotate(-40)" '
-                f'text-anchor="end">{label}</text>'
+                Markup(
+                    '<text transform="translate({x:.1f},{y:.1f}) rotate(-40)" '
+                    'text-anchor="end">{label}</text>'
+                ).format(x=x + 3, y=base + 10, label=label)
             )
         else:
             parts.append(
-                f'<text x="{x:.1f}" y="{base + 15:.1f}" text-anchor="middle">{label}</text>'
+                Markup('<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle">{label}</text>').format(
+                    x=x, y=base + 15, label=label
+                )
             )
-    return _svg(width, height, title, "".join(parts))
+    return _svg(width, height, title, parts)
 
 
 def _trim_tails(edges: list[float], counts: list[float], share: float) -> tuple[int, int]:
@@ -389,13 +377,13 @@ def _trim_tails(edges: list[float], counts: list[float], share: float) -> tuple[
 
 def _hist_svg(
     title: str, edges: Sequence[Any], counts: Sequence[Any], *, width: int = 360, height: int = 170
-) -> str:
+) -> Markup:
     """A true histogram on a numeric axis: bar area is the share of rows, so quantile bins
     (narrow where data is dense) show the real shape instead of a flat row of equal bars."""
     e = [_float(x) for x in edges]
     c = [_float(x) for x in counts[: len(edges) - 1]]
     if len(e) < 2 or len(c) != len(e) - 1 or None in e or None in c:
-        return f'<p class="muted">{DASH} no histogram</p>'
+        return _no_chart(f"{DASH} no histogram")
     ev = [x for x in e if x is not None]
     cv = [x for x in c if x is not None]
     total = sum(cv) or 1.0
@@ -409,7 +397,7 @@ def _hist_svg(
         cv = [sum(cv[i : i + step]) for i in range(0, len(cv), step)]
     lo, hi = ev[0], ev[-1]
     if hi <= lo:
-        return f'<p class="muted">constant value {_e(_short(lo))}</p>'
+        return _no_chart(f"constant value {_short(lo)}")
     dens = [cnt / (b - a) if b > a else 0.0 for cnt, a, b in zip(cv, ev, ev[1:], strict=False)]
     dmax = max(dens) or 1.0
     left, right, top, bottom = 12, 12, 22 if outside > 0 else 8, 24
@@ -421,23 +409,41 @@ def _hist_svg(
         x1 = left + (b - lo) / (hi - lo) * plot_w
         h = d / dmax * plot_h
         parts.append(
-            f'<rect class="ref" x="{x0:.1f}" y="{base - h:.1f}" '
-            f'width="{max(0.6, x1 - x0 - 0.6):.1f}" height="{h:.1f}"><title>'
-            f"[{_e(_short(a))}, {_e(_short(b))}): {cnt:,.0f} rows ({cnt / total:.1%})"
-            "</title></rect>"
+            Markup(
+                '<rect class="ref" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}">'
+                "<title>[{a}, {b}): {cnt:,.0f} rows ({share:.1%})</title></rect>"
+            ).format(
+                x=x0,
+                y=base - h,
+                w=max(0.6, x1 - x0 - 0.6),
+                h=h,
+                a=_short(a),
+                b=_short(b),
+                cnt=cnt,
+                share=cnt / total,
+            )
         )
-    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}"/>')
+    parts.append(
+        Markup('<line class="axis" x1="{x1}" x2="{x2}" y1="{y}" y2="{y}"/>').format(
+            x1=left, x2=left + plot_w, y=base
+        )
+    )
     for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
         parts.append(
-            f'<text x="{left + frac * plot_w:.1f}" y="{base + 15}" text-anchor="{anchor}">'
-            f"{_e(_short(lo + frac * (hi - lo)))}</text>"
+            Markup('<text x="{x:.1f}" y="{y}" text-anchor="{anchor}">{label}</text>').format(
+                x=left + frac * plot_w,
+                y=base + 15,
+                anchor=anchor,
+                label=_short(lo + frac * (hi - lo)),
+            )
         )
     if outside > 0:
         parts.append(
-            f'<text x="{left + plot_w}" y="11" text-anchor="end">'
-            f"{outside / total:.1%} of rows beyond the axis</text>"
+            Markup(
+                '<text x="{x}" y="11" text-anchor="end">{share:.1%} of rows beyond the axis</text>'
+            ).format(x=left + plot_w, share=outside / total)
         )
-    return _svg(width, height, title, "".join(parts))
+    return _svg(width, height, title, parts)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -470,16 +476,16 @@ def _line_svg(
     flags: Sequence[bool | None] | None = None,
     y_range: tuple[float, float] | None = None,
     threshold: float | None = None,
-    y_fmt: Any = _short,
+    y_fmt: Callable[[float], str] = _short,
     width: int = 1100,
     height: int = 220,
     this_run: bool = True,
-) -> str:
+) -> Markup:
     """A line over time; ``flags``: True = bad. With ``this_run`` the last point is larger."""
     n = len(ys)
     finite = [y for y in ys if y is not None]
     if not finite:
-        return f'<p class="muted">{DASH} no values</p>'
+        return _no_chart(f"{DASH} no values")
     if y_range is None:
         y_range = (min(finite), max(finite))
     lo, hi, ticks = _nice_range(*y_range, count=4)
@@ -499,30 +505,50 @@ def _line_svg(
     parts = []
     for tick in ticks:
         parts.append(
-            f'<line class="{"axis" if tick == lo else "grid"}" x1="{left}" x2="{left + plot_w}" '
-            f'y1="{yp(tick):.1f}" y2="{yp(tick):.1f}"/><text x="{left - 6}" '
-            f'y="{yp(tick) + 4:.1f}" text-anchor="end">{_e(y_fmt(tick))}</text>'
+            Markup(
+                '<line class="{cls}" x1="{x1}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                '<text x="{tx}" y="{ty:.1f}" text-anchor="end">{label}</text>'
+            ).format(
+                cls="axis" if tick == lo else "grid",
+                x1=left,
+                x2=left + plot_w,
+                y=yp(tick),
+                tx=left - 6,
+                ty=yp(tick) + 4,
+                label=y_fmt(tick),
+            )
         )
     if threshold is not None and lo <= threshold <= hi:
         ty = yp(threshold)
         parts.append(
-            f'<line class="thr" x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}"/>'
-            f'<text class="thr-label" x="{left + 6}" y="{ty - 6:.1f}">'
-            f"threshold {_e(y_fmt(threshold))}</text>"
+            Markup(
+                '<line class="thr" x1="{x1}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                '<text class="thr-label" x="{tx}" y="{ty:.1f}">threshold {label}</text>'
+            ).format(
+                x1=left, x2=left + plot_w, y=ty, tx=left + 6, ty=ty - 6, label=y_fmt(threshold)
+            )
         )
     pts = [(x, yp(y)) for x, y in zip(xs, ys, strict=True) if y is not None]
     path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(pts))
-    parts.append(f'<path class="line" d="{path}"/>')
+    parts.append(Markup('<path class="line" d="{d}"/>').format(d=path))
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         if y is None:
             continue
         flag = flags[i] if flags is not None and i < len(flags) else None
-        cls = "pt" if flag is None else ("pt-bad" if flag else "pt-ok")
         last = this_run and i == n - 1
         parts.append(
-            f'<circle class="{cls}" cx="{x:.1f}" cy="{yp(y):.1f}" r="{6.5 if last else 4.5}">'
-            f"<title>{_e(stamps[i])}{' (this run)' if last else ''}: {_e(y_fmt(y))}</title>"
-            "</circle>"
+            Markup(
+                '<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{r}">'
+                "<title>{stamp}{note}: {value}</title></circle>"
+            ).format(
+                cls="pt" if flag is None else ("pt-bad" if flag else "pt-ok"),
+                x=x,
+                y=yp(y),
+                r=6.5 if last else 4.5,
+                stamp=stamps[i],
+                note=" (this run)" if last else "",
+                value=y_fmt(y),
+            )
         )
     # Labels right to left from this run, skipping any that would overlap the one after it.
     labels = _time_labels(stamps)
@@ -538,10 +564,11 @@ def _line_svg(
         elif xs[i] + len(labels[i]) * 3.3 > width:
             anchor = "end"
         parts.append(
-            f'<text x="{xs[i]:.1f}" y="{top + plot_h + 18}" text-anchor="{anchor}">'
-            f"{_e(_clip(labels[i], 18))}</text>"
+            Markup('<text x="{x:.1f}" y="{y}" text-anchor="{anchor}">{label}</text>').format(
+                x=xs[i], y=top + plot_h + 18, anchor=anchor, label=_clip(labels[i], 18)
+            )
         )
-    return _svg(width, height, title, "".join(parts))
+    return _svg(width, height, title, parts)
 
 
 def _stamp(value: Any) -> str:
@@ -551,11 +578,6 @@ def _stamp(value: Any) -> str:
         return str(value)
     zone = f" {t.tzname()}" if t.tzinfo is not None else ""
     return t.strftime("%Y-%m-%d %H:%M") + zone
-
-
-def _legend(*items: tuple[str, str]) -> str:
-    spans = "".join(f'<span style="--c:{color}">{_e(name)}</span>' for name, color in items)
-    return f'<div class="legend">{spans}</div>'
 
 
 # --------------------------------------------------------------------------- drift report
@@ -591,7 +613,7 @@ def _sorted_features(features: Mapping[str, Any]) -> list[tuple[str, Mapping[str
     return sorted(items, key=lambda nf: (not nf[1].get("drifted"), -_effect(nf[1]), nf[0]))
 
 
-def _stat_rows(feature: Mapping[str, Any]) -> str:
+def _stat_rows(feature: Mapping[str, Any]) -> list[Data]:
     """Each statistic against its threshold; the bar spans twice the threshold, tick at half."""
     stats, thresholds = _map(feature.get("stats")), _map(feature.get("thresholds"))
     names = [s for s in STAT_ORDER if s in stats] + sorted(set(stats) - set(STAT_ORDER))
@@ -601,17 +623,14 @@ def _stat_rows(feature: Mapping[str, Any]) -> str:
         if v is None:
             continue
         label, long_name = STAT_NAMES.get(name, (name, name))
-        over = t is not None and v >= t
+        row = {"label": label, "long_name": long_name, "over": t is not None and v >= t}
         if t is not None and t > 0:
-            meter = _meter(v, t, 2 * t, f"{long_name}: {v:.4g} vs threshold {t:.4g}")
-            shown = f'{_num(v)}<span class="t"> / {_num(t)}</span>'
+            title = f"{long_name}: {v:.4g} vs threshold {t:.4g}"
+            row.update(value=_num(v), threshold=_num(t), meter=_meter(v, t, 2 * t, title))
         else:
-            meter, shown = "<span></span>", _num(v)
-        rows.append(
-            f'<div class="stat{" over" if over else ""}" title="{_e(long_name)}">'
-            f'<span class="n">{_e(label)}</span>{meter}<span class="num">{shown}</span></div>'
-        )
-    return f'<div class="stats">{"".join(rows)}</div>' if rows else DASH
+            row.update(value=_num(v), threshold=None, meter=None)
+        rows.append(row)
+    return rows
 
 
 def _verdict(result: Mapping[str, Any]) -> tuple[str, str]:
@@ -629,157 +648,107 @@ def _drift_summary(
     features: Mapping[str, Any],
     window: Mapping[str, Any] | None,
     performance: Mapping[str, Any] | None,
-) -> str:
+) -> Data:
     verdict, cls = _verdict(result)
     share, thr = _float(result.get("drift_share")), _float(result.get("dataset_share_threshold"))
     drifted = [str(d) for d in _seq(result.get("drifted"))] or [
-        n for n, f in features.items() if _map(f).get("drifted")
+        str(n) for n, f in features.items() if _map(f).get("drifted")
     ]
+    names: list[str] = []
     if result.get("insufficient"):
         detail = (
             f"Too few rows to judge drift: {_int(result.get('rows'))} in this window against "
             f"{_int(result.get('reference_rows'))} in the reference."
         )
     elif drifted:
-        listed = ", ".join(f"<b>{_e(d)}</b>" for d in drifted[:6])
-        more = f" and {len(drifted) - 6} more" if len(drifted) > 6 else ""
-        detail = f"{len(drifted)} drifted: {listed}{more}."
+        names, detail = drifted[:6], ""
     else:
         detail = "Every feature is within its thresholds."
-    banner = (
-        f'<div class="banner {cls}"><span class="verdict">{_e(verdict)}</span>'
-        f"<span>{detail}</span></div>"
-    )
-    meter = _meter(share, thr, 1.0, f"drift share {_pct(share)} vs threshold {_pct(thr)}")
-    share_detail = (
-        f"{len(drifted)} of {len(features)} features · threshold {_pct(thr)}"
-        + meter.replace('class="meter', 'class="meter wide', 1)
-    )
     w = _map(window)
     span = f"{_text(w.get('start'))} → {_text(w.get('end'))}" if w else DASH
     perf = _map(performance)
+    badge = None
     if perf and _float(perf.get("current")) is not None:
         perf_v = _num(perf.get("current"))
         perf_d = f"{_text(perf.get('metric'))} · baseline {_num(perf.get('baseline'))}"
         if perf.get("degraded"):
-            perf_d += ' <span class="badge bad">degraded</span>'
+            badge = {"cls": "bad", "text": "degraded"}
     else:
         perf_v, perf_d = DASH, "no labels in this window"
-    kpis = (
-        _kpi("Drift share", _pct(share), share_detail)
-        + _kpi(
+    kpis = [
+        _kpi(
+            "Drift share",
+            _pct(share),
+            f"{len(drifted)} of {len(features)} features · threshold {_pct(thr)}",
+            meter=_meter(share, thr, 1.0, f"drift share {_pct(share)} vs threshold {_pct(thr)}"),
+        ),
+        _kpi(
             "Rows checked",
             _int(result.get("rows")),
             f"reference {_int(result.get('reference_rows'))}",
-        )
-        + _kpi(
+        ),
+        _kpi(
             "Data window", span, f"{_int(w.get('rows'))} rows" if w.get("rows") else "", small=True
-        )
-        + _kpi("Performance", perf_v, perf_d)
-    )
-    return _section("summary", "Summary", banner + f'<div class="kpis">{kpis}</div>')
+        ),
+        _kpi("Performance", perf_v, perf_d, badge=badge),
+    ]
+    return {
+        "verdict": verdict,
+        "cls": cls,
+        "names": names,
+        "count": len(drifted),
+        "more": f" and {len(drifted) - 6} more" if len(drifted) > 6 else "",
+        "detail": detail,
+        "kpis": kpis,
+    }
 
 
-def _drift_features(ordered: list[tuple[str, Mapping[str, Any]]]) -> str:
-    if not ordered:
-        return _section("features", "Features", f'<p class="muted">{DASH} no features</p>')
-    rows = []
-    for name, f in ordered:
-        drifted = bool(f.get("drifted"))
-        badge = (
-            '<span class="badge bad">drifted</span>'
-            if drifted
-            else '<span class="badge ok">stable</span>'
-        )
-        reasons = "".join(f"<li>{_e(r)}</li>" for r in _seq(f.get("reasons")))
-        rows.append(
-            f'<tr class="{"drift" if drifted else "stable"}" data-feature="{_e(name)}">'
-            f'<td class="name">{_e(name)}<div class="kind">{_text(f.get("kind"))}</div>{badge}'
-            f"</td><td>{_stat_rows(f)}</td>"
-            f'<td class="num">{_int(f.get("n_ref"))} → {_int(f.get("n_cur"))}'
-            f'<div class="kind{" over" if _missing_change(f)[1] else ""}">missing '
-            f"{_pct(f.get('missing_ref'), 1)} → {_pct(f.get('missing_cur'), 1)}</div></td>"
-            f"<td>{f'<ul class=reasons>{reasons}</ul>' if reasons else DASH}</td></tr>"
-        )
-    head = (
-        "<thead><tr><th>Feature</th><th>Statistic: value / threshold</th>"
-        "<th>Rows ref → cur</th><th>Reasons</th></tr></thead>"
-    )
-    note = (
-        '<p class="muted">Drifted features first, then by how far their largest statistic is '
-        "toward its threshold. Each bar spans twice the threshold; the tick marks it.</p>"
-    )
-    return _section(
-        "features",
-        "Features",
-        f'{note}<table class="features">{head}<tbody>{"".join(rows)}</tbody></table>',
-    )
+def _drift_features(ordered: list[tuple[str, Mapping[str, Any]]]) -> list[Data]:
+    return [
+        {
+            "name": name,
+            "kind": _text(f.get("kind")),
+            "drifted": bool(f.get("drifted")),
+            "stats": _stat_rows(f),
+            "n_ref": _int(f.get("n_ref")),
+            "n_cur": _int(f.get("n_cur")),
+            "missing_over": _missing_change(f)[1],
+            "missing_ref": _pct(f.get("missing_ref"), 1),
+            "missing_cur": _pct(f.get("missing_cur"), 1),
+            "reasons": [str(r) for r in _seq(f.get("reasons"))],
+        }
+        for name, f in ordered
+    ]
 
 
-def _drift_distributions(ordered: list[tuple[str, Mapping[str, Any]]]) -> str:
+def _drift_distributions(ordered: list[tuple[str, Mapping[str, Any]]]) -> list[Data]:
     cards = []
     for name, f in ordered:
         hist = _map(f.get("histogram"))
-        labels = [str(x) for x in _seq(hist.get("labels"))]
         chart = _bars_svg(
             f"{name}: share of rows per bin, reference vs current",
-            labels,
+            [str(x) for x in _seq(hist.get("labels"))],
             [
                 ("ref", "reference", _seq(hist.get("ref"))),
                 ("cur", "current", _seq(hist.get("cur"))),
             ],
         )
-        drifted = bool(f.get("drifted"))
-        badge = '<span class="badge bad">drifted</span>' if drifted else ""
         facts = (
             f"{_text(f.get('kind'))} · PSI {_num(_map(f.get('stats')).get('psi'))}"
             f" · rows {_int(f.get('n_ref'))} → {_int(f.get('n_cur'))}"
         )
         cards.append(
-            f'<div class="card{" drift" if drifted else ""}">'
-            f"<h3><span>{_e(name)}</span>{badge}</h3>{chart}"
-            f'<div class="facts">{facts}</div></div>'
+            {"name": name, "drifted": bool(f.get("drifted")), "chart": chart, "facts": facts}
         )
-    if not cards:
-        return _section(
-            "distributions", "Distributions", f'<p class="muted">{DASH} no features</p>'
-        )
-    body = (
-        _legend(("reference (training data)", "var(--ref)"), ("current window", "var(--cur)"))
-        + f'<div class="grid">{"".join(cards)}</div>'
-    )
-    return _section("distributions", "Distributions", body)
+    return cards
 
 
-def _metric_bars(rows: Sequence[tuple[str, Sequence[tuple[str, float | None, str]]]]) -> str:
-    """Horizontal bars, one block per metric; each entry is (series name, value, colour)."""
-    values = [v for _, entries in rows for _, v, _ in entries if v is not None]
-    lo = min([0.0, *values])
-    hi = max([1.0, *values]) if all(-1 <= v <= 1 for v in values) else max([0.0, *values])
-    span = (hi - lo) or 1.0
-    out = []
-    for metric, entries in rows:
-        for k, (series, v, color) in enumerate(entries):
-            width = 0.0 if v is None else (v - lo) / span * 100
-            label = f"<b>{_e(metric)}</b>" if k == 0 else ""
-            out.append(
-                f'<div class="mbar{" first" if k == 0 else ""}"><span class="lbl">{label}</span>'
-                f'<span class="muted">{_e(series)}</span><span class="track">'
-                f'<i style="width:{width:.1f}%;background:{color}"></i></span>'
-                f'<span class="num">{_num(v, 4)}</span></div>'
-            )
-    return "".join(out)
-
-
-def _drift_performance(performance: Mapping[str, Any] | None) -> str:
+def _drift_performance(performance: Mapping[str, Any] | None) -> Data | None:
+    """None when the window has no labels (no current value)."""
     perf = _map(performance)
     current = _float(perf.get("current"))
     if not perf or current is None:
-        body = (
-            '<p class="muted">No labels in this window: performance cannot be measured until '
-            "the outcomes arrive. Drift above is the early warning.</p>"
-        )
-        return _section("performance", "Performance", body)
+        return None
     degraded = bool(perf.get("degraded"))
     metric = str(perf.get("metric") or "metric")
     baseline = _float(perf.get("baseline"))
@@ -788,11 +757,6 @@ def _drift_performance(performance: Mapping[str, Any] | None) -> str:
         change = f" from {_num(baseline)} to {_num(current)}"
         if baseline:
             change += f" ({(current - baseline) / abs(baseline):+.1%})"
-    headline = (
-        f'<div class="banner {"bad" if degraded else "ok"} slim"><span class="verdict">'
-        f"{'Degraded' if degraded else 'Holding up'}</span><span>{_e(metric)}{change}; "
-        f"drop {_num(perf.get('drop'))}</span></div>"
-    )
     bars = _metric_bars(
         [
             (
@@ -804,7 +768,12 @@ def _drift_performance(performance: Mapping[str, Any] | None) -> str:
             )
         ]
     )
-    return _section("performance", "Performance", headline + f'<div class="bars">{bars}</div>')
+    return {
+        "cls": "bad" if degraded else "ok",
+        "verdict": "Degraded" if degraded else "Holding up",
+        "detail": f"{metric}{change}; drop {_num(perf.get('drop'))}",
+        "bars": bars,
+    }
 
 
 def _drift_history(
@@ -812,11 +781,11 @@ def _drift_history(
     history: Sequence[Any],
     at: str,
     performance: Mapping[str, Any] | None,
-) -> str:
+) -> Data | None:
+    """None on the first run (no earlier runs to draw)."""
     runs = [_map(h) for h in history]
     if not runs:
-        body = '<p class="muted">This is the first run: no history yet to compare with.</p>'
-        return _section("history", "History", body)
+        return None
     stamps = [r.get("at", DASH) for r in runs] + [at]
     shares = [_float(r.get("drift_share")) for r in runs] + [_float(result.get("drift_share"))]
     flags = [bool(r.get("dataset_drift")) for r in runs] + [bool(result.get("dataset_drift"))]
@@ -831,39 +800,29 @@ def _drift_history(
         threshold=thr,
         y_fmt=_pct_tick,
     )
-    body = [
-        "<h3>Share of drifted features</h3>",
-        _legend(
-            ("no dataset drift", "var(--ok)"),
-            ("dataset drift", "var(--bad)"),
-            ("threshold", "var(--bad)"),
-        ).replace('<span style="--c:var(--bad)">threshold', '<span class="dash">threshold'),
-        chart,
-    ]
     names = sorted({str(k) for r in runs for k in _map(r.get("metrics"))})
     perf = _map(performance)
-    cards = []
+    metrics = []
     for name in names[:6]:
         ys = [_float(_map(r.get("metrics")).get(name)) for r in runs]
         current = _float(perf.get("current")) if perf.get("metric") == name else None
         mstamps = stamps if current is not None else stamps[:-1]
         if current is not None:
             ys.append(current)
-        cards.append(
-            f'<div class="card"><h3>{_e(name)}</h3>'
-            + _line_svg(
-                f"{name} over time",
-                mstamps,
-                ys,
-                width=540,
-                height=190,
-                this_run=current is not None,
-            )
-            + "</div>"
+        metrics.append(
+            {
+                "name": name,
+                "chart": _line_svg(
+                    f"{name} over time",
+                    mstamps,
+                    ys,
+                    width=540,
+                    height=190,
+                    this_run=current is not None,
+                ),
+            }
         )
-    if cards:
-        body.append(f'<h3 class="gap">Metrics</h3><div class="grid two">{"".join(cards)}</div>')
-    return _section("history", "History", "".join(body))
+    return {"chart": chart, "metrics": metrics}
 
 
 def render_drift_report(
@@ -877,7 +836,7 @@ def render_drift_report(
     performance: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
 ) -> str:
-    """One drift monitoring run as a self-contained HTML page.
+    """One drift monitoring run as a self-contained HTML page (template ``drift.html.j2``).
 
     ``result`` is the drift module's output (schema 1); ``history`` lists earlier runs, oldest
     first; ``performance`` is None when the window has no labels.
@@ -886,27 +845,19 @@ def render_drift_report(
     features = _map(result.get("features"))
     ordered = _sorted_features(features)
     verdict, _ = _verdict(result)
-    against = f"champion v{version}" if version is not None else "no champion version"
-    header = (
-        f"<h1>{_e(model)} · drift check</h1>"
-        f'<div class="sub">Against {_e(against)} · run <code>{_e(run_id)}</code> · '
-        f"{_e(_stamp(at))}</div>"
+    return _render(
+        "drift.html.j2",
+        title=f"{model} — {verdict} — {_stamp(at)}",
+        model=str(model),
+        against=f"champion v{version}" if version is not None else "no champion version",
+        run_id=str(run_id),
+        at=_stamp(at),
+        summary=_drift_summary(result, features, window, performance),
+        features=_drift_features(ordered),
+        distributions=_drift_distributions(ordered),
+        performance=_drift_performance(performance),
+        history=_drift_history(result, _seq(history), at, performance),
     )
-    sections = [
-        _drift_summary(result, features, window, performance),
-        _drift_features(ordered),
-        _drift_distributions(ordered),
-        _drift_performance(performance),
-        _drift_history(result, _seq(history), at, performance),
-    ]
-    nav = [
-        ("summary", "Summary"),
-        ("features", "Features"),
-        ("distributions", "Distributions"),
-        ("performance", "Performance"),
-        ("history", "History"),
-    ]
-    return _page(f"{model} — {verdict} — {_stamp(at)}", header, nav, sections)
 
 
 # --------------------------------------------------------------------------- version report
@@ -930,7 +881,7 @@ def _reason_class(reason: str) -> str:
     return "info"
 
 
-def _version_summary(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> str:
+def _version_summary(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> Data:
     word, cls = _gate_word(gate)
     metric = gate.get("metric")
     metrics = _map(manifest.get("metrics"))
@@ -941,72 +892,71 @@ def _version_summary(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> st
     champ_v = champ_v if champ_v is not None else _float(champ.get(str(metric)))
     failed = [str(r) for r in _seq(gate.get("reasons")) if _reason_class(str(r)) == "bad"]
     if failed:
-        detail = "; ".join(_e(r) for r in failed)
+        detail = "; ".join(failed)
     elif word == "PASSED":
         detail = "Every check passed: eligible to become the champion."
     else:
         detail = "No gate decision was recorded for this version."
-    banner = (
-        f'<div class="banner {cls}"><span class="verdict">Gate {word}</span>'
-        f"<span>{detail}</span></div>"
-    )
     data = _map(manifest.get("data"))
     champ_no = manifest.get("champion_version")
     window = f"{_text(data.get('start'))} → {_text(data.get('end'))}" if data else DASH
-    kpis = (
-        _kpi(f"Candidate {metric or 'metric'}", _num(cand_v, 4), f"floor {_num(gate.get('floor'))}")
-        + _kpi(
-            "Champion" + (f" v{_e(champ_no)}" if champ_no is not None else ""),
+    kpis = [
+        _kpi(
+            f"Candidate {metric or 'metric'}", _num(cand_v, 4), f"floor {_num(gate.get('floor'))}"
+        ),
+        _kpi(
+            "Champion" + (f" v{champ_no}" if champ_no is not None else ""),
             _num(champ_v, 4),
             "no champion yet: first version" if champ_no is None else "same held-out rows",
-        )
-        + _kpi(
+        ),
+        _kpi(
             "Rows",
             _int(data.get("rows")),
             f"train {_int(data.get('train_rows'))} · holdout {_int(data.get('holdout_rows'))}",
-        )
-        + _kpi("Data window", window, small=True)
-    )
-    return _section("summary", "Summary", banner + f'<div class="kpis">{kpis}</div>')
+        ),
+        _kpi("Data window", window, small=True),
+    ]
+    return {"word": word, "cls": cls, "detail": detail, "kpis": kpis}
 
 
-def _version_gate(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> str:
+def _version_gate(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> Data:
     word, cls = _gate_word(gate)
-    reasons = "".join(
-        f'<li class="{_reason_class(str(r))}">{_e(r)}</li>' for r in _seq(gate.get("reasons"))
-    )
     drop = _float(gate.get("max_relative_drop"))
     rows = [
-        ("Metric", _text(gate.get("metric"))),
-        (
+        _row("Metric", _text(gate.get("metric"))),
+        _row(
             "Candidate / champion",
             f"{_num(gate.get('candidate_value'), 4)} / {_num(gate.get('champion_value'), 4)}",
         ),
-        ("Floor", _num(gate.get("floor"), 4)),
-        ("Largest drop allowed", DASH if drop is None else f"{100 * drop:.1f}% of the champion"),
-        (
+        _row("Floor", _num(gate.get("floor"), 4)),
+        _row(
+            "Largest drop allowed", DASH if drop is None else f"{100 * drop:.1f}% of the champion"
+        ),
+        _row(
             "Compared with",
-            f"champion v{_e(gate['champion_version'])}"
+            f"champion v{gate['champion_version']}"
             if gate.get("champion_version") is not None
             else "no champion",
         ),
     ]
     if gate.get("champion_error"):
-        rows.append(("Champion error", _e(gate["champion_error"])))
-    verb = {"PASSED": "passed", "REJECTED": "was rejected by"}.get(word, "has no decision from")
-    intro = (
-        f"<p>Version {_text(manifest.get('version'))} <b>{verb}</b> the promotion gate "
-        f"({word}). Every check must pass:</p>"
-    )
-    body = (
-        intro
-        + f'<ul class="gate">{reasons or f"<li class=info>{DASH} no reasons recorded</li>"}</ul>'
-        + _kv_table(rows)
-    )
-    return _section("gate", f'Gate: <span class="badge {cls} big">{word}</span>', body)
+        rows.append(_row("Champion error", str(gate["champion_error"])))
+    return {
+        "word": word,
+        "cls": cls,
+        "version": _text(manifest.get("version")),
+        "verb": {"PASSED": "passed", "REJECTED": "was rejected by"}.get(
+            word, "has no decision from"
+        ),
+        "reasons": [
+            {"cls": _reason_class(str(r)), "text": str(r)} for r in _seq(gate.get("reasons"))
+        ],
+        "rows": rows,
+    }
 
 
-def _version_metrics(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> str:
+def _version_metrics(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> Data | None:
+    """None when no metric was recorded."""
     metrics = _map(manifest.get("metrics"))
     cand, champ = _map(metrics.get("candidate")), _map(metrics.get("champion"))
     names = [str(n) for n in cand if _float(cand[n]) is not None or n in champ]
@@ -1014,7 +964,7 @@ def _version_metrics(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> st
     gate_metric = gate.get("metric")
     names.sort(key=lambda n: (n != gate_metric, n))
     if not names:
-        return _section("metrics", "Metrics", f'<p class="muted">{DASH} no metrics recorded</p>')
+        return None
     champ_no = manifest.get("champion_version")
     champ_name = f"champion v{champ_no}" if champ_no is not None else "champion"
     rows = []
@@ -1023,12 +973,11 @@ def _version_metrics(manifest: Mapping[str, Any], gate: Mapping[str, Any]) -> st
         if champ:
             entries.append((champ_name, _float(champ.get(n)), "var(--ref)"))
         rows.append((f"{n} (gate)" if n == gate_metric else n, entries))
-    legend = _legend(("candidate", "var(--cur)"), (champ_name, "var(--ref)")) if champ else ""
-    note = '<p class="muted">Both models scored on the same held-out rows.</p>'
-    return _section("metrics", "Metrics", legend + _metric_bars(rows) + note)
+    legend = [("candidate", "var(--cur)"), (champ_name, "var(--ref)")] if champ else []
+    return {"legend": legend, "bars": _metric_bars(rows)}
 
 
-def _profile_chart(name: str, f: Mapping[str, Any]) -> str:
+def _profile_chart(name: str, f: Mapping[str, Any]) -> Markup:
     """The reference distribution of one feature, whatever shape its profile entry has."""
     title = f"{name}: reference distribution"
     counts = _seq(f.get("counts")) or _seq(f.get("bin_counts"))
@@ -1071,36 +1020,33 @@ def _profile_facts(f: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _version_features(profile: Mapping[str, Any] | None) -> str:
-    heading = "Reference distributions"
+def _version_features(profile: Mapping[str, Any] | None) -> Data:
+    """``empty`` says why there is nothing to draw, else None and a card per feature."""
     if profile is None:
-        body = '<p class="muted">No profile given: reference distributions are unavailable.</p>'
-        return _section("features", heading, body)
+        empty = "No profile given: reference distributions are unavailable."
+        return {"empty": empty, "rows": DASH, "cards": []}
     feats = _map(profile.get("features"))
     if not feats:
-        return _section("features", heading, f'<p class="muted">{DASH} no features</p>')
+        return {"empty": f"{DASH} no features", "rows": DASH, "cards": []}
     cards = [
-        f'<div class="card"><h3><span>{_e(name)}</span></h3>'
-        f'{_profile_chart(str(name), _map(raw))}<div class="facts">{_profile_facts(_map(raw))}'
-        "</div></div>"
+        {
+            "name": str(name),
+            "chart": _profile_chart(str(name), _map(raw)),
+            "facts": _profile_facts(_map(raw)),
+        }
         for name, raw in feats.items()
     ]
-    note = (
-        f'<p class="muted">This version\'s training data ({_int(profile.get("rows"))} rows): '
-        "what drift monitoring compares new data with.</p>"
-    )
-    return _section("features", heading, note + f'<div class="grid">{"".join(cards)}</div>')
+    return {"empty": None, "rows": _int(profile.get("rows")), "cards": cards}
 
 
-def _version_scores(manifest: Mapping[str, Any], profile: Mapping[str, Any] | None) -> str:
+def _version_scores(manifest: Mapping[str, Any], profile: Mapping[str, Any] | None) -> Data:
+    """``empty`` says why there is no chart, else None and the chart."""
     task = manifest.get("task")
     dist = _map(_map(profile).get("score_distribution"))
     if task not in (None, "classification") and not dist:
-        body = f'<p class="muted">Not a classifier ({_e(task)}): no score distribution.</p>'
-        return _section("scores", "Score distribution", body)
+        return {"empty": f"Not a classifier ({task}): no score distribution.", "chart": None}
     if not dist:
-        body = f'<p class="muted">{DASH} no score distribution recorded</p>'
-        return _section("scores", "Score distribution", body)
+        return {"empty": f"{DASH} no score distribution recorded", "chart": None}
     edges, counts = _seq(dist.get("bin_edges")), _seq(dist.get("counts"))
     total = sum(_float(c) or 0.0 for c in counts) or 1.0
     labels = [
@@ -1116,11 +1062,7 @@ def _version_scores(manifest: Mapping[str, Any], profile: Mapping[str, Any] | No
         width=1100,
         height=200,
     )
-    note = (
-        '<p class="muted">Share of held-out rows per predicted probability of the positive '
-        "class. A change of shape between versions is a change in what the model says.</p>"
-    )
-    return _section("scores", "Score distribution", chart + note)
+    return {"empty": None, "chart": chart}
 
 
 _DATA_LABELS = {
@@ -1135,7 +1077,7 @@ _DATA_LABELS = {
 def _plain(value: Any) -> str:
     """A value for a table cell: numbers with separators, mappings as 'k: v' pairs."""
     if isinstance(value, Mapping):
-        return " · ".join(f"{_e(k)}: {_plain(v)}" for k, v in value.items()) or DASH
+        return " · ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or DASH
     if isinstance(value, list | tuple):
         return ", ".join(_plain(v) for v in value) or DASH
     if _float(value) is not None and not isinstance(value, bool):
@@ -1143,7 +1085,9 @@ def _plain(value: Any) -> str:
     return _text(value)
 
 
-def _version_data(manifest: Mapping[str, Any]) -> str:
+def _version_data(manifest: Mapping[str, Any]) -> Data:
+    """The data window as table rows, then folded blocks (estimator, parameters, libraries and,
+    for older manifests, the first files read)."""
     data = _map(manifest.get("data"))
     summary = {
         "partition_count",
@@ -1154,61 +1098,55 @@ def _version_data(manifest: Mapping[str, Any]) -> str:
         "files_sha256",
     }
     rows = [
-        (_DATA_LABELS.get(str(k), str(k)), _plain(v))
+        _row(_DATA_LABELS.get(str(k), str(k)), _plain(v))
         for k, v in data.items()
         if k not in ("files", "partitions", "missing", *summary)
     ]
     parts, files = _seq(data.get("partitions")), _seq(data.get("files"))
-    folded = ""
+    files_read: list[Data] = []
     if "file_count" in data:  # a summary: the same size however many files were read
         first, last = data.get("first_partition"), data.get("last_partition")
         span = ""
         if first:
-            span = f" ({_e(first)}" + (f" … {_e(last)}" if last and last != first else "") + ")"
+            span = f" ({first}" + (f" … {last}" if last and last != first else "") + ")"
         size = _float(data.get("bytes"))
         rows += [
-            ("Partitions", f"{_int(data.get('partition_count'))}{span}"),
-            ("Files", f"{_int(data.get('file_count'))}" + (f" · {_bytes(size)}" if size else "")),
-            ("Files sha256", f"<code>{_text(data.get('files_sha256'))}</code>"),
+            _row("Partitions", f"{_int(data.get('partition_count'))}{span}"),
+            _row(
+                "Files", f"{_int(data.get('file_count'))}" + (f" · {_bytes(size)}" if size else "")
+            ),
+            _row("Files sha256", _text(data.get("files_sha256")), code=True),
         ]
     else:  # older manifests list every partition and file: show their extent, a few names
-        span = f" ({_e(parts[0])} … {_e(parts[-1])})" if parts else ""
-        rows += [("Partitions", f"{len(parts)}{span}"), ("Files", _int(len(files)))]
+        span = f" ({parts[0]} … {parts[-1]})" if parts else ""
+        rows += [_row("Partitions", f"{len(parts)}{span}"), _row("Files", _int(len(files)))]
         if files:
             shown = [_clip(str(f), LABEL_CHARS) for f in files[:MAX_FILES_LISTED]]
             if len(files) > MAX_FILES_LISTED:
                 shown.append(f"… and {len(files) - MAX_FILES_LISTED:,} more")
-            folded = (
-                f"<details><summary>Files read</summary><pre>{_e(chr(10).join(shown))}</pre>"
-                "</details>"
-            )
+            files_read.append({"summary": "Files read", "text": "\n".join(shown)})
     missing = _map(data.get("missing"))
     worst = sorted(((str(k), _float(v) or 0.0) for k, v in missing.items()), key=lambda kv: -kv[1])
     if worst:
-        rows.append(("Most missing", ", ".join(f"{_e(k)} {_pct(v, 1)}" for k, v in worst[:5])))
+        rows.append(_row("Most missing", ", ".join(f"{k} {_pct(v, 1)}" for k, v in worst[:5])))
     evaluation = _map(manifest.get("evaluation"))
     details = _map(evaluation.get("candidate"))
     for key in ("n_rows", "class_counts", "positive_label", "n_clusters", "cluster_sizes"):
         if key in details:
-            rows.append((f"Held-out {key.replace('_', ' ')}", _plain(details[key])))
+            rows.append(_row(f"Held-out {key.replace('_', ' ')}", _plain(details[key])))
     problems = _seq(evaluation.get("candidate_problems"))
     if problems:
-        rows.append(("Candidate problems", "; ".join(_e(p) for p in problems)))
+        rows.append(_row("Candidate problems", "; ".join(str(p) for p in problems)))
     blocks = [
-        ("Estimator", manifest.get("estimator")),
-        ("Parameters", manifest.get("params")),
-        ("Library versions", manifest.get("libraries")),
-    ]
-    folded = (
-        "".join(
-            f"<details><summary>{name}</summary><pre>"
-            f"{_e(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre></details>"
-            for name, value in blocks
-            if value is not None
+        {"summary": name, "text": json.dumps(value, indent=2, sort_keys=True, default=str)}
+        for name, value in (
+            ("Estimator", manifest.get("estimator")),
+            ("Parameters", manifest.get("params")),
+            ("Library versions", manifest.get("libraries")),
         )
-        + folded
-    )
-    return _section("data", "Data", _kv_table(rows) + folded)
+        if value is not None
+    ]
+    return {"rows": rows, "blocks": blocks + files_read}
 
 
 def _bytes(size: float) -> str:
@@ -1221,32 +1159,25 @@ def _bytes(size: float) -> str:
 
 
 def render_version_report(manifest: dict[str, Any], profile: dict[str, Any] | None = None) -> str:
-    """One registered version: gate decision, metrics, reference data, scores, provenance."""
+    """One registered version: gate decision, metrics, reference data, scores, provenance
+    (template ``version.html.j2``)."""
     m = _map(manifest)
     gate = _map(m.get("gate"))
     model, version = m.get("model", DASH), m.get("version", DASH)
     word, _ = _gate_word(gate)
-    header = (
-        f"<h1>{_e(model)} · version {_e(version)}</h1>"
-        f'<div class="sub">{_text(m.get("task"))} · created '
-        f"{_e(_stamp(m.get('created_at', DASH)))} · code "
-        f"<code>{_text(m.get('code_version'))}</code> · run <code>{_text(m.get('run_id'))}</code>"
-        "</div>"
+    return _render(
+        "version.html.j2",
+        title=f"{model} v{version} — gate {word}",
+        model=str(model),
+        version=str(version),
+        task=_text(m.get("task")),
+        created=_stamp(m.get("created_at", DASH)),
+        code_version=_text(m.get("code_version")),
+        run_id=_text(m.get("run_id")),
+        summary=_version_summary(m, gate),
+        gate=_version_gate(m, gate),
+        metrics=_version_metrics(m, gate),
+        features=_version_features(_map(profile) if profile is not None else None),
+        scores=_version_scores(m, profile),
+        data=_version_data(m),
     )
-    sections = [
-        _version_summary(m, gate),
-        _version_gate(m, gate),
-        _version_metrics(m, gate),
-        _version_features(_map(profile) if profile is not None else None),
-        _version_scores(m, profile),
-        _version_data(m),
-    ]
-    nav = [
-        ("summary", "Summary"),
-        ("gate", "Gate"),
-        ("metrics", "Metrics"),
-        ("features", "Features"),
-        ("scores", "Scores"),
-        ("data", "Data"),
-    ]
-    return _page(f"{model} v{version} — gate {word}", header, nav, sections)
