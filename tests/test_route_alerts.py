@@ -177,7 +177,6 @@ def test_fifty_alerts_within_group_wait_make_one_notification(rt, client, captur
     raw = copy.deepcopy(rt.config.model_dump(by_alias=True))
     raw["alerting"] = alerting(group_wait="2s")
     rt._config = parse_config(raw)
-    rt._cache.pop("alerting", None)
     _, received = capture
     for i in range(50):
         assert post(client, incident(incident_id=f"inc-{i}")).status_code == 200
@@ -273,7 +272,6 @@ def _reconfigure(rt, **alerting_overrides) -> None:
     raw = copy.deepcopy(rt.config.model_dump(by_alias=True))
     raw["alerting"] = {**alerting(group_interval="0s"), **alerting_overrides}
     rt._config = parse_config(raw)
-    rt._cache.pop("alerting", None)
 
 
 def push_body(payload: dict, message_id: str) -> dict:

@@ -26,7 +26,6 @@ from test_terraform import NEEDED, READ_ONLY_STORAGE_ROLES, Cel, object_resource
 from warden.alerts import alert_from_model_event
 from warden.alerts.router import route
 from warden.config import parse_config
-from warden.config.alerting import parse_alerting
 from warden.errors import RetryableError
 from warden.jobs.health import check_health
 from warden.jobs.housekeeping import housekeep
@@ -210,13 +209,12 @@ def test_monitor_writes_only_its_reports_marker_and_ledger(
 
 def test_the_routers_write_only_the_alert_bucket(make_runtime, writes, bucket_names) -> None:
     rt = make_runtime(install=False)
-    rt._cache["alerting"] = parse_alerting(
-        {
-            "receivers": [{"name": "log", "log": {}}],
-            "route": {"receiver": "log", "group_by": ["model"], "group_wait": "0s"},
-        },
-        "test",
-    )
+    raw = copy.deepcopy(RAW)
+    raw["alerting"] = {
+        "receivers": [{"name": "log", "log": {}}],
+        "route": {"receiver": "log", "group_by": ["model"], "group_wait": "0s"},
+    }
+    rt._config = parse_config(raw)  # the runtime parses its alerting section afresh
     now = datetime.now(UTC).timestamp()
     event = {"schema": 1, "kind": "failed", "model": SEG, "at": now}
     first = route(rt, [alert_from_model_event(event)], now=now)

@@ -6,12 +6,12 @@ Nothing is created at import time; each client is built the first time it is ask
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from warden.settings import Settings
 
 if TYPE_CHECKING:
-    from google.cloud import storage
+    from google.cloud import monitoring_v3, pubsub_v1, scheduler_v1, storage
 
 
 class Clients:
@@ -22,9 +22,9 @@ class Clients:
         settings: Settings,
         *,
         storage: storage.Client | None = None,
-        monitoring: Any | None = None,
-        publisher: Any | None = None,
-        scheduler: Any | None = None,
+        monitoring: monitoring_v3.MetricServiceClient | None = None,
+        publisher: pubsub_v1.PublisherClient | None = None,
+        scheduler: scheduler_v1.CloudSchedulerClient | None = None,
     ) -> None:
         self.settings = settings
         self._storage = storage
@@ -41,7 +41,7 @@ class Clients:
         return self._storage
 
     @property
-    def monitoring(self) -> Any:
+    def monitoring(self) -> monitoring_v3.MetricServiceClient:
         """A ``MetricServiceClient``; over a plaintext channel when a local endpoint is set."""
         if self._monitoring is None:
             from google.cloud import monitoring_v3
@@ -60,7 +60,7 @@ class Clients:
         return self._monitoring
 
     @property
-    def publisher(self) -> Any:
+    def publisher(self) -> pubsub_v1.PublisherClient:
         """A Pub/Sub ``PublisherClient`` (honours ``PUBSUB_EMULATOR_HOST`` by itself)."""
         if self._publisher is None:
             from google.cloud import pubsub_v1
@@ -69,7 +69,7 @@ class Clients:
         return self._publisher
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> scheduler_v1.CloudSchedulerClient:
         """A Cloud Scheduler client; over REST to a local endpoint when one is set."""
         if self._scheduler is None:
             from google.cloud import scheduler_v1

@@ -31,10 +31,13 @@ def setup_logging(
     from google.cloud.logging_v2.handlers.structured_log import StructuredLogHandler
 
     root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, _MARK, False) and (stream is None or handler.stream is stream):
+    for existing in root.handlers:
+        if getattr(existing, _MARK, False) and (
+            stream is None
+            or (isinstance(existing, logging.StreamHandler) and existing.stream is stream)
+        ):
             root.setLevel(level)
-            return handler
+            return existing
     handler = StructuredLogHandler(
         project_id=project, stream=stream or sys.stdout, labels=labels or None
     )

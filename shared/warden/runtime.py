@@ -10,11 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warden.clients import Clients
 from warden.config import WardenConfig, load_config
 from warden.settings import Settings
+
+if TYPE_CHECKING:
+    # For annotations only: the runtime imports each where it first builds one.
+    from warden.alerts.state import AlertState
+    from warden.config.alerting import AlertingConfig
+    from warden.store.registry import Registry
+    from warden.store.runs import RunLedger
+    from warden.telemetry.events import EventPublisher
+    from warden.telemetry.metrics import MetricsWriter
 
 
 def _utcnow() -> datetime:
@@ -26,9 +35,19 @@ class Runtime:
     settings: Settings
     clients: Clients
     _config: WardenConfig | None = None
-    _cache: dict[str, Any] = field(default_factory=dict)
     #: "Now" for leases, retention windows and staleness (tests move it; nothing else does).
     clock: Callable[[], datetime] = _utcnow
+    # Built on first use by the members below, each importing its module only then, so that a
+    # cold start loads what its function uses. The alerting section is kept with the config it
+    # was parsed from: a config replaced (as tests do) is parsed afresh.
+    _alerting: tuple[WardenConfig, AlertingConfig | None] | None = field(
+        default=None, init=False, repr=False
+    )
+    _alert_state: AlertState | None = field(default=None, init=False, repr=False)
+    _registry: Registry | None = field(default=None, init=False, repr=False)
+    _ledger: RunLedger | None = field(default=None, init=False, repr=False)
+    _metrics: MetricsWriter | None = field(default=None, init=False, repr=False)
+    _events: EventPublisher | None = field(default=None, init=False, repr=False)
 
     @property
     def config(self) -> WardenConfig:
@@ -37,62 +56,61 @@ class Runtime:
         return self._config
 
     @property
-    def alerting(self):  # -> warden.alerts.AlertingConfig | None
-        if "alerting" not in self._cache:
+    def alerting(self) -> AlertingConfig | None:
+        """The config's ``alerting`` section, validated; None when it has none."""
+        config = self.config
+        if self._alerting is None or self._alerting[0] is not config:
             from warden.config.alerting import parse_alerting
 
-            raw = self.config.alerting
-            self._cache["alerting"] = (
-                None if raw is None else parse_alerting(raw, str(self.settings.config_path))
-            )
-        return self._cache["alerting"]
+            raw = config.alerting
+            parsed = None if raw is None else parse_alerting(raw, str(self.settings.config_path))
+            self._alerting = (config, parsed)
+        return self._alerting[1]
 
-    def alert_state(self):  # -> warden.alerts.state.AlertState
+    def alert_state(self) -> AlertState:
         """The router's state, in its own bucket: the routers may not write the registry."""
-        from warden.alerts.state import AlertState
+        if self._alert_state is None:
+            from warden.alerts.state import AlertState
 
-        if "alert_state" not in self._cache:
-            self._cache["alert_state"] = AlertState(
-                self.clients.storage, self.settings.alert_state_bucket
-            )
-        return self._cache["alert_state"]
+            self._alert_state = AlertState(self.clients.storage, self.settings.alert_state_bucket)
+        return self._alert_state
 
-    def registry(self):  # -> warden.store.registry.Registry
-        from warden.store.registry import Registry
+    def registry(self) -> Registry:
+        if self._registry is None:
+            from warden.store.registry import Registry
 
-        if "registry" not in self._cache:
-            self._cache["registry"] = Registry(
+            self._registry = Registry(
                 self.clients.storage, self.settings.registry_bucket, clock=lambda: self.clock()
             )
-        return self._cache["registry"]
+        return self._registry
 
-    def ledger(self):  # -> warden.store.runs.RunLedger
-        from warden.store.runs import RunLedger
+    def ledger(self) -> RunLedger:
+        if self._ledger is None:
+            from warden.store.runs import RunLedger
 
-        if "ledger" not in self._cache:
-            self._cache["ledger"] = RunLedger(
+            self._ledger = RunLedger(
                 self.clients.storage, self.settings.registry_bucket, clock=lambda: self.clock()
             )
-        return self._cache["ledger"]
+        return self._ledger
 
-    def metrics(self):  # -> warden.telemetry.metrics.MetricsWriter
-        from warden.telemetry.metrics import from_clients
+    def metrics(self) -> MetricsWriter:
+        if self._metrics is None:
+            from warden.telemetry.metrics import from_clients
 
-        if "metrics" not in self._cache:
-            self._cache["metrics"] = from_clients(self.clients)
-        return self._cache["metrics"]
+            self._metrics = from_clients(self.clients)
+        return self._metrics
 
-    def events(self):  # -> warden.telemetry.events.EventPublisher
-        from warden.telemetry.events import EventPublisher
+    def events(self) -> EventPublisher:
+        if self._events is None:
+            from warden.telemetry.events import EventPublisher
 
-        if "events" not in self._cache:
             s = self.settings
-            self._cache["events"] = EventPublisher(
+            self._events = EventPublisher(
                 (lambda: self.clients.publisher) if s.events_topic else None,
                 s.project,
                 s.events_topic,
             )
-        return self._cache["events"]
+        return self._events
 
 
 _lock = threading.Lock()

@@ -50,7 +50,7 @@ def _host(url: str) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2.0**attempt) * (0.5 + random.random() / 2)  # noqa: S311
 
 
 def _default_post(url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:

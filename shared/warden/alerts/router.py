@@ -118,7 +118,8 @@ def _read_limited(read_body: Callable[[int], bytes], content_length: int | None)
     """The body, or None if it is larger than MAX_BODY_BYTES (read no further than that)."""
     if content_length is not None:
         return read_body(content_length) if content_length <= MAX_BODY_BYTES else None
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while size <= MAX_BODY_BYTES:
         chunk = read_body(64 * 1024)
         if not chunk:

@@ -193,7 +193,7 @@ def _numeric_array(values: Any, name: str) -> np.ndarray:
                 raise DataError(f"drift: column {name!r} is not numeric ({values.type})") from exc
         if values.null_count and not pa.types.is_floating(values.type):
             values = pc.cast(values, pa.float64())
-        arr = values.to_numpy(zero_copy_only=False)
+        arr: np.ndarray = values.to_numpy(zero_copy_only=False)
     else:
         arr = np.asarray(values)
     if arr.ndim != 1:
@@ -372,7 +372,7 @@ def _numeric_profile(values: np.ndarray, bins: int, max_discrete: int) -> dict[s
     base = _base(int(finite.size), int(x.size - finite.size))
     if finite.size == 0:
         return {"kind": "continuous", **base, "edges": [], "counts": []}
-    moments = {
+    moments: dict[str, Any] = {
         "mean": float(finite.mean()),
         "std": float(finite.std()),
         "min": float(finite.min()),
@@ -404,7 +404,8 @@ def _numeric_profile(values: np.ndarray, bins: int, max_discrete: int) -> dict[s
 
 
 def _quantiles(values: np.ndarray) -> np.ndarray:
-    return np.quantile(values, list(QUANTILES.values()))
+    quantiles: np.ndarray = np.quantile(values, list(QUANTILES.values()))  # numpy says Any
+    return quantiles
 
 
 def _quantile_edges(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
