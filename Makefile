@@ -70,9 +70,11 @@ check-tools: install
 	  echo "  apt-get update && apt-get install -y npm" >&2; fi; \
 	exit $$missing
 
+# mypy checks the warden package as pyproject.toml's [tool.mypy] says (strict for the typed core).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy --config-file pyproject.toml
 
 format: install
 	$(BIN)/ruff format .

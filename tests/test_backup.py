@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
+from warden.errors import SnapshotNotFound
 from warden.jobs.backup import (
-    SnapshotNotFound,
     list_snapshots,
     prune_snapshots,
     restore,

@@ -16,13 +16,16 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import monitoring_v3
 
 from warden.clients import Clients
-from warden.errors import PermanentError, RetryableError
+from warden.errors import (
+    MetricsRejectedError,
+    MetricsWriteError,
+    PermanentError,
+    RetryableError,
+)
 from warden.settings import Settings
 from warden.telemetry.metrics import (
     METRIC_PREFIX,
     MetricPoint,
-    MetricsRejectedError,
-    MetricsWriteError,
     MetricsWriter,
     from_clients,
 )

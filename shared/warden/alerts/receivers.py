@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 from warden.alerts import DeliveryResult
 from warden.config.alerting import Receiver
 from warden.logs import fields
+from warden.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or "?"
 
 
-def _backoff(attempt: int) -> float:
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2.0**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+#: Between delivery attempts (the package's one policy, :class:`warden.retry.Backoff`).
+BACKOFF = Backoff(base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
 
 def _default_post(url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:
@@ -90,7 +90,7 @@ def _http(
         )
         if not retry or attempt == max_attempts:
             return DeliveryResult(receiver.name, False, attempt, status, error)
-        sleep(_backoff(attempt - 1))
+        BACKOFF.pause(attempt - 1, sleep)
     return DeliveryResult(receiver.name, False, max_attempts, status, error)
 
 
@@ -232,5 +232,5 @@ def _publish(
                 "publish failed", extra=fields(receiver=receiver.name, attempt=attempt, error=error)
             )
             if attempt < cfg.max_attempts:
-                sleep(_backoff(attempt - 1))
+                BACKOFF.pause(attempt - 1, sleep)
     return DeliveryResult(receiver.name, False, cfg.max_attempts, None, error)

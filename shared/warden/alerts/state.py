@@ -10,15 +10,15 @@ Layout under ``_alerting/`` in one bucket::
 Notifications go claim → send → confirm. The claim is a CAS that sets ``pending``, so of any
 number of concurrent instances exactly one sends; a claim older than the lease is taken over
 and re-sent (the one allowed repeat, after a crash between send and confirm).
+
+Reads, create-only writes, compare-and-swap and conditional deletes all go through
+:mod:`warden.store.gcs`, with its one backoff policy and its owner read-back after a 412.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import random
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from warden.alerts import (
     Alert,
     DeliveryResult,
+    RouteMatch,
     Silence,
     alert_from_state,
     digest,
@@ -40,8 +41,9 @@ from warden.alerts import (
     to_send,
 )
 from warden.config.alerting import AlertingConfig, Receiver
-from warden.errors import ConflictError, IntegrityError
+from warden.errors import ConflictError
 from warden.logs import fields
+from warden.store import gcs
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -54,6 +56,8 @@ SILENCES = PREFIX + "silences/"
 NFLOG = PREFIX + "nflog/"
 
 Send = Callable[[Receiver, dict[str, Any]], DeliveryResult]
+State = dict[str, Any]
+Change = Callable[[State | None], State | None]
 
 
 @dataclass
@@ -96,41 +100,25 @@ class AlertState:
 
     @property
     def bucket(self) -> storage.Bucket:
-        return self._client.bucket(self.bucket_name)
+        bucket: storage.Bucket = self._client.bucket(self.bucket_name)
+        return bucket
 
     # -- small-object primitives ----------------------------------------------------------------
-    def _read(self, name: str) -> tuple[dict[str, Any] | None, int]:
-        from google.api_core.exceptions import NotFound
+    def _read(self, name: str) -> tuple[State | None, int]:
+        got = gcs.read_json(self.bucket, name)
+        return (None, 0) if got is None else (got.data, got.generation)
 
-        blob = self.bucket.blob(name)
-        try:
-            raw = blob.download_as_bytes()
-        except NotFound:
-            return None, 0
-        try:
-            return json.loads(raw), int(blob.generation or 0)
-        except ValueError as exc:
-            raise IntegrityError(f"gs://{self.bucket_name}/{name}: not valid JSON: {exc}") from exc
-
-    def _write(self, name: str, data: dict[str, Any], generation: int) -> bool:
-        """CAS write (generation 0 = create-only). False if the precondition failed."""
-        from google.api_core.exceptions import PreconditionFailed
-
-        blob = self.bucket.blob(name)
-        try:
-            blob.upload_from_string(
-                json.dumps(data, sort_keys=True, default=str),
-                content_type="application/json",
-                if_generation_match=generation,
-            )
-        except PreconditionFailed:
-            return False
-        return True
+    def _write(self, name: str, data: State, generation: int) -> bool:
+        """CAS write (generation 0 = create-only). False if another writer got there first."""
+        written = gcs.write_if(
+            self.bucket, name, gcs.dumps(data), generation=generation, content_type=gcs.JSON_TYPE
+        )
+        return written is not None
 
     def _names(self, prefix: str) -> list[str]:
         return [b.name for b in self._client.list_blobs(self.bucket_name, prefix=prefix)]
 
-    def _groups(self) -> list[tuple[str, dict[str, Any], int]]:
+    def _groups(self) -> list[tuple[str, State, int]]:
         out = []
         for name in self._names(GROUPS):
             data, gen = self._read(name)
@@ -138,22 +126,18 @@ class AlertState:
                 out.append((name, data, gen))
         return out
 
-    @staticmethod
-    def _backoff(attempt: int) -> None:
-        time.sleep(min(0.2, 0.005 * 2**attempt) * random.random())  # noqa: S311 - jitter only
-
-    def _update(self, name: str, change: Callable[[dict[str, Any] | None], dict | None]) -> Any:
-        """Read-modify-CAS until it sticks. ``change`` returns the new object, or None for
-        "no write needed"; it must be pure (it may run several times)."""
-        for attempt in range(self.max_attempts):
-            data, gen = self._read(name)
-            new = change(copy.deepcopy(data))
-            if new is None:
-                return data
-            if self._write(name, new, gen):
-                return new
-            self._backoff(attempt)
-        raise ConflictError(f"gs://{self.bucket_name}/{name}: lost {self.max_attempts} races")
+    def _update(self, name: str, change: Change) -> State | None:
+        """Read-modify-CAS until it sticks (:func:`warden.store.gcs.update_json`). ``change``
+        returns the new object, or None for "no write needed"; it must be pure (it may run
+        several times). Returns the object as it now is."""
+        got = gcs.update_json(
+            self.bucket,
+            name,
+            lambda stored: change(None if stored is None else stored.data),
+            attempts=self.max_attempts,
+        )
+        data: State | None = got.data
+        return data
 
     # -- silences -------------------------------------------------------------------------------
     def add_silence(
@@ -194,7 +178,7 @@ class AlertState:
 
         ended: list[bool] = []
 
-        def change(data: dict | None) -> dict | None:
+        def change(data: State | None) -> State | None:
             ended.clear()
             if data is None or data["ends_at"] <= now:
                 return None  # missing, or over already: nothing to end
@@ -238,7 +222,14 @@ class AlertState:
             key, match, first = keys[gid]
             counts: dict[str, int] = {}
 
-            def change(data: dict | None, items=items, key=key, match=match, first=first, c=counts):
+            def change(
+                data: State | None,
+                items: list[tuple[Alert, Any, bool, bool]] = items,
+                key: str = key,
+                match: RouteMatch = match,
+                first: Alert = first,
+                c: dict[str, int] = counts,
+            ) -> State | None:
                 c.clear()
                 state = data or {
                     "key": key,
@@ -297,7 +288,7 @@ class AlertState:
             if rec["status"] == "firing"
         ]
 
-        def refresh(state: dict[str, Any]) -> dict[str, Any]:
+        def refresh(state: State) -> State:
             expire(state, now)
             for fp, rec in state["alerts"].items():
                 a = alert_from_state(fp, rec)
@@ -307,52 +298,84 @@ class AlertState:
 
         for name, data, gen in groups:
             gid = name.removeprefix(GROUPS).removesuffix(".json")
-            claim = None
-            for attempt in range(self.max_attempts):
-                state = refresh(copy.deepcopy(data))
-                pending = state.get("pending")
-                if pending and now - float(pending["claimed_at"]) < self.lease:
-                    result.skipped_claimed += 1
-                    break
-                if not pending and not due(state, now):
-                    if _muting(state) != _muting(data):
-                        # Nothing to send, but who is muted changed (an inhibiting alert began
-                        # firing after this one arrived): record it, best effort, so the state
-                        # tells operators why nothing was sent.
-                        self._write(name, state, gen)
-                    break
-                view = to_send(state)
-                seq = int(pending["seq"]) if pending else int(state.get("seq", 0)) + 1
-                state["seq"] = seq
-                state["pending"] = (
-                    {
-                        "seq": seq,
-                        "claimed_at": now,
-                        "claimed_by": instance,
-                        "digest": digest(view),
-                        "view": view,
-                    }
-                    if view
-                    else None
-                )
-                if self._write(name, state, gen):
-                    claim = state if view else None
-                    if pending:
-                        result.taken_over += 1
-                        log.warning(
-                            "re-sending a stale notification claim",
-                            extra=fields(group=gid, seq=seq, previous=pending.get("claimed_by")),
-                        )
-                    break
-                self._backoff(attempt)
-                fresh, gen = self._read(name)
-                if fresh is None:
-                    break
-                data = fresh
+            claim = self._claim(name, gid, gcs.Stored(data, gen), refresh, now, instance, result)
             if claim is None:
                 continue
             self._send_and_confirm(name, gid, claim, config, now, instance, send, result)
         return result
+
+    def _claim(
+        self,
+        name: str,
+        gid: str,
+        start: gcs.Stored[State],
+        refresh: Callable[[State], State],
+        now: float,
+        instance: str,
+        result: FlushResult,
+    ) -> State | None:
+        """Claim a due notification of one group by compare-and-swap (from the state listed,
+        ``start``; fresh state after a lost race). The claimed state, or None: nothing due, a
+        fresh claim held elsewhere, the group gone, or every race lost."""
+        seen: dict[str, Any] = {}
+
+        def change(stored: gcs.Stored[Any] | None) -> State | None:
+            seen.clear()
+            if stored is None:
+                return None  # the group is gone (housekeeping)
+            before = _muting(stored.data)
+            state = refresh(stored.data)
+            pending = state.get("pending")
+            if pending and now - float(pending["claimed_at"]) < self.lease:
+                seen["skipped"] = True
+                return None
+            if not pending and not due(state, now):
+                if _muting(state) != before:
+                    seen["muting"] = (state, stored.generation)
+                return None
+            view = to_send(state)
+            seq = int(pending["seq"]) if pending else int(state.get("seq", 0)) + 1
+            state["seq"] = seq
+            state["pending"] = (
+                {
+                    "seq": seq,
+                    "claimed_at": now,
+                    "claimed_by": instance,
+                    "digest": digest(view),
+                    "view": view,
+                }
+                if view
+                else None
+            )
+            seen["claim"] = state if view else None
+            seen["pending"] = pending
+            return state
+
+        try:
+            got = gcs.update_json(
+                self.bucket, name, change, attempts=self.max_attempts, start=start
+            )
+        except ConflictError:
+            return None  # every race lost: the winners hold the claim
+        if seen.get("skipped"):
+            result.skipped_claimed += 1
+        if "muting" in seen:
+            # Nothing to send, but who is muted changed (an inhibiting alert began firing after
+            # this one arrived): record it, best effort (one try), so the state tells operators
+            # why nothing was sent.
+            state, generation = seen["muting"]
+            self._write(name, state, generation)
+        if got.written is None:
+            return None
+        pending = seen["pending"]
+        if pending:
+            result.taken_over += 1
+            log.warning(
+                "re-sending a stale notification claim",
+                extra=fields(group=gid, seq=got.data["seq"], previous=pending.get("claimed_by")),
+            )
+        claim: State | None = seen["claim"]
+        return claim
 
     def _send_and_confirm(
         self,
@@ -378,7 +401,7 @@ class AlertState:
 
         applied = [False]
 
-        def confirm(data: dict | None) -> dict | None:
+        def confirm(data: State | None) -> State | None:
             pend = (data or {}).get("pending") or {}
             applied[0] = pend.get("claimed_by") == instance and pend.get("seq") == seq
             if not applied[0]:
@@ -441,17 +464,11 @@ class AlertState:
     # -- housekeeping ---------------------------------------------------------------------------
     def purge(self, *, now: float, older_than: float = 86400.0) -> dict[str, int]:
         """Delete expired silences, old nflog entries, empty groups and old tombstones."""
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
         cutoff = now - older_than
         counts = {"silences": 0, "nflog": 0, "groups": 0}
 
         def delete(name: str, gen: int) -> bool:
-            try:
-                self.bucket.blob(name).delete(if_generation_match=gen)
-            except (NotFound, PreconditionFailed):
-                return False
-            return True
+            return gcs.delete_if(self.bucket, name, gen)
 
         for name in self._names(SILENCES):
             data, gen = self._read(name)
@@ -472,7 +489,7 @@ class AlertState:
                 continue
             if any(t < cutoff for t in data.get("tombstones", {}).values()):
 
-                def prune(d: dict | None) -> dict | None:
+                def prune(d: State | None) -> State | None:
                     if d is None:
                         return None
                     d["tombstones"] = {k: t for k, t in d["tombstones"].items() if t >= cutoff}
@@ -498,18 +515,12 @@ class AlertState:
         by the next flush, so the sweep never touches a group holding one. Every delete is
         conditional on the generation inspected: a router writing the object meanwhile wins.
         """
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
         cutoff = now - older_than.total_seconds()
         out: list[str] = []
 
         def drop(name: str, gen: int) -> None:
-            if not dry_run:
-                try:
-                    self.bucket.blob(name).delete(if_generation_match=gen)
-                except (NotFound, PreconditionFailed):
-                    return
-            out.append(name)
+            if dry_run or gcs.delete_if(self.bucket, name, gen):
+                out.append(name)
 
         for name in self._names(SILENCES):
             data, gen = self._read(name)

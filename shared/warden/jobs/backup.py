@@ -54,8 +54,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from warden.errors import ConfigError, ConflictError, IntegrityError, PermanentError
+from warden.errors import ConfigError, ConflictError, IntegrityError, SnapshotNotFound
 from warden.logs import fields
+from warden.store import gcs
 from warden.store.registry import ALIASES, CLAIM, MANIFEST, AliasState, sha256_hex
 
 if TYPE_CHECKING:
@@ -69,10 +70,6 @@ PREFIX = "snapshots/"
 SNAPSHOT_MANIFEST = "snapshot.json"
 SCHEMA = 1
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-class SnapshotNotFound(PermanentError):
-    """No complete snapshot with that id (or it does not hold the model asked for)."""
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -203,17 +200,6 @@ def _snap_dir(snapshot_id: str) -> str:
     return f"{PREFIX}{snapshot_id}/"
 
 
-def _download(bucket: storage.Bucket, name: str) -> tuple[bytes, int] | None:
-    from google.api_core.exceptions import NotFound
-
-    blob = bucket.blob(name)
-    try:
-        data = blob.download_as_bytes()
-    except NotFound:
-        return None
-    return data, int(blob.generation or 0)
-
-
 def _holds(blob: storage.Blob, data: bytes) -> bool:
     """Whether an existing object holds exactly ``data`` (by size and md5, else by content)."""
     if blob.size is not None and int(blob.size) != len(data):
@@ -227,18 +213,14 @@ def _put_once(
     bucket: storage.Bucket, name: str, data: bytes, content_type: str | None
 ) -> tuple[str, storage.Blob]:
     """Create ``name`` unless it exists: "created", "same" (holds these bytes) or "different"."""
-    from google.api_core.exceptions import PreconditionFailed
-
     for _ in range(3):
         existing = bucket.get_blob(name)
         if existing is not None:
             return ("same" if _holds(existing, data) else "different"), existing
-        blob = bucket.blob(name)
-        try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
-        except PreconditionFailed:
+        written = gcs.create(bucket, name, data, content_type=content_type)
+        if written is None:
             continue  # created between our look and our write: look again
-        return "created", blob
+        return "created", bucket.blob(name, generation=written.generation)
     raise ConflictError(f"gs://{bucket.name}/{name} keeps appearing and disappearing")
 
 
@@ -265,11 +247,11 @@ def default_snapshot_id(now: datetime, model: str | None = None) -> str:
 
 
 def _read_snapshot(backup: storage.Bucket, snapshot_id: str) -> dict[str, Any] | None:
-    got = _download(backup, _snap_dir(snapshot_id) + SNAPSHOT_MANIFEST)
+    got = gcs.read_bytes(backup, _snap_dir(snapshot_id) + SNAPSHOT_MANIFEST)
     if got is None:
         return None
     try:
-        doc = json.loads(got[0])
+        doc = json.loads(got.data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IntegrityError(f"snapshot {snapshot_id}: snapshot.json is not valid JSON") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
@@ -294,10 +276,6 @@ def _snapshot_from_doc(doc: Mapping[str, Any], backup_bucket: str, **stats: Any)
 class _Counts:
     copied: int = 0
     reused: int = 0
-
-
-class _Skip(Exception):
-    """A version that cannot be copied faithfully; recorded in snapshot.json, not fatal."""
 
 
 def snapshot(rt: Runtime, *, model: str | None = None, snapshot_id: str | None = None) -> Snapshot:
@@ -382,7 +360,7 @@ def _snapshot_model(
             versions[str(number)] = _copy_version(
                 backup, sid, model, number, manifest_blob, files, counts
             )
-        except _Skip as exc:
+        except IntegrityError as exc:  # cannot be copied faithfully: recorded, not fatal
             skipped[str(number)] = str(exc)
     for alias, state in aliases.items():
         if str(state["version"]) not in versions:  # only if that version was skipped as corrupt
@@ -394,11 +372,11 @@ def _snapshot_model(
 
 
 def _read_alias(source: storage.Bucket, model: str, alias: str) -> dict[str, Any] | None:
-    got = _download(source, _alias_name(model, alias))
+    got = gcs.read_bytes(source, _alias_name(model, alias))
     if got is None:
         return None
-    raw = json.loads(got[0])
-    state = AliasState.from_json(raw, got[1])
+    raw = json.loads(got.data)
+    state = AliasState.from_json(raw, got.generation)
     return {
         "version": state.version,
         "previous_version": state.previous_version,
@@ -450,15 +428,17 @@ def _copy_version(
     counts: _Counts,
 ) -> dict[str, Any]:
     manifest_bytes = manifest_blob.download_as_bytes()
-    records = _manifest_records(manifest_bytes, f"{model} v{number}", exc_type=_Skip)
+    records = _manifest_records(manifest_bytes, f"{model} v{number}", exc_type=IntegrityError)
     payload: dict[str, tuple[bytes, str | None]] = {}
     for name, expected in records.items():  # verify everything before writing anything
         blob = blobs.get(name)
         if blob is None:
-            raise _Skip(f"{name} is listed in the manifest but missing from the registry")
+            raise IntegrityError(f"{name} is listed in the manifest but missing from the registry")
         data = blob.download_as_bytes()
         if sha256_hex(data) != expected:
-            raise _Skip(f"{name} does not match the manifest's sha256 (corrupted in the registry)")
+            raise IntegrityError(
+                f"{name} does not match the manifest's sha256 (corrupted in the registry)"
+            )
         payload[name] = (data, blob.content_type)
     payload[MANIFEST] = (manifest_bytes, manifest_blob.content_type or "application/json")
     target = _snap_dir(sid) + _version_dir(model, number)
@@ -467,9 +447,15 @@ def _copy_version(
         if state == "different":
             # Left by an interrupted attempt and not what we verified; the folder is not
             # committed yet (no snapshot.json), so replacing it hides nothing from anyone.
-            backup.blob(target + name).upload_from_string(
-                data, content_type=content_type, if_generation_match=blob.generation
+            replaced = gcs.write_if(
+                backup,
+                target + name,
+                data,
+                generation=int(blob.generation or 0),
+                content_type=content_type,
             )
+            if replaced is None:
+                raise ConflictError(f"gs://{backup.name}/{target}{name} changed meanwhile")
             state = "created"
         counts.copied += state == "created"
         counts.reused += state == "same"
@@ -630,16 +616,16 @@ def _restore_version(
     def out(status: str, detail: str = "") -> VersionRestore:
         return VersionRestore(model, number, status, detail)
 
-    existing = _download(ctx.target, vdir + MANIFEST)
+    existing = gcs.read_bytes(ctx.target, vdir + MANIFEST)
     if existing is not None:
-        return _compare_present(ctx, model, number, record, existing[0])
+        return _compare_present(ctx, model, number, record, existing.data)
     try:
         files = _read_verified(ctx, model, number, record)
     except IntegrityError as exc:
         return out("corrupt", str(exc))
-    claim = _download(ctx.target, vdir + CLAIM)
-    if claim is not None and not _is_our_claim(ctx, claim[0]):
-        return out("conflict", _claim_detail(claim[0]))
+    claim = gcs.read_bytes(ctx.target, vdir + CLAIM)
+    if claim is not None and not _is_our_claim(ctx, claim.data):
+        return out("conflict", _claim_detail(claim.data))
     if ctx.dry_run:
         return out("would_restore")
     if claim is None:
@@ -670,9 +656,9 @@ def _compare_present(
     if sha256_hex(current) == record["manifest_sha256"]:
         return VersionRestore(model, number, "present", "identical manifest in the target")
     # Same content, other formatting, still counts as the same version.
-    got = _download(ctx.backup, _snap_dir(ctx.sid) + _version_dir(model, number) + MANIFEST)
+    got = gcs.read_bytes(ctx.backup, _snap_dir(ctx.sid) + _version_dir(model, number) + MANIFEST)
     try:
-        same = got is not None and json.loads(got[0]) == json.loads(current)
+        same = got is not None and json.loads(got.data) == json.loads(current)
     except ValueError:
         same = False
     if same:
@@ -769,7 +755,11 @@ def _restore_alias(
         version=version,
         # Rollback after a restore goes where it would have gone in the snapshotted registry,
         # if that version came back too.
-        previous_version=previous if outcomes.get(previous) in {"restored", "present"} else None,
+        previous_version=(
+            previous
+            if isinstance(previous, int) and outcomes.get(previous) in {"restored", "present"}
+            else None
+        ),
         seq=next_seq,
         changed_at=_iso(ctx.rt.clock()),
         action="restore",
@@ -791,8 +781,8 @@ def _restore_alias(
 
 
 def _read_target_alias(ctx: _RestoreContext, model: str, alias: str) -> AliasState | None:
-    got = _download(ctx.target, _alias_name(model, alias))
-    return None if got is None else AliasState.from_json(json.loads(got[0]))
+    got = gcs.read_bytes(ctx.target, _alias_name(model, alias))
+    return None if got is None else AliasState.from_json(json.loads(got.data))
 
 
 def _kept(
@@ -899,10 +889,15 @@ def prune_snapshots(
 def _delete_snapshot(backup: storage.Bucket, sid: str) -> None:
     from google.api_core.exceptions import NotFound
 
-    head = backup.get_blob(_snap_dir(sid) + SNAPSHOT_MANIFEST)
-    if head is not None:
-        with contextlib.suppress(NotFound):  # first: from here on the snapshot is invisible
-            head.delete(if_generation_match=head.generation)
+    name = _snap_dir(sid) + SNAPSHOT_MANIFEST
+    head = backup.get_blob(name)
+    # First: from here on the snapshot is invisible. Gone already: a concurrent prune.
+    if (
+        head is not None
+        and not gcs.delete_if(backup, name, int(head.generation or 0))
+        and backup.get_blob(name) is not None
+    ):
+        raise ConflictError(f"gs://{backup.name}/{name} was replaced while being pruned")
     for blob in backup.client.list_blobs(backup.name, prefix=_snap_dir(sid)):
         with contextlib.suppress(NotFound):  # a concurrent prune got there first
             blob.delete()

@@ -24,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warden.config import ModelConfig
-from warden.errors import DataError, PermanentError, RetryableError
+from warden.errors import ConflictError, DataError, PermanentError, RetryableError
 from warden.jobs.messages import RunRequest
 from warden.logs import fields
 from warden.runtime import Runtime
+from warden.store import gcs
 from warden.store.data import clip_text
 from warden.store.runs import Finished, PriorRun, run_once
 
@@ -202,7 +203,7 @@ def _run(
             dataset_drift=drift["dataset_drift"],
             report=f"gs://{registry.bucket_name}/{folder}report.html",
         )
-    if degraded:
+    if degraded and performance is not None:
         rt.events().try_publish(
             "performance_degraded",
             cfg.name,
@@ -379,14 +380,12 @@ def _store(rt: Runtime, folder: str, summary: dict[str, Any], history: list[dict
         history=history,
     )
     # Report first, summary last: a run is listed (by its drift.json) only once complete.
-    bucket.blob(folder + "report.html").upload_from_string(
-        html, content_type="text/html", if_generation_match=0
-    )
-    bucket.blob(folder + "drift.json").upload_from_string(
-        json.dumps(summary, sort_keys=True, default=str),
-        content_type="application/json",
-        if_generation_match=0,
-    )
+    for name, data, content_type in (
+        ("report.html", html, "text/html"),
+        ("drift.json", gcs.dumps(summary), "application/json"),
+    ):
+        if gcs.create(bucket, folder + name, data, content_type=content_type) is None:
+            raise ConflictError(f"gs://{bucket.name}/{folder}{name} already exists")
 
 
 def _metrics(
@@ -432,39 +431,36 @@ def _score(feature: dict[str, Any]) -> float:
 def request_retrain(rt: Runtime, cfg: ModelConfig, *, reason: str, run_id: str, as_of: Any) -> bool:
     """Publish a retrain request unless one went out within the cooldown. Compare-and-swap on a
     small marker makes concurrent monitor runs agree on who requests."""
-    from google.api_core.exceptions import NotFound, PreconditionFailed
-
     bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
     name = f"{cfg.name}/monitoring/retrain-request.json"
     cooldown = timedelta(hours=cfg.drift.retrain_cooldown_hours)
     now = datetime.now(UTC)
-    for _ in range(10):
-        blob = bucket.blob(name)
-        try:
-            current = json.loads(blob.download_as_bytes())
-            generation = int(blob.generation or 0)
-        except NotFound:
-            current, generation = None, 0
-        if current is not None:
-            last = datetime.fromisoformat(current["requested_at"])
-            if now - last < cooldown:
-                log.info(
-                    "retrain not requested: cooldown until %s",
-                    last + cooldown,
-                    extra=fields(model=cfg.name, reason=reason),
-                )
-                return False
-        marker = {"requested_at": now.isoformat(), "reason": reason, "run_id": run_id}
-        try:
-            blob.upload_from_string(
-                json.dumps(marker), content_type="application/json", if_generation_match=generation
-            )
-        except PreconditionFailed:
-            continue  # another run moved it: re-read and re-decide
-        new_generation = int(blob.generation or 0)
-        break
-    else:  # pragma: no cover - ten lost races in a row
-        raise RetryableError(f"{cfg.name}: retrain-request marker kept changing")
+    last: list[datetime] = []
+
+    def change(stored: gcs.Stored[Any] | None) -> dict[str, Any] | None:
+        last.clear()
+        if stored is not None:
+            requested = datetime.fromisoformat(stored.data["requested_at"])
+            if now - requested < cooldown:
+                last.append(requested)
+                return None
+        return {"requested_at": now.isoformat(), "reason": reason, "run_id": run_id}
+
+    # A lost race re-reads and re-decides; ten in a row raise ConflictError (retryable).
+    got = gcs.update_json(
+        bucket,
+        name,
+        change,
+        attempts=10,
+        conflict=f"{cfg.name}: retrain-request marker kept changing",
+    )
+    if got.written is None:
+        log.info(
+            "retrain not requested: cooldown until %s",
+            last[0] + cooldown,
+            extra=fields(model=cfg.name, reason=reason),
+        )
+        return False
     payload = {"schema": 1, "model": cfg.name, "reason": reason, "as_of": str(as_of)}
     try:
         publisher = rt.clients.publisher
@@ -475,7 +471,7 @@ def request_retrain(rt: Runtime, cfg: ModelConfig, *, reason: str, run_id: str, 
     except Exception as exc:
         # Give the cooldown back so the redelivery of this monitor request can try again.
         try:
-            bucket.blob(name).delete(if_generation_match=new_generation)
+            gcs.delete_if(bucket, name, got.generation)
         except Exception:
             log.exception("could not release the retrain-request marker")
         raise RetryableError(f"{cfg.name}: could not publish the retrain request: {exc}") from exc

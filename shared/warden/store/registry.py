@@ -13,13 +13,15 @@ Layout (``MODEL`` is the model's name)::
 Guarantees, and how:
 
 * Two writers never share a version number: the number is claimed with a create-only upload
-  (``if_generation_match=0``) of ``claim.json``; a 412 means "taken, try the next one".
+  (:func:`warden.store.gcs.create`) of ``claim.json``; a 412 means "taken, try the next one".
 * A version without a manifest is invisible: readers list manifests, never folders.
-* The alias never tears or goes back in time: it moves by ``if_generation_match=<generation read>``
-  and a lost race re-reads and re-decides.
+* The alias never tears or goes back in time: it moves by compare-and-swap on the generation read
+  (:func:`warden.store.gcs.update_json`) and a lost race re-reads and re-decides.
 * History is append-only and complete: after the alias CAS succeeds its new state is written
   create-only under its sequence number; if a crash skipped that write, the next mover (or a
   history read) restores it from the alias object itself, which holds the whole entry.
+* A 412 on any of these writes that is our own write, retried by the client library after a
+  transient error, is recognised as ours (owner read-back, :mod:`warden.store.gcs`).
 * ``joblib.load`` never sees bytes whose sha256 differs from the manifest.
 * Housekeeping retires a version in the commit's reverse order: the manifest first (the version
   vanishes at once for every reader), then its files; ``claim.json`` stays, so no number is
@@ -32,8 +34,6 @@ import hashlib
 import io
 import json
 import logging
-import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +41,7 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from warden.errors import ConflictError, IntegrityError, VersionNotFound
+from warden.store import gcs
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -202,39 +203,20 @@ class Registry:
     def bucket(self) -> storage.Bucket:
         if self._bucket is None:
             self._bucket = self._client.bucket(self.bucket_name)
-        return self._bucket
+        bucket: storage.Bucket = self._bucket
+        return bucket
 
     # -- low-level helpers ----------------------------------------------------------------
-    def _read_json(self, name: str) -> tuple[dict[str, Any], int] | None:
-        from google.api_core.exceptions import NotFound
+    def _read_json(self, name: str) -> gcs.Stored[dict[str, Any]] | None:
+        return gcs.read_json(self.bucket, name)
 
-        blob = self.bucket.blob(name)
-        try:
-            data = blob.download_as_bytes()
-        except NotFound:
-            return None
-        try:
-            return json.loads(data), int(blob.generation or 0)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise IntegrityError(f"gs://{self.bucket_name}/{name}: not valid JSON: {exc}") from exc
-
-    def _create(self, name: str, data: bytes, content_type: str) -> int | None:
-        """Create-only upload. Return the generation, or None if the object already exists."""
-        from google.api_core.exceptions import PreconditionFailed
-
-        blob = self.bucket.blob(name)
-        try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
-        except PreconditionFailed:
-            return None
-        return int(blob.generation or 0)
+    def _create(self, name: str, data: bytes, content_type: str) -> gcs.Written | None:
+        """Create-only upload: the write, or None if the object already exists (not ours)."""
+        return gcs.create(self.bucket, name, data, content_type=content_type)
 
     @staticmethod
     def _dumps(obj: Any) -> bytes:
         return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-
-    def _backoff(self, attempt: int) -> None:
-        time.sleep(min(0.5, 0.01 * (2**attempt)) * random.random())  # noqa: S311 - jitter only
 
     # -- reading ---------------------------------------------------------------------------
     def ping(self) -> None:
@@ -270,7 +252,7 @@ class Registry:
 
     def alias(self, model: str, alias: str = "champion") -> AliasState | None:
         got = self._read_json(f"{model}/aliases/{alias}.json")
-        return None if got is None else AliasState.from_json(got[0], got[1])
+        return None if got is None else AliasState.from_json(got.data, got.generation)
 
     def resolve(self, model: str, ref: str | int | None = None) -> int:
         target = parse_ref(ref)
@@ -293,7 +275,7 @@ class Registry:
             raise VersionNotFound(
                 f"{model}: version {version} does not exist (or was never completed)"
             )
-        return got[0]
+        return got.data
 
     def read_file(self, model: str, version: int, name: str, manifest: Mapping[str, Any]) -> bytes:
         """Download one file of a version and check it against the manifest's sha256."""
@@ -304,7 +286,7 @@ class Registry:
             raise IntegrityError(f"{model} v{version}: {name} is not listed in its manifest")
         path = _version_dir(model, version) + name
         try:
-            data = self.bucket.blob(path).download_as_bytes()
+            data: bytes = self.bucket.blob(path).download_as_bytes()
         except NotFound:
             raise IntegrityError(
                 f"{model} v{version}: gs://{self.bucket_name}/{path} is missing"
@@ -372,29 +354,17 @@ class Registry:
     def delete_object(self, path: str, generation: int) -> bool:
         """Delete one object only if it still has ``generation``. False if it is gone or was
         replaced meanwhile (then it is left alone)."""
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
-        try:
-            self.bucket.blob(path).delete(if_generation_match=generation)
-        except (NotFound, PreconditionFailed):
-            return False
-        return True
+        return gcs.delete_if(self.bucket, path, generation)
 
     def retire_manifest(self, model: str, version: int) -> RetiredManifest | None:
         """Delete a version's manifest — the commit point in reverse: the version vanishes at
         once for every reader, while its files stay until :meth:`delete_files`. Returns what
         :meth:`restore_manifest` needs, or None if there was no manifest (or it changed)."""
-        from google.api_core.exceptions import NotFound
-
         path = _version_dir(model, version) + MANIFEST
-        blob = self.bucket.blob(path)
-        try:
-            data = blob.download_as_bytes()
-        except NotFound:
+        got = gcs.read_bytes(self.bucket, path)
+        if got is None or not self.delete_object(path, got.generation):
             return None
-        if not self.delete_object(path, int(blob.generation or 0)):
-            return None
-        return RetiredManifest(model, version, data)
+        return RetiredManifest(model, version, got.data)
 
     def restore_manifest(self, retired: RetiredManifest) -> bool:
         """Put a retired manifest back (create-only, same bytes) while its files still exist."""
@@ -429,7 +399,7 @@ class Registry:
         body = self._dumps({"run_id": run_id, "claimed_at": _iso(self._clock())})
         for _ in range(1000):
             if self._create(_version_dir(model, candidate) + CLAIM, body, "application/json"):
-                return candidate
+                return candidate  # a retried claim of ours counts too (owner read-back)
             candidate += 1  # someone else holds it: the next one
         raise ConflictError(f"{model}: could not claim a version number")  # pragma: no cover
 
@@ -447,15 +417,15 @@ class Registry:
             content_type = {"json": "application/json", "html": "text/html"}.get(
                 name.rsplit(".", 1)[-1], "application/octet-stream"
             )
-            generation = self._create(_version_dir(model, version) + name, data, content_type)
-            if generation is None:
+            written = self._create(_version_dir(model, version) + name, data, content_type)
+            if written is None:
                 raise ConflictError(
                     f"{model} v{version}: {name} already exists; versions are immutable"
                 )
             records[name] = {
                 "sha256": sha256_hex(data),
                 "size": len(data),
-                "generation": generation,
+                "generation": written.generation,
             }
         full = {**manifest, "schema": SCHEMA, "model": model, "version": version, "files": records}
         if (
@@ -495,18 +465,21 @@ class Registry:
         it is called again with fresh state after every lost race, so its checks always hold
         against the state that is actually replaced.
         """
-        from google.api_core.exceptions import PreconditionFailed
+        kept: list[AliasState | None] = [None]  # what stays when no move is needed
 
-        name = f"{model}/aliases/{alias}.json"
-        for attempt in range(self._max_attempts):
-            current = self.alias(model, alias)
+        def change(stored: gcs.Stored[Any] | None) -> dict[str, Any] | None:
+            current = None
+            if stored is not None:
+                current = AliasState.from_json(stored.data, stored.generation)
             self._ensure_history(model, current)  # repair a history write a crash skipped
+            kept[0] = None
             target = decide(current)
             if target is None:
                 return None
             if current is not None and current.version == target:
-                return current  # already there: idempotent
-            new = AliasState(
+                kept[0] = current  # already there: idempotent
+                return None
+            return AliasState(
                 alias=alias,
                 version=target,
                 previous_version=current.version if current else None,
@@ -515,35 +488,35 @@ class Registry:
                 action=action,
                 reason=reason,
                 actor=actor,
-            )
-            blob = self.bucket.blob(name)
-            try:
-                blob.upload_from_string(
-                    self._dumps(new.to_json()),
-                    content_type="application/json",
-                    if_generation_match=current.generation if current else 0,
-                )
-            except PreconditionFailed:
-                self._backoff(attempt)
-                continue
-            new = AliasState.from_json(new.to_json(), int(blob.generation or 0))
-            self._ensure_history(model, new)
-            log.info(
-                "alias moved",
-                extra={
-                    "json_fields": {
-                        "model": model,
-                        "alias": alias,
-                        "version": target,
-                        "previous_version": new.previous_version,
-                        "action": action,
-                    }
-                },
-            )
-            return new
-        raise ConflictError(
-            f"{model}: alias {alias!r} kept changing under us ({self._max_attempts} attempts)"
+            ).to_json()
+
+        got = gcs.update_json(
+            self.bucket,
+            f"{model}/aliases/{alias}.json",
+            change,
+            attempts=self._max_attempts,
+            encode=self._dumps,
+            conflict=(
+                f"{model}: alias {alias!r} kept changing under us ({self._max_attempts} attempts)"
+            ),
         )
+        if got.written is None:
+            return kept[0]
+        new = AliasState.from_json(got.data, got.generation)
+        self._ensure_history(model, new)
+        log.info(
+            "alias moved",
+            extra={
+                "json_fields": {
+                    "model": model,
+                    "alias": alias,
+                    "version": new.version,
+                    "previous_version": new.previous_version,
+                    "action": action,
+                }
+            },
+        )
+        return new
 
     def promote(
         self,

@@ -10,20 +10,23 @@ One small JSON marker per request key (message id or scheduled time), under
 * ``finish`` moves it to its final state by compare-and-swap; losing that race means another
   instance took over a lease we overran, and its outcome wins.
 
+Every read, create-only and compare-and-swap write goes through :mod:`warden.store.gcs` (which
+also tells our own retried write from a lost race).
+
 ``MODEL/status/KIND.json`` keeps the last run, last success and last failure for ``health``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from warden.errors import ConflictError, PermanentError, RunInProgress
+from warden.errors import IntegrityError, PermanentError, RunInProgress
+from warden.store import gcs
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -79,25 +82,18 @@ class RunLedger:
 
     @property
     def bucket(self) -> storage.Bucket:
-        return self._client.bucket(self.bucket_name)
+        bucket: storage.Bucket = self._client.bucket(self.bucket_name)
+        return bucket
 
     @staticmethod
     def marker_name(model: str, kind: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{model}/runs/{kind}/{digest}.json"
 
-    def _upload(self, name: str, record: dict[str, Any], generation: int) -> int:
-        blob = self.bucket.blob(name)
-        blob.upload_from_string(
-            json.dumps(record, sort_keys=True),
-            content_type="application/json",
-            if_generation_match=generation,
-        )
-        return int(blob.generation or 0)
-
     def begin(self, model: str, kind: str, key: str, run_id: str) -> RunClaim | PriorRun:
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
+        """Claim ``key``: create its marker, or take over a stale or aborted one (by
+        compare-and-swap). A finished request → :class:`PriorRun`; one running elsewhere within
+        its lease → :class:`RunInProgress`."""
         name = self.marker_name(model, kind, key)
         now = self._clock()
         record = {
@@ -110,33 +106,40 @@ class RunLedger:
             "lease_until": _iso(now + self.lease),
             "attempt": 1,
         }
-        for _ in range(10):
-            try:
-                gen = self._upload(name, record, 0)
-                return RunClaim(model, kind, key, run_id, name, gen)
-            except PreconditionFailed:
-                pass
-            blob = self.bucket.blob(name)
-            try:
-                existing = json.loads(blob.download_as_bytes())
-            except NotFound:
-                continue  # expired and purged between our two calls: try to create again
+        prior: list[PriorRun] = []
+        replaced: list[dict[str, Any]] = []
+
+        def change(stored: gcs.Stored[Any] | None) -> dict[str, Any] | None:
+            prior.clear()
+            replaced.clear()
+            if stored is None:  # new (or expired and purged meanwhile): create it
+                return record
+            existing: dict[str, Any] = stored.data
             if existing.get("status") in FINAL:
-                return PriorRun(existing)
+                prior.append(PriorRun(existing))
+                return None
             if existing.get("status") == "running" and _parse(existing["lease_until"]) > now:
                 raise RunInProgress(
                     f"{model}: {kind} for {key} is already running (run {existing.get('run_id')},"
                     f" lease until {existing['lease_until']})"
                 )
-            takeover = {
+            replaced.append(existing)
+            return {
                 **record,
                 "attempt": int(existing.get("attempt", 1)) + 1,
                 "previous_run_id": existing.get("run_id"),
             }
-            try:
-                gen = self._upload(name, takeover, int(blob.generation or 0))
-            except PreconditionFailed:
-                continue
+
+        got = gcs.update_json(
+            self.bucket,
+            name,
+            change,
+            attempts=10,
+            conflict=f"{model}: could not claim run marker {name}",
+        )
+        if prior:
+            return prior[0]
+        if replaced:
             log.warning(
                 "taking over a stale or aborted run",
                 extra={
@@ -144,17 +147,14 @@ class RunLedger:
                         "model": model,
                         "kind": kind,
                         "key": key,
-                        "previous_run_id": existing.get("run_id"),
+                        "previous_run_id": replaced[0].get("run_id"),
                     }
                 },
             )
-            return RunClaim(model, kind, key, run_id, name, gen)
-        raise ConflictError(f"{model}: could not claim run marker {name}")
+        return RunClaim(model, kind, key, run_id, name, got.generation)
 
     def finish(self, claim: RunClaim, status: str, result: dict[str, Any]) -> bool:
         """Record the final (or ``aborted``) state. False if another instance took over."""
-        from google.api_core.exceptions import PreconditionFailed
-
         record = {
             "model": claim.model,
             "kind": claim.kind,
@@ -164,9 +164,14 @@ class RunLedger:
             "finished_at": _iso(self._clock()),
             "result": result,
         }
-        try:
-            self._upload(claim.name, record, claim.generation)
-        except PreconditionFailed:
+        written = gcs.write_if(
+            self.bucket,
+            claim.name,
+            gcs.dumps(record),
+            generation=claim.generation,
+            content_type="application/json",
+        )
+        if written is None:
             log.warning(
                 "run marker changed under us; another instance took over",
                 extra={"json_fields": {"model": claim.model, "key": claim.key}},
@@ -184,15 +189,15 @@ class RunLedger:
         just took over or finished is left alone. Returns the names deleted (or, with
         ``dry_run``, that would be).
         """
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
         purged = []
         for blob in self._client.list_blobs(self.bucket_name, prefix=f"{model}/runs/"):
             if not blob.name.endswith(".json"):
                 continue
             try:
-                record = json.loads(blob.download_as_bytes())
-                generation = int(blob.generation or 0)
+                got = gcs.read_json(self.bucket, blob.name)
+                if got is None:
+                    continue
+                record, generation = got.data, got.generation
                 status = record.get("status")
                 if status in (*FINAL, "aborted"):
                     ended = _parse(record.get("finished_at") or record["started_at"])
@@ -200,9 +205,7 @@ class RunLedger:
                     ended = _parse(record["lease_until"])
                 else:
                     continue
-            except NotFound:
-                continue
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (IntegrityError, ValueError, KeyError, TypeError, AttributeError):
                 log.warning(
                     "unreadable run marker left alone",
                     extra={"json_fields": {"model": model, "marker": blob.name}},
@@ -210,48 +213,40 @@ class RunLedger:
                 continue
             if ended >= older_than:
                 continue
-            if not dry_run:
-                try:
-                    self.bucket.blob(blob.name).delete(if_generation_match=generation)
-                except (NotFound, PreconditionFailed):
-                    continue
+            if not dry_run and not gcs.delete_if(self.bucket, blob.name, generation):
+                continue
             purged.append(blob.name)
         return purged
 
     # -- last outcome per model and kind (read by health) -----------------------------------
     def status(self, model: str, kind: str) -> dict[str, Any] | None:
-        from google.api_core.exceptions import NotFound
-
-        try:
-            return json.loads(self.bucket.blob(f"{model}/status/{kind}.json").download_as_bytes())
-        except NotFound:
+        got = gcs.read_json(self.bucket, f"{model}/status/{kind}.json")
+        if got is None:
             return None
+        record: dict[str, Any] = got.data
+        return record
 
     def record_status(self, model: str, kind: str, *, outcome: str, detail: dict[str, Any]) -> None:
         """Fold one run's outcome into ``MODEL/status/KIND.json`` by compare-and-swap."""
-        from google.api_core.exceptions import NotFound, PreconditionFailed
-
-        name = f"{model}/status/{kind}.json"
         now = _iso(self._clock())
-        for _ in range(20):
-            blob = self.bucket.blob(name)
-            try:
-                current = json.loads(blob.download_as_bytes())
-                generation = int(blob.generation or 0)
-            except NotFound:
-                current, generation = {}, 0
+
+        def change(stored: gcs.Stored[Any] | None) -> dict[str, Any]:
+            current = {} if stored is None else stored.data
             entry = {"at": now, "outcome": outcome, **detail}
             new = {**current, "model": model, "kind": kind, "last_run": entry}
             if outcome == "failed":
                 new["last_failure"] = entry
             else:
                 new["last_success"] = entry
-            try:
-                self._upload(name, new, generation)
-                return
-            except PreconditionFailed:
-                continue
-        raise ConflictError(f"{model}: status {kind} kept changing under us")
+            return new
+
+        gcs.update_json(
+            self.bucket,
+            f"{model}/status/{kind}.json",
+            change,
+            attempts=20,
+            conflict=f"{model}: status {kind} kept changing under us",
+        )
 
 
 @dataclass(frozen=True)

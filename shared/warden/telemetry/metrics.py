@@ -6,10 +6,10 @@ on the first write and ``google.cloud.monitoring_v3`` is imported only inside me
 function that never writes metrics never pays for that import.
 
 Failures are wrapped so callers can decide whether metrics are fatal: transient gRPC statuses
-raise :class:`MetricsWriteError` (a ``RetryableError``), everything else
-:class:`MetricsRejectedError` (a ``PermanentError``). Calls use ``retry=None`` and a short
-timeout: a dead endpoint fails fast instead of stalling the function for the client's default
-retry budget.
+raise :class:`~warden.errors.MetricsWriteError` (a ``RetryableError``), everything else
+:class:`~warden.errors.MetricsRejectedError` (a ``PermanentError``). Calls use ``retry=None`` and
+a short timeout: a dead endpoint fails fast instead of stalling the function for the client's
+default retry budget.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from warden.errors import PermanentError, RetryableError
+from warden.errors import MetricsRejectedError, MetricsWriteError
 
 if TYPE_CHECKING:
     from google.cloud.monitoring_v3 import MetricServiceClient
@@ -99,22 +99,6 @@ CATALOGUE: dict[str, MetricSpec] = {
 _NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,99}")
 _MAX_LABEL_VALUE = 1024
-
-
-class MetricsWriteError(RetryableError):
-    """Cloud Monitoring failed transiently (unavailable, timeout, quota, internal)."""
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class MetricsRejectedError(PermanentError):
-    """The points are invalid, or the API refused them for a reason a retry cannot fix."""
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
