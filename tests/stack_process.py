@@ -17,19 +17,36 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from warden.settings import LocalClock
+
 T = TypeVar("T")
 EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
+#: The virtual clock of each running stack with one, by its STORAGE_EMULATOR_HOST.
+_CLOCKS: dict[str, LocalClock] = {}
 
 
 def write_run_marker(
-    gcs: Any, bucket: str, model: str, key: str, *, status: str, lease_seconds: float = 600
+    gcs: Any,
+    bucket: str,
+    model: str,
+    key: str,
+    *,
+    status: str,
+    lease_seconds: float = 600,
+    clock: LocalClock | None = None,
 ) -> None:
     """The retrain run marker of request ``key`` as another instance would leave it: ``running``
     within a lease (a delivery of that request then fails retryably: 5xx, redelivered) or
-    ``done`` (a delivery is acknowledged as a duplicate, without training)."""
+    ``done`` (a delivery is acknowledged as a duplicate, without training).
+
+    Times are on the functions' clock: ``clock``, by default that of the running stack whose
+    storage emulator ``STORAGE_EMULATOR_HOST`` points at (real time if it has none); the lease
+    lasts ``lease_seconds`` of real time whatever the clock's speed."""
     from warden.store.runs import RunLedger
 
-    now = datetime.now(UTC)
+    clock = clock or _CLOCKS.get(os.environ.get("STORAGE_EMULATOR_HOST", ""))
+    now = clock.now() if clock else datetime.now(UTC)
+    lease = timedelta(seconds=lease_seconds * (clock.speed if clock else 1))
     marker = {
         "model": model,
         "kind": "retrain",
@@ -37,7 +54,7 @@ def write_run_marker(
         "run_id": "another-instance",
         "status": status,
         "started_at": now.isoformat(),
-        "lease_until": (now + timedelta(seconds=lease_seconds)).isoformat(),
+        "lease_until": (now + lease).isoformat(),
         "attempt": 1,
     }
     gcs.bucket(bucket).blob(RunLedger.marker_name(model, "retrain", key)).upload_from_string(
@@ -80,6 +97,17 @@ class RunningStack:
     def warden_json(self, *args: str) -> Any:
         return json.loads(self.warden(*args).stdout)
 
+    @property
+    def clock(self) -> LocalClock | None:
+        """The virtual clock every process of the stack reads (None: real time)."""
+        text = self.state["env"].get("WARDEN_LOCAL_CLOCK")
+        return LocalClock.parse(text) if text else None
+
+    def now(self) -> datetime:
+        """The stack's time: its virtual clock's, or the real one."""
+        clock = self.clock
+        return clock.now() if clock else datetime.now(UTC)
+
 
 @contextmanager
 def local_stack(
@@ -88,6 +116,7 @@ def local_stack(
     *,
     speed: float,
     clock_start: datetime | None = None,
+    shared_clock: bool = False,
     only: str | None = None,
     alert_channel: str | None = None,
 ) -> Iterator[RunningStack]:
@@ -96,6 +125,8 @@ def local_stack(
     env = {k: v for k, v in os.environ.items() if k not in EMULATOR_VARS}
     args = [sys.executable, "-m", "warden.cli", "local", "up", "--run-dir", str(run_dir)]
     args += ["--config", str(config), "--speed", str(speed)]
+    if shared_clock:
+        args.append("--shared-clock")
     if clock_start is not None:
         args += ["--clock-start", clock_start.isoformat()]
     if only:
@@ -103,14 +134,19 @@ def local_stack(
     if alert_channel:
         args += ["--alert-channel", alert_channel]
     log = (tmp / "stack.out").open("wb")
+    state: dict[str, Any] = {}
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     try:
         state_file = run_dir / "stack.json"
         wait_for(lambda: state_file.exists() or proc.poll() is not None, 180, "stack.json")
         assert proc.poll() is None, (tmp / "stack.out").read_text()
         state = json.loads(state_file.read_text())
-        yield RunningStack(proc, state, {**env, **state["env"]}, run_dir, tmp)
+        running = RunningStack(proc, state, {**env, **state["env"]}, run_dir, tmp)
+        if running.clock is not None:
+            _CLOCKS[state["env"]["STORAGE_EMULATOR_HOST"]] = running.clock
+        yield running
     finally:
+        _CLOCKS.pop(state.get("env", {}).get("STORAGE_EMULATOR_HOST", ""), None)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:

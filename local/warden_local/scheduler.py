@@ -16,8 +16,8 @@ Choices where the real service is unspecified or where a virtual clock changes t
 * **Missed slots.** If the clock moved past several slots at once (a high speed, a slow publish,
   :meth:`VirtualClock.advance`), only the **latest** missed slot fires, once. The real service
   never bursts catch-up runs, and a burst would only make the functions deduplicate.
-  Slots before :meth:`SchedulerStandIn.start`, or while a job was paused, never fire: resuming
-  schedules the next slot after "now", as ``ResumeJob`` does.
+  Slots before :meth:`SchedulerStandIn.start` (or before ``since``, when given), or while a job
+  was paused, never fire: resuming schedules the next slot after "now", as ``ResumeJob`` does.
 * **DST.** Whatever croniter 7 yields in the zone: a wall time inside a spring-forward gap fires
   once at the end of the gap; a wall time repeated at fall-back fires twice (once per offset).
   Google only documents that such slots "may observe execution anomalies".
@@ -28,6 +28,16 @@ Choices where the real service is unspecified or where a virtual clock changes t
 * ``pause``/``resume`` are idempotent, and :run works on paused jobs (as in the real API); run
   publishes synchronously so the returned Job already carries the attempt's status.
 * All times (``scheduleTime``, ``lastAttemptTime``, ``userUpdateTime``) are virtual-clock times.
+* **The local stack's shared clock** (``--clock START,ANCHOR,SPEED``, ``WARDEN_LOCAL_CLOCK``):
+  the stand-in reads the same virtual time as every function. Pub/Sub's ``publishTime`` stays
+  real (the emulator sets it), so a function would infer a slot of the *real* clock from it: a
+  per-minute job at speed 60 would map sixty ticks to one real minute, one run and fifty-nine
+  duplicates. On that clock a tick of a per-model job therefore also carries its slot as the
+  ``scheduled_time`` attribute (an explicit slot the functions already honour: the same key
+  and ``as_of`` they would infer from a virtual publish time). Manual ``:run`` attempts carry
+  none, as in the cloud. And that clock started before this process did (the stack fixes it
+  before the functions start): the schedule runs from the clock's start, so a slot that passed
+  while the stack was still starting fires (once: see missed slots) when the stand-in starts.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from warden.config.schedules import DEFAULT_LOCATION, JobSpec
+from warden.settings import LocalClock
 from warden_local.process import free_port
 
 log = logging.getLogger("warden_local.scheduler")
@@ -92,7 +103,13 @@ def rfc3339(value: datetime) -> str:
 
 
 class VirtualClock:
-    """``now() = start + real monotonic time elapsed × speed``, as an aware UTC datetime."""
+    """``now() = start + real time elapsed × speed``, as an aware UTC datetime.
+
+    By default the real time elapsed is measured on the monotonic clock from construction.
+    :meth:`shared` follows a :class:`warden.settings.LocalClock` instead, with its very formula
+    (``start + (time.time() - anchor) × speed`` in epoch seconds), so the stand-in and every
+    function of the local stack given the same three numbers read the same virtual time.
+    """
 
     def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
         if not speed > 0:
@@ -102,15 +119,26 @@ class VirtualClock:
         self._t0 = time.monotonic()
         self._offset = timedelta(0)
         self._lock = threading.Lock()
+        self.local_clock: LocalClock | None = None  # set by shared()
+
+    @classmethod
+    def shared(cls, local_clock: LocalClock) -> VirtualClock:
+        """The clock ``WARDEN_LOCAL_CLOCK`` describes (see :class:`warden.settings.LocalClock`)."""
+        clock = cls(datetime.fromtimestamp(local_clock.start, UTC), local_clock.speed)
+        clock.local_clock = local_clock
+        return clock
 
     def now(self) -> datetime:
-        elapsed = (time.monotonic() - self._t0) * self.speed
         with self._lock:
             offset = self._offset
+        if self.local_clock is not None:
+            return self.local_clock.now() + offset
+        elapsed = (time.monotonic() - self._t0) * self.speed
         return self.start + offset + timedelta(seconds=elapsed)
 
     def advance(self, delta: timedelta) -> None:
-        """Jump the virtual time (sleepers notice within ~0.5 s real)."""
+        """Jump the virtual time (sleepers notice within ~0.5 s real). Only this clock jumps:
+        processes sharing a :class:`~warden.settings.LocalClock` do not follow."""
         with self._lock:
             self._offset += delta
 
@@ -176,7 +204,10 @@ class SchedulerStandIn:
     """Cron over ``jobs`` on ``clock``, published with ``publisher_factory()``'s client.
 
     The factory is called once by :meth:`start`; the stand-in owns that client and stops it in
-    :meth:`stop`. ``state_file`` (JSON) keeps pause/resume across restarts.
+    :meth:`stop`. ``state_file`` (JSON) keeps pause/resume across restarts. ``stamp_slots``: each
+    tick of a per-model job also carries its slot as the ``scheduled_time`` attribute; ``since``:
+    the schedule runs from this (virtual) time rather than from construction (both for the local
+    stack's shared clock: see the module docstring).
     """
 
     def __init__(
@@ -190,6 +221,8 @@ class SchedulerStandIn:
         clock: VirtualClock | None = None,
         state_file: Path | None = None,
         publish_timeout: float = 30.0,
+        stamp_slots: bool = False,
+        since: datetime | None = None,
     ) -> None:
         self.project = project
         self.location = location
@@ -197,6 +230,7 @@ class SchedulerStandIn:
         self.clock = clock or VirtualClock()
         self.state_file = Path(state_file) if state_file is not None else None
         self.publish_timeout = publish_timeout
+        self.stamp_slots = stamp_slots
         self._publisher_factory = publisher_factory
         self._publisher: Any = None
         self._lock = threading.Lock()
@@ -207,6 +241,7 @@ class SchedulerStandIn:
         self._threads: list[threading.Thread] = []
 
         now = self.clock.now()
+        first = min(_aware_utc(since), now) if since is not None else now
         saved = self._load_state()
         self._jobs: dict[str, _Job] = {}
         for spec in jobs:
@@ -223,7 +258,7 @@ class SchedulerStandIn:
                 user_update_time=(
                     _parse_time(entry["userUpdateTime"]) if "userUpdateTime" in entry else now
                 ),
-                next_fire=next_fire_time(spec.cron, spec.timezone, now),
+                next_fire=next_fire_time(spec.cron, spec.timezone, first),
             )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -405,8 +440,11 @@ class SchedulerStandIn:
             publisher = self._publisher
             if publisher is None:
                 raise RuntimeError("the stand-in is not started")
+            attributes = job.spec.attributes()
+            if self.stamp_slots and not manual and job.spec.data is None:
+                attributes["scheduled_time"] = rfc3339(schedule_time)
             future = publisher.publish(
-                job.topic, job.data, timeout=self.publish_timeout, **job.spec.attributes()
+                job.topic, job.data, timeout=self.publish_timeout, **attributes
             )
             message_id = str(future.result(timeout=self.publish_timeout + 5))
             status: dict[str, Any] = {}
@@ -640,6 +678,15 @@ def _start_time(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
 
 
+def _clock(value: str) -> LocalClock:
+    from warden.errors import ConfigError
+
+    try:
+        return LocalClock.parse(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _speed(value: str) -> float:
     speed = float(value)
     if not speed > 0:
@@ -669,12 +716,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", required=True)
     parser.add_argument("--location", default=DEFAULT_LOCATION)
     parser.add_argument("--port", type=int, default=None, help="default: a free port")
-    parser.add_argument("--speed", type=_speed, default=1.0, help="virtual seconds per second")
+    parser.add_argument(
+        "--speed", type=_speed, default=None, help="virtual seconds per second (default: 1)"
+    )
     parser.add_argument(
         "--start",
         type=_start_time,
         default=None,
         help="virtual start time, ISO 8601 (default: now)",
+    )
+    parser.add_argument(
+        "--clock",
+        type=_clock,
+        default=None,
+        metavar="START,ANCHOR,SPEED",
+        help="the local stack's shared clock (WARDEN_LOCAL_CLOCK's format), instead of "
+        "--start/--speed: the schedule runs from START, and ticks carry their slot as the "
+        "scheduled_time attribute",
     )
     parser.add_argument(
         "--state-file",
@@ -684,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if args.clock is not None and (args.speed is not None or args.start is not None):
+        parser.error("--clock replaces --start and --speed")
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
@@ -704,8 +764,16 @@ def main(argv: list[str] | None = None) -> int:
             location=args.location,
             publisher_factory=pubsub_v1.PublisherClient,  # reads PUBSUB_EMULATOR_HOST itself
             port=args.port,
-            clock=VirtualClock(args.start, args.speed),
+            clock=(
+                VirtualClock.shared(args.clock)
+                if args.clock is not None
+                else VirtualClock(args.start, args.speed or 1.0)
+            ),
             state_file=args.state_file,
+            stamp_slots=args.clock is not None,
+            since=(
+                datetime.fromtimestamp(args.clock.start, UTC) if args.clock is not None else None
+            ),
         )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

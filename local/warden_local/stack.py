@@ -16,6 +16,18 @@
 Every process gets its own log in the run folder; ``stack.json`` there lists endpoints, the
 trigger subscriptions and the environment a client needs (``warden local env`` prints it as
 ``export`` lines).
+
+**Time.** By default only the scheduler stand-in runs on a virtual clock (``speed``,
+``clock_start``: cron ticks come faster, each carrying its own key); the functions read real time.
+With ``shared_clock`` (``warden local up --shared-clock``) and a speed or start, the stack fixes one
+virtual clock (:class:`warden.settings.LocalClock`) just before the first function
+starts: it reads ``clock_start`` (default: the real time) then and runs ``speed`` times faster.
+The scheduler stand-in (``--clock``: its schedule runs from that moment, so a slot that passes
+while the functions start still fires), every function and every client (``WARDEN_LOCAL_CLOCK``
+in their environment and in ``stack.json``'s, which ``warden local env`` prints) read it: cron
+ticks, run-ledger leases, staleness, retention and the registry's timestamps move together.
+What stays real: Pub/Sub's publish times and Cloud Storage's object times (the emulators set
+them), the Monitoring stand-in, the alert router's timers and the seeded data's dates.
 """
 
 from __future__ import annotations
@@ -30,12 +42,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from warden.config import load_config
 from warden.config.schedules import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
+from warden.settings import LocalClock
 from warden_local.gcs import StorageEmulator
 from warden_local.process import FunctionServer, ManagedProcess, free_port
 from warden_local.pubsub import (
@@ -107,6 +120,7 @@ class LocalStack:
         location: str = DEFAULT_LOCATION,
         speed: float = 1.0,
         clock_start: datetime | None = None,
+        shared_clock: bool = False,
         registry_bucket: str = "warden-registry",
         alert_bucket: str = "warden-alerts",
         data_bucket: str = "warden-data",
@@ -125,6 +139,7 @@ class LocalStack:
         self.location = location
         self.speed = speed
         self.clock_start = clock_start
+        self.shared_clock = shared_clock
         self.registry_bucket = registry_bucket
         self.alert_bucket = alert_bucket  # the router's state, apart from the registry
         self.data_bucket = data_bucket
@@ -140,6 +155,8 @@ class LocalStack:
         self.subscriptions: dict[str, dict[str, str]] = {}  # function → push, dead_letter_hold
         self._logs: list[IO[bytes]] = []
         self.secrets: dict[str, str] = {}
+        #: The shared virtual clock (None: real time); fixed by start().
+        self.clock: LocalClock | None = None
         self._started = False
 
     # -- environment --------------------------------------------------------------------------
@@ -160,7 +177,19 @@ class LocalStack:
             "WARDEN_EVENTS_TOPIC": EVENTS_TOPIC,
             "WARDEN_MONITORING_ENDPOINT": self.endpoints["monitoring"],
             "WARDEN_SCHEDULER_ENDPOINT": self.endpoints["scheduler"],
+            **({"WARDEN_LOCAL_CLOCK": str(self.clock)} if self.clock is not None else {}),
         }
+
+    def _fix_clock(self) -> None:
+        """One virtual clock for every process, from now on (real time, or not shared: none)."""
+        if not self.shared_clock or (self.speed == 1 and self.clock_start is None):
+            return
+        anchor = time.time()
+        start = anchor
+        if self.clock_start is not None:
+            aware = self.clock_start
+            start = (aware if aware.tzinfo else aware.replace(tzinfo=UTC)).timestamp()
+        self.clock = LocalClock(start=start, anchor=anchor, speed=float(self.speed))
 
     def _log(self, name: str) -> IO[bytes]:
         handle = (self.run_dir / f"{name}.log").open("ab")
@@ -241,6 +270,7 @@ class LocalStack:
             "WARDEN_AUDIT_WEBHOOK_SECRET": secrets.token_urlsafe(24),
         }
 
+        self._fix_clock()  # before the first process that reads it
         for spec in self.functions:
             say(f"starting function {spec.name}")
             port = free_port()
@@ -289,13 +319,15 @@ class LocalStack:
             self.location,
             "--port",
             str(sched_port),
-            "--speed",
-            str(self.speed),
             "--state-file",
             str(self.run_dir / "scheduler-state.json"),
         ]
-        if self.clock_start is not None:
-            args += ["--start", self.clock_start.isoformat()]
+        if self.clock is not None:  # the functions' clock, so ticks, leases and staleness agree
+            args.append(f"--clock={self.clock}")
+        else:  # the scheduler's own virtual clock; the functions stay on real time
+            args += ["--speed", str(self.speed)]
+            if self.clock_start is not None:
+                args += ["--start", self.clock_start.isoformat()]
         scheduler = PythonService(
             "scheduler",
             args,
@@ -406,6 +438,7 @@ class LocalStack:
             "subscriptions": self.subscriptions,
             "env": self.client_env(),
             "speed": self.speed,
+            "clock": str(self.clock) if self.clock is not None else None,
             "pids": {name: p.pid for name, p in self.processes.items()},
         }
         (self.run_dir / "stack.json").write_text(json.dumps(state, indent=2, sort_keys=True))

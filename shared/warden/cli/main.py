@@ -588,6 +588,11 @@ def local() -> None:
 )
 @click.option("--clock-start", default=None, help="Scheduler clock start (RFC 3339).")
 @click.option(
+    "--shared-clock",
+    is_flag=True,
+    help="Functions and CLI read the scheduler's virtual clock too (leases, staleness, retention).",
+)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -610,6 +615,7 @@ def local_up(
     run_dir: Path,
     speed: float,
     clock_start: str | None,
+    shared_clock: bool,
     config_path: Path,
     only: str | None,
     alert_channel: str,
@@ -635,6 +641,7 @@ def local_up(
         run_dir=run_dir,
         speed=speed,
         clock_start=start,
+        shared_clock=shared_clock,
         functions=functions,
         progress=lambda m: click.echo(f"  … {m}", err=True),
         alert_channel=alert_channel,
