@@ -6,7 +6,6 @@ requests nothing."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +17,11 @@ from warden_local.examples import seed_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG = "customer-segments"
-SPEED = 3600.0  # a virtual hour per real second: the daily monitor job ticks every 24 s
-SLACK = 40  # real seconds between the stack's start and the first monitor tick
+SPEED = 7200.0  # two virtual hours per real second: the daily monitor job ticks every 12 s
+#: Real seconds from the scheduler's start to the first monitor tick (less than a virtual day):
+#: time to train the champion and land the drifted week. A slower machine only costs a day: a
+#: tick before the champion exists is skipped, and the next one sees the drift.
+FIRST_TICK = 10
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -39,19 +41,19 @@ def test_drift_closes_the_loop(tmp_path) -> None:
     config.write_text(yaml.safe_dump(raw))
     slot = now.replace(hour=hour, minute=0, second=0, microsecond=0) + timedelta(days=1)
     mp = pytest.MonkeyPatch()
-    clock_start = slot - timedelta(seconds=SLACK * SPEED)
+    clock_start = slot - timedelta(seconds=FIRST_TICK * SPEED)
     with local_stack(tmp_path, config, speed=SPEED, clock_start=clock_start) as running:
         state = running.state
         for key in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
             mp.setenv(key, running.env[key])
         warden = running.warden_json
         try:
-            _closed_loop(state, warden, now, tmp_path)
+            _closed_loop(state, warden, now, tmp_path, running.run_dir)
         finally:
             mp.undo()
 
 
-def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path) -> None:
+def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path, run_dir: Path) -> None:
     from google.cloud import pubsub_v1, storage
 
     subscriber = pubsub_v1.SubscriberClient()
@@ -100,7 +102,7 @@ def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path) -> None:
     )
 
     seen: list[dict] = []
-    _wait(lambda: seen.extend(drift_events()) or seen, SLACK + 90, "drift_detected")
+    _wait(lambda: seen.extend(drift_events()) or seen, FIRST_TICK + 90, "drift_detected")
     assert seen[0]["model"] == SEG
     assert seen[0]["dataset_drift"] is True
     assert seen[0]["version"] == 1
@@ -115,8 +117,34 @@ def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path) -> None:
     # It fails its gate (the blurred segments score below the floor), so v1 stays champion,
     # and the next daily tick sees the same drift — inside the cooldown: no new request.
     _wait(lambda: seen.extend(drift_events()) or len(seen) >= 2, 90, "the second drift")
-    time.sleep(8)
+    # Positive marker, no sleep: that run's decision, in its function's log. A request is
+    # published only after the run's compare-and-swap on retrain-request.json, so once the
+    # decision is logged the marker still naming the first drift's run proves none went out.
+    decision = _wait(lambda: _cooldown_lines(run_dir), 90, "the second run's retrain decision")
+    assert decision[0]["reason"] == "drift"
+    marker = gcs.bucket(state["env"]["WARDEN_REGISTRY_BUCKET"]).blob(
+        f"{SEG}/monitoring/retrain-request.json"
+    )
+    assert json.loads(marker.download_as_bytes())["run_id"] == seen[0]["run_id"]
     assert [v["version"] for v in warden("versions", SEG)] == [1, 2]
     report = warden("report", SEG, "--monitor", "--out", str(tmp_path))
     assert "Dataset drift" in Path(report["path"]).read_text()
     subscriber.close()
+
+
+def _cooldown_lines(run_dir: Path) -> list[dict]:
+    """The monitor's "retrain not requested: cooldown until …" log lines for SEG so far."""
+    log = run_dir / "function-monitor_model.log"
+    found = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.startswith("{") else None
+        except ValueError:  # a line still being written
+            continue
+        if (
+            isinstance(record, dict)
+            and record.get("model") == SEG
+            and str(record.get("message", "")).startswith("retrain not requested: cooldown")
+        ):
+            found.append(record)
+    return found

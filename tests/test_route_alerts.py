@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -90,6 +91,28 @@ def client(rt):
     return create_app("route_alerts", str(SOURCE), "http").test_client()
 
 
+class RouterClock:
+    """The router's "now", held still and moved by the test: ``warden.alerts.router`` reads
+    ``time.time()`` (the function entry points pass no ``now=``), so group_wait and
+    group_interval pass without sleeping, and nothing depends on how fast the machine is."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def router_clock(monkeypatch) -> RouterClock:
+    clock = RouterClock()
+    monkeypatch.setattr("warden.alerts.router.time", clock)
+    return clock
+
+
 def incident(state: str = "open", incident_id: str = "inc-1", model: str = "m") -> dict:
     """A documented metric-threshold notification (tests/incidents.py), for one model."""
     payload = copy.deepcopy(incidents.THRESHOLD_OPEN)
@@ -135,13 +158,18 @@ def test_credentials_are_required_and_checked(client) -> None:
     assert post(client, incident(), token=None, Authorization=f"Basic {bad}").status_code == 401
 
 
-def test_open_duplicates_and_close_give_one_firing_and_one_resolved(client, capture) -> None:
+def test_open_duplicates_and_close_give_one_firing_and_one_resolved(
+    client, capture, router_clock
+) -> None:
     _, received = capture
     for _ in range(100):
         assert post(client, incident("open")).status_code == 200
+        router_clock.advance(0.005)  # redeliveries over half a second
     assert len(received) == 1  # group_wait 0s: the first delivery notified, the rest deduped
     assert post(client, incident("closed")).status_code == 200
-    time.sleep(1.1)  # the resolve is a change: it waits for group_interval (1s here)
+    flush()
+    assert len(received) == 1  # the resolve is a change: it waits for group_interval (1s here)
+    router_clock.advance(1)
     flush()
     flush()
     sent = notifications(received)
@@ -173,15 +201,20 @@ def test_model_events_arrive_through_pub_sub(rt, capture) -> None:
     assert len(received) == 1
 
 
-def test_fifty_alerts_within_group_wait_make_one_notification(rt, client, capture) -> None:
+def test_fifty_alerts_within_group_wait_make_one_notification(
+    rt, client, capture, router_clock
+) -> None:
     raw = copy.deepcopy(rt.config.model_dump(by_alias=True))
     raw["alerting"] = alerting(group_wait="2s")
     rt._config = parse_config(raw)
     _, received = capture
     for i in range(50):
         assert post(client, incident(incident_id=f"inc-{i}")).status_code == 200
+        router_clock.advance(0.01)  # fifty alerts over half a second
     assert received == []  # still inside group_wait
-    time.sleep(2.1)
+    flush()
+    assert received == []  # a flush tick inside group_wait sends nothing either
+    router_clock.advance(2)
     flush()
     sent = notifications(received)
     assert len(sent) == 1
@@ -453,10 +486,16 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
         "TEST_HOOK_SECRET": SECRET,
     }
     wrong = "wr0ng-s3cret-never-logged"
-    log = tmp_path / "route_alerts.log"
+    # And an error path, served alongside: the alert state is unreachable (no such bucket).
+    failing = {**env, "WARDEN_ALERT_BUCKET": f"missing-{bucket_names['alerts']}"}
+    log, failing_log = tmp_path / "route_alerts.log", tmp_path / "route_alerts-failing.log"
     with (
         log.open("wb") as out,
+        failing_log.open("wb") as failing_out,
         FunctionServer(SOURCE, "route_alerts", signature="http", env=env, log=out) as server,
+        FunctionServer(
+            SOURCE, "route_alerts", signature="http", env=failing, log=failing_out
+        ) as broken,
     ):
         basic = {"auth": (BASIC_AUTH_USER, TOKEN), "timeout": 30}
         payloads = [p for p, _ in incidents.BY_KIND.values()]
@@ -480,21 +519,19 @@ def test_every_documented_payload_over_a_real_http_server(tmp_path, capture, buc
         # functions-framework sets no request-line limit: the function refuses a huge URL itself.
         huge = requests.post(f"{server.url}?pad={'x' * 20_000}", json=payloads[0], **basic)
         assert huge.status_code == 414
-    # An error path: the alert state is unreachable (no such bucket) → 5xx, with a traceback.
-    failing = {**env, "WARDEN_ALERT_BUCKET": f"missing-{bucket_names['alerts']}"}
-    with (
-        log.open("ab") as out,
-        FunctionServer(SOURCE, "route_alerts", signature="http", env=failing, log=out) as server,
-    ):
-        resp = requests.post(f"{server.url}?auth_token={TOKEN}", json=payloads[0], timeout=30)
+        # The error path → 5xx, with a traceback.
+        resp = requests.post(f"{broken.url}?auth_token={TOKEN}", json=payloads[0], timeout=30)
         assert resp.status_code >= 500
+        # Both stopped at once: each waits out gunicorn's graceful stop (~2.5 s).
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda function: function.stop(), (server, broken)))
     sent = notifications(received)
     statuses = Counter((n["alerts"][0]["labels"]["alertname"], n["status"]) for n in sent)
     for payload, _ in incidents.BY_KIND.values():
         name = payload["incident"]["policy_name"]
         assert statuses[(name, "firing")] >= 1, name
         assert statuses[(name, "resolved")] >= 1, name
-    text = log.read_text()
+    text = "\n".join(path.read_text() for path in (log, failing_log))
     lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
     # What terraform/monitoring.tf's router-refusals policy matches: severity>=ERROR, refused=true.
     assert any(

@@ -128,6 +128,30 @@ def pull(admin: tuple[Any, Any]) -> Callable[..., list[Any]]:
 
 
 @pytest.fixture
+def pulled_before_marker(
+    admin: tuple[Any, Any], project: str, pull: Callable[..., list[Any]]
+) -> Callable[[str, str], list[Any]]:
+    """``pulled_before_marker(subscription, topic_id)``: publish a marker message to the topic
+    and pull the subscription until the marker arrives; the other messages pulled (a positive
+    marker: what was published before it has been delivered, no wait for silence)."""
+    publisher, _ = admin
+
+    def _pulled(subscription: str, topic_id: str) -> list[Any]:
+        topic = f"projects/{project}/topics/{topic_id}"
+        marker = publisher.publish(topic, b"marker").result(timeout=30)
+        got: list[Any] = []
+
+        def arrived() -> bool:
+            got.extend(pull(subscription, 1, timeout=2.0))
+            return any(m.message_id == marker for m in got)
+
+        wait_for(arrived, what="the marker message")
+        return [m for m in got if m.message_id != marker]
+
+    return _pulled
+
+
+@pytest.fixture
 def standin(pubsub_emulator: PubSubEmulator, project: str) -> Iterator[Callable[..., Any]]:
     """``standin(jobs, clock=..., state_file=...)``: a started stand-in and a REST client to it;
     both stopped/closed at teardown."""
@@ -202,17 +226,38 @@ def test_latest_due_slot_collapses_missed_slots_to_the_last() -> None:
     assert last == utc(2026, 3, 30, 1)
 
 
+class RecordingEvent(threading.Event):
+    """A stop event that records how long each ``wait`` was asked to block (real seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
 def test_virtual_clock_runs_at_speed_and_sleeps_in_virtual_time() -> None:
     start = utc(2026, 3, 29, 0, 0)
+    before = time.monotonic()
     clock = VirtualClock(start, speed=100)
-    time.sleep(0.05)
-    assert timedelta(seconds=4.5) <= clock.now() - start < timedelta(seconds=30)
-    never = threading.Event()
-    target = clock.now() + timedelta(seconds=10)  # 0.1 s real
-    t0 = time.monotonic()
+    after = time.monotonic()
+    never = RecordingEvent()
+    target = start + timedelta(seconds=10)  # 0.1 s real after the start
     assert clock.sleep_until(target, never) is True
-    assert 0.07 <= time.monotonic() - t0 < 1.0
-    assert clock.now() >= target
+    # It slept in virtual time: never asked to block longer than 10 virtual seconds / 100.
+    assert never.waits
+    assert all(w is not None and 0 < w <= 0.1 for w in never.waits), never.waits
+    # It runs at speed: the virtual time elapsed is 100 × the real time since it was built,
+    # bracketed by real readings taken just inside and just outside that interval.
+    low = time.monotonic()
+    elapsed = clock.now() - start
+    high = time.monotonic()
+    tick = timedelta(microseconds=1)  # timedelta's rounding
+    assert timedelta(seconds=100 * (low - after)) - tick <= elapsed
+    assert elapsed <= timedelta(seconds=100 * (high - before)) + tick
+    assert elapsed >= timedelta(seconds=10)  # it woke no earlier than the target
     stopped = threading.Event()
     stopped.set()
     assert clock.sleep_until(clock.now() + timedelta(days=1), stopped) is False
@@ -328,27 +373,41 @@ def test_unknown_jobs_and_parents_are_not_found_and_writes_unimplemented(
 
 # -- ticks --------------------------------------------------------------------------------------
 def test_pause_stops_ticks_and_resume_fires_at_the_next_slot(
-    standin: Any, project: str, make_topic: Callable[[str], str], pull: Callable[..., list[Any]]
+    standin: Any,
+    project: str,
+    make_topic: Callable[[str], str],
+    pull: Callable[..., list[Any]],
+    pulled_before_marker: Callable[[str, str], list[Any]],
 ) -> None:
     spec = every_minute("pausable", "pausable-topic")
+    other = every_minute("unpaused", "unpaused-topic")  # same slots, never paused: the marker
     sub = make_topic(spec.topic)
+    make_topic(other.topic)
     slot = utc(2026, 1, 1, 0, 1)
-    clock = VirtualClock(slot - timedelta(seconds=40), speed=40)  # the slot is 1 s (real) away
-    server, client = standin([spec], clock=clock)
+    clock = VirtualClock(slot - timedelta(seconds=40), speed=1)  # moved by the test
+    server, client = standin([spec, other], clock=clock)
     name = spec.name(project, LOCATION)
     assert client.pause_job(name=name).state == State.PAUSED
-    assert clock.now() < slot, "the machine was too slow to pause before the slot"
+    assert clock.now() < slot
     assert client.get_job(name=name).state == State.PAUSED
 
-    clock.sleep_until(slot + timedelta(seconds=20), threading.Event())  # 0.5 s past the slot
-    assert server.fired == []
-    assert pull(sub, 1, timeout=0.3) == []
+    clock.advance(timedelta(minutes=1))  # 20 s past the slot
+    # Positive marker, no sleep: the other job's tick at that slot comes from the same pass over
+    # the jobs, so once it is recorded the paused job has been passed over.
+    wait_for(lambda: server.fired, timeout=5, what="the other job's tick at the slot")
+    assert [(f["job_id"], f["schedule_time"]) for f in server.fired] == [(other.job_id, slot)]
+    assert pulled_before_marker(sub, spec.topic) == []
 
     job = client.resume_job(name=name)
     assert job.state == State.ENABLED
     assert job.schedule_time == slot + timedelta(minutes=1)  # the paused slot is not caught up
-    wait_for(lambda: server.fired, timeout=5, what="the tick after resume")
-    [fired] = server.fired
+    clock.advance(timedelta(minutes=1))
+
+    def mine() -> list[dict[str, Any]]:
+        return [f for f in server.fired if f["job_id"] == spec.job_id]
+
+    wait_for(mine, timeout=5, what="the tick after resume")
+    [fired] = mine()
     assert fired["schedule_time"] == slot + timedelta(minutes=1)
     assert fired["manual"] is False
     [message] = pull(sub, 1)
@@ -378,7 +437,9 @@ def test_a_tick_fires_at_the_slot_in_the_jobs_time_zone_on_the_dst_day(
 
 
 def test_a_clock_jump_fires_only_the_latest_missed_slot(
-    standin: Any, make_topic: Callable[[str], str], pull: Callable[..., list[Any]]
+    standin: Any,
+    make_topic: Callable[[str], str],
+    pulled_before_marker: Callable[[str, str], list[Any]],
 ) -> None:
     spec = every_minute("jumpy", "jumpy-topic")
     sub = make_topic(spec.topic)
@@ -386,9 +447,16 @@ def test_a_clock_jump_fires_only_the_latest_missed_slot(
     server, _ = standin([spec], clock=clock)
     clock.advance(timedelta(minutes=5))  # slots 00:01 .. 00:05 are all overdue now
     wait_for(lambda: server.fired, timeout=5, what="the catch-up tick")
-    time.sleep(0.7)  # room for any (wrong) extra catch-up fires
-    assert [f["schedule_time"] for f in server.fired] == [utc(2026, 1, 1, 0, 5)]
-    assert len(pull(sub, 5, timeout=1.0)) == 1
+    # Positive marker, no sleep: the next slot's tick. Any (wrong) extra catch-up fire would
+    # come from the same pass as the first one, before the loop moves on to 00:06.
+    clock.advance(timedelta(minutes=1))
+    wait_for(lambda: len(server.fired) >= 2, timeout=5, what="the 00:06 tick")
+    assert [f["schedule_time"] for f in server.fired] == [
+        utc(2026, 1, 1, 0, 5),
+        utc(2026, 1, 1, 0, 6),
+    ]
+    published = pulled_before_marker(sub, spec.topic)
+    assert sorted(m.message_id for m in published) == sorted(f["message_id"] for f in server.fired)
 
 
 def test_a_publish_failure_sets_status_and_the_loop_continues(
@@ -434,7 +502,7 @@ def test_the_state_file_keeps_a_paused_job_paused_across_a_restart(
     project: str,
     tmp_path: Path,
     make_topic: Callable[[str], str],
-    pull: Callable[..., list[Any]],
+    pulled_before_marker: Callable[[str, str], list[Any]],
 ) -> None:
     state_file = tmp_path / "scheduler-state.json"
     spec = every_minute("sticky", "sticky-topic")
@@ -457,9 +525,12 @@ def test_the_state_file_keeps_a_paused_job_paused_across_a_restart(
     assert job.user_update_time == paused_at
     assert client.get_job(name=other.name(project, LOCATION)).state == State.ENABLED
     wait_for(lambda: second.fired, timeout=5, what="the other job's tick")
-    time.sleep(0.2)
+    # Positive marker, no sleep: the other job's tick at the next slot, a later pass over the
+    # jobs than the one that passed the paused job's slot.
+    clock.advance(timedelta(minutes=1))
+    wait_for(lambda: len(second.fired) >= 2, timeout=5, what="the other job's next tick")
     assert {f["job_id"] for f in second.fired} == {other.job_id}
-    assert pull(sub, 1, timeout=0.3) == []
+    assert pulled_before_marker(sub, spec.topic) == []
 
     client.resume_job(name=name)
     assert json.loads(state_file.read_text())["jobs"][name]["state"] == "ENABLED"
