@@ -140,10 +140,9 @@ def make_runtime(storage_client, bucket_names) -> Iterator[Callable[..., runtime
     runtime.install(None)
 
 
-#: The file that takes longest (mostly waiting on a real clock) goes first, so that with
-#: ``-n 2 --dist loadfile`` the other worker runs nearly everything else meanwhile. Only one:
-#: xdist hands each worker its first few files up front, so two slow files would share one.
-SLOW_FIRST = ("test_local_staleness.py",)
+#: The longest files go first, so that with ``-n 2 --dist loadfile`` they start on different
+#: workers (xdist hands out files in turn) while the short ones fill in behind them.
+SLOW_FIRST = ("test_route_alerts_fuzz.py", "test_demo.py", "test_local_drift_loop.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -927,7 +926,6 @@ def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
     shot, control_shot = tmp_path / "report.png", tmp_path / "control.png"
     netlog, control_netlog = tmp_path / "report-net.json", tmp_path / "control-net.json"
 
-    started = time.monotonic()
     run = chromium(
         report.as_uri(),
         "--dump-dom",
@@ -935,7 +933,6 @@ def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
         f"--log-net-log={netlog}",
         profile_dir=tmp_path / "profile-report",
     )
-    elapsed = time.monotonic() - started
     assert run.returncode == 0, f"chromium failed:\n{run.stderr[-3000:]}"
     assert shot.exists(), f"no screenshot:\n{run.stderr[-3000:]}"
     chromium(
@@ -964,4 +961,3 @@ def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
     assert page_requests(read_netlog(netlog)) == []
     assert page_requests(read_netlog(control_netlog)) == ["http://warden-probe.invalid/p.png"]
     assert "Content Security Policy" not in run.stderr  # nothing was even attempted and blocked
-    assert elapsed < 60, f"one headless render took {elapsed:.1f}s"
