@@ -96,15 +96,12 @@ class ManagedProcess:
             self._proc.wait(timeout=10)
             self._proc = None
 
-    #: How :meth:`stop` asks the process to end before it insists with SIGKILL.
-    stop_signal: signal.Signals = signal.SIGTERM
-
     def stop(self, timeout: float = 10.0) -> None:
         if self._proc is None:
             return
         if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, self.stop_signal)
+                os.killpg(self._proc.pid, signal.SIGTERM)
             try:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -144,10 +141,6 @@ class FunctionServer(ManagedProcess):
         self.signature = signature
         self.cwd = cwd
         self.name = f"function {target}"
-
-    #: gunicorn's quick shutdown: on SIGTERM it waits out kept-alive connections (~2.5 s per
-    #: server once it has served a request); a stopped local function has nothing to finish.
-    stop_signal = signal.SIGINT
 
     def command(self) -> list[str]:
         return [
