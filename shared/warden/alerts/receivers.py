@@ -1,6 +1,6 @@
 """Deliver one rendered group notification to one receiver (Slack, webhook, Pub/Sub, log).
 
-Retries: exponential backoff 0.5 s × 2^n (capped at 8 s, full jitter) on 5xx, 429 and connection
+Retries: exponential backoff 0.5 s × 2^n (capped at 8 s, equal jitter) on 5xx, 429 and connection
 errors only, never more than the receiver's ``max_attempts``; any other 4xx is permanent.
 :func:`deliver` never raises for a delivery failure: it returns ``ok=False`` so one failing
 receiver never blocks the others. Secrets are never logged; of a URL only the host is.
@@ -50,7 +50,7 @@ def _host(url: str) -> str:
 
 
 #: Between delivery attempts (the package's one policy, :class:`warden.retry.Backoff`).
-BACKOFF = Backoff(base=BACKOFF_BASE, cap=BACKOFF_CAP)
+BACKOFF = Backoff(base=BACKOFF_BASE, cap=BACKOFF_CAP, floor=0.5)  # equal jitter
 
 
 def _default_post(url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:
