@@ -19,8 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: install
 	$(BIN)/warden demo
 
+# Four workers on two cores: most tests wait on emulators and subprocesses, not on the CPU.
 test: install checkov check-tools lint tfschema-cache
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 4 --dist loadfile
 
 # Function bundles (build/NAME/, build/NAME.zip, build/bundles.json) that Terraform deploys.
 bundle: install

@@ -140,7 +140,7 @@ def make_runtime(storage_client, bucket_names) -> Iterator[Callable[..., runtime
     runtime.install(None)
 
 
-#: The longest files go first, so that with ``-n 2 --dist loadfile`` they start on different
+#: The longest files go first, so that with ``-n 4 --dist loadfile`` they start on different
 #: workers (xdist hands out files in turn) while the short ones fill in behind them.
 SLOW_FIRST = ("test_route_alerts_fuzz.py", "test_demo.py", "test_local_drift_loop.py")
 
