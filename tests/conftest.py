@@ -20,6 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 20)
 
 
+@pytest.fixture(autouse=True)
+def _emulator_env_kept() -> Iterator[None]:
+    """A test may point the emulator variables elsewhere but must give them back: the session's
+    emulators own them for every later test on this worker (a popped STORAGE_EMULATOR_HOST once
+    failed two unrelated tests with DefaultCredentialsError)."""
+    import os
+
+    keys = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
+    before = {k: os.environ.get(k) for k in keys}
+    yield
+    after = {k: os.environ.get(k) for k in keys}
+    changed = {k: (before[k], after[k]) for k in keys if before[k] and before[k] != after[k]}
+    assert not changed, f"the test changed emulator variables it found set: {changed}"
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[StorageEmulator]:
     """fake-gcs-server (memory backend) for the session; STORAGE_EMULATOR_HOST points at it."""

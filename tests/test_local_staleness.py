@@ -10,7 +10,6 @@ ledger's last success, the Scheduler's ``userUpdateTime``); no real-time duratio
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,8 +53,10 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
         assert running.clock.speed == SPEED
         from google.cloud import storage
 
-        os.environ["STORAGE_EMULATOR_HOST"] = running.env["STORAGE_EMULATOR_HOST"]
-        try:
+        # Restore, not pop: this worker's session emulator may own the variable (popping it broke
+        # every later storage test on the worker).
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("STORAGE_EMULATOR_HOST", running.env["STORAGE_EMULATOR_HOST"])
             seed_examples(
                 storage.Client(project=running.state["project"]),
                 bucket=running.state["env"]["WARDEN_DATA_BUCKET"],
@@ -63,8 +64,6 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
                 days=5,
                 models=(MODEL,),
             )
-        finally:
-            os.environ.pop("STORAGE_EMULATOR_HOST")
         yield running
 
 
