@@ -4,10 +4,16 @@
 
 Baselines: a trivial functions-framework HTTP function (latency) and a bare
 `import functions_framework` (cold import). Prints medians and ratios; asserts nothing.
+
+Latency twice: with the example champions (a few KB each), then with customer-segments' champion
+replaced by a 50 MB artifact. A shallow check reads the artifact's metadata, not its bytes, so the
+second should cost about the first; ``verify_50mb_ms`` is the full download-and-sha256 check of
+that artifact (``Registry.verify``, what a shallow check did before), for scale.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import statistics
@@ -36,6 +42,25 @@ def cold_import(code: str, env: dict[str, str], runs: int = 5) -> float:
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+BIG_MODEL = "customer-segments"
+BIG_BYTES = 50 * 1024 * 1024
+
+
+def champion_of(rt, model: str, size: int) -> int:
+    """Register and promote a loadable joblib artifact of at least ``size`` bytes."""
+    import joblib
+
+    from warden.store.registry import ARTIFACT
+
+    buf = io.BytesIO()
+    joblib.dump(os.urandom(size), buf)
+    registry = rt.registry()
+    version = registry.claim_version(model, run_id="bench")
+    registry.register(model, version, {ARTIFACT: buf.getvalue()}, {"task": "bench"})
+    registry.promote(model, version, reason="bench: a 50 MB champion", actor="bench")
+    return version
 
 
 def main() -> None:
@@ -113,6 +138,13 @@ def main() -> None:
             shallow_ms = median_ms(lambda: hc.get("/"))
             deep_ms = median_ms(lambda: hc.get("/?deep=true"), n=10)
 
+            big_version = champion_of(rt, BIG_MODEL, BIG_BYTES)
+            assert hc.get("/").get_json()["models"][BIG_MODEL]["verified_by"] == "metadata"
+            base_big_ms = median_ms(lambda: base.get("/"))
+            shallow_big_ms = median_ms(lambda: hc.get("/"))
+            deep_big_ms = median_ms(lambda: hc.get("/?deep=true"), n=3)
+            verify_big_ms = median_ms(lambda: rt.registry().verify(BIG_MODEL, big_version), n=3)
+
         env = {**os.environ}
         base_import = cold_import("import functions_framework", env)
         health_import = cold_import(
@@ -129,6 +161,12 @@ def main() -> None:
         "health_ms": round(shallow_ms, 2),
         "health_deep_ms": round(deep_ms, 2),
         "health_vs_trivial": round(shallow_ms / base_ms, 1),
+        "trivial_50mb_run_ms": round(base_big_ms, 2),
+        "health_50mb_ms": round(shallow_big_ms, 2),
+        "health_50mb_vs_trivial": round(shallow_big_ms / base_big_ms, 1),
+        "health_50mb_vs_small": round(shallow_big_ms / shallow_ms, 2),
+        "health_deep_50mb_ms": round(deep_big_ms, 2),
+        "verify_50mb_ms": round(verify_big_ms, 2),
         "import_ff_s": round(base_import, 3),
         "import_health_s": round(health_import, 3),
         "import_retrain_s": round(retrain_import, 3),
@@ -137,6 +175,12 @@ def main() -> None:
     print(
         f"trivial function: {base_ms:.2f} ms   health: {shallow_ms:.2f} ms "
         f"({result['health_vs_trivial']}x)   health?deep=true: {deep_ms:.2f} ms"
+    )
+    print(
+        f"with a 50 MB champion: trivial function {base_big_ms:.2f} ms   health: "
+        f"{shallow_big_ms:.2f} ms ({result['health_50mb_vs_trivial']}x trivial, "
+        f"{result['health_50mb_vs_small']}x the small-champion health)   "
+        f"health?deep=true: {deep_big_ms:.2f} ms   full sha256 verify: {verify_big_ms:.2f} ms"
     )
     print(
         f"cold import: functions_framework {base_import:.2f}s, health {health_import:.2f}s "

@@ -1,6 +1,8 @@
 """A local webhook receiver for tests: records every POST (path, status it answered, JSON body,
-whether the body's ``X-Warden-Signature`` verifies with ``secret``), answering from a per-path
-script of statuses (200 once a path's script is used up)."""
+raw body and headers, whether ``X-Warden-Signature`` signs ``<t>.<body>`` with ``secret`` and
+``X-Warden-Timestamp`` repeats its ``t``), answering from a per-path script of statuses (200
+once a path's script is used up). The check is written here, not imported from warden, so it
+holds the sender to the documented scheme; freshness is tested in tests/test_receivers.py."""
 
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ class Capture:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                want = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-                got = self.headers.get("X-Warden-Signature", "")
+                header = self.headers.get("X-Warden-Signature", "")
+                fields = dict(f.partition("=")[::2] for f in header.split(","))
+                t, got = fields.get("t", ""), fields.get("v1", "")
+                want = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256)
                 with capture.lock:
                     queue = capture.script.get(self.path, [])
                     status = queue.pop(0) if queue else 200
@@ -34,7 +38,11 @@ class Capture:
                             "path": self.path,
                             "status": status,
                             "body": json.loads(body),
-                            "verified": hmac.compare_digest(got, "sha256=" + want),
+                            "raw": body,
+                            "headers": dict(self.headers),
+                            "verified": t.isdigit()
+                            and t == self.headers.get("X-Warden-Timestamp")
+                            and hmac.compare_digest(got.encode(), want.hexdigest().encode()),
                             "timestamp": self.headers.get("X-Warden-Timestamp"),
                         }
                     )

@@ -42,6 +42,7 @@ def test_shipped_config_is_valid_and_complete() -> None:
     assert seg.gate.max_relative_drop == 0.05
     assert seg.schedules.retrain is not None
     assert seg.schedules.retrain.timezone == "Europe/Paris"
+    assert seg.drift.new_category_share == 0.05  # the default
 
 
 @pytest.mark.parametrize(
@@ -108,10 +109,33 @@ def test_shipped_config_is_valid_and_complete() -> None:
             "models.Bad_Name.name: model names are",
         ),
         (lambda r: r.update(models={}), "declare at least one model"),
+        (
+            lambda r: r["models"]["customer-segments"]["drift"].update(new_category_share=0),
+            "models.customer-segments.drift.new_category_share: Input should be greater than 0",
+        ),
+        (
+            lambda r: r["models"]["customer-segments"]["drift"].update(new_category_share=1.5),
+            "drift.new_category_share: Input should be less than or equal to 1",
+        ),
+        (
+            lambda r: r["models"]["customer-segments"]["drift"].update(
+                thresholds={"new_category_share": 0.1}
+            ),
+            "new_category_share is a setting of its own: drift.new_category_share",
+        ),
     ],
 )
 def test_errors_name_file_key_and_problem(mutate, expected: str) -> None:
     assert expected in _bad(mutate)
+
+
+def test_new_category_share_is_configurable_and_can_be_switched_off() -> None:
+    raw = copy.deepcopy(RAW)
+    drift = raw["models"]["customer-segments"]["drift"]
+    drift["new_category_share"] = None
+    assert parse_config(raw).model("customer-segments").drift.new_category_share is None
+    drift["new_category_share"] = 0.2
+    assert parse_config(raw).model("customer-segments").drift.new_category_share == 0.2
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:

@@ -17,11 +17,14 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from warden.errors import ConfigError, DataError
 from warden.ml.drift import (
+    KNOWN_FALSE_POSITIVE,
     MAX_CATEGORIES,
     MAX_CATEGORY_CHARS,
+    MAX_KNOWN_TAIL,
     UNSEEN_CAP,
     DriftAccumulator,
     DriftThresholds,
+    LabelFilter,
     build_reference_profile,
     cap_label,
     compute_drift,
@@ -352,6 +355,124 @@ def test_unseen_categories_are_their_own_bucket(profile):
     assert plan.histogram["ref"][-1] == 0.0
 
 
+def test_a_new_category_in_a_fifth_of_the_rows_is_reported_and_drifts(profile):
+    rng = np.random.default_rng(40)
+    current = sample(40, 10_000)
+    current["plan"][rng.permutation(10_000)[:2_000]] = "plan_new"  # never in the reference
+    result = compute_drift(profile, current)
+    plan = result.features["plan"]
+    assert plan.drifted
+    assert "new_category_share 0.200 >= 0.050 (new: 'plan_new')" in plan.reasons
+    assert plan.stats["new_category_share"] == pytest.approx(0.2)
+    assert dict(plan.new_categories) == {
+        "share": pytest.approx(0.2),
+        "rows": 2_000,
+        "top": [{"value": "plan_new", "rows": 2_000}],
+        "reference": "complete",  # plan's three categories are all in the profile
+    }
+    assert result.new_categories == ("plan",)
+    assert result.to_dict()["new_categories"] == ["plan"]
+    # The other categorical features have no new value: the signal stays quiet there.
+    for name in CATEGORICAL[1:]:
+        assert result.features[name].stats["new_category_share"] == 0.0
+        assert not result.features[name].drifted
+
+    # Switched off, the share is still reported but judges nothing.
+    quiet = compute_drift(profile, current, DriftThresholds(new_category_share=None))
+    assert quiet.features["plan"].stats["new_category_share"] == pytest.approx(0.2)
+    assert not any(r.startswith("new_category_share") for r in quiet.features["plan"].reasons)
+    assert quiet.new_categories == ()
+
+
+def test_no_new_category_means_no_new_category_signal(profile):
+    result = compute_drift(profile, sample(41, 10_000))
+    for name in CATEGORICAL:
+        feature = result.features[name]
+        assert feature.stats["new_category_share"] == 0.0
+        assert feature.new_categories["rows"] == 0
+        assert feature.new_categories["top"] == []
+        assert not any(r.startswith("new_category_share") for r in feature.reasons)
+    assert result.new_categories == ()
+
+
+def _long_tail(rng: np.random.Generator, n: int, k: int = 60) -> np.ndarray:
+    """``k`` categories with geometric frequencies: the profile keeps the top 50, and the 10
+    rarest (about 3% of rows) go to "other"."""
+    weights = np.geomspace(1, 0.05, k)
+    levels = np.array([f"shop_{i:02d}" for i in range(k)], dtype=object)
+    return levels[rng.choice(k, size=n, p=weights / weights.sum())]
+
+
+def test_a_new_category_hiding_in_other_is_caught_and_a_rare_one_rising_is_not():
+    """Before, a value the reference never had joined the rare reference categories in "other":
+    at 6% of the rows it moved "other" too little for L∞ or PSI. The profile's filter of the rare
+    categories tells the two apart."""
+    rng = np.random.default_rng(42)
+    prof = build_reference_profile({"c": _long_tail(rng, 20_000)}, numeric=[], categorical=["c"])
+    spec = prof["features"]["c"]
+    assert spec["other"] > 0
+    assert spec["tail"]["distinct"] == 10
+    assert spec["tail"]["filter"] is not None
+    assert len(json.dumps(spec["tail"])) < 500
+
+    new = _long_tail(rng, 20_000)
+    new[rng.permutation(20_000)[:1_200]] = "shop_new"
+    drifted = compute_drift(prof, {"c": new}).features["c"]
+    assert drifted.stats["linf"] < 0.075  # the old statistics alone would not have flagged it
+    assert drifted.stats["psi"] < 0.2
+    assert drifted.reasons == ("new_category_share 0.060 >= 0.050 (new: 'shop_new')",)
+    assert drifted.new_categories["reference"] == "filter"
+    assert drifted.new_categories["top"] == [{"value": "shop_new", "rows": 1_200}]
+
+    rare = _long_tail(rng, 20_000)
+    rare[rng.permutation(20_000)[:1_200]] = [f"shop_{55 + i % 5}" for i in range(1_200)]
+    known = compute_drift(prof, {"c": rare}).features["c"]
+    assert known.stats["new_category_share"] == 0.0  # rare, not new
+    assert not known.drifted
+
+
+def test_the_filter_of_rare_categories_and_its_limits():
+    rng = np.random.default_rng(43)
+    labels = [f"item {i}" for i in range(20_000)]
+    known = LabelFilter.build(labels)
+    assert all(label in known for label in labels)  # never a false negative
+    strangers = sum(f"other {i}" in known for i in range(100_000))
+    assert strangers / 100_000 < 2 * KNOWN_FALSE_POSITIVE
+    again = LabelFilter.from_dict(json.loads(json.dumps(known.to_dict())))
+    assert all(label in again for label in labels[:1_000])
+    assert len(json.dumps(known.to_dict())) < 50_000
+    with pytest.raises(DataError, match="malformed"):
+        LabelFilter.from_dict({**known.to_dict(), "bits": 8})
+
+    # An id-like reference column: too many rare values to keep, so new ones cannot be told
+    # from rare ones; the share is None and judges nothing.
+    ids = np.array([f"user{i}" for i in range(MAX_KNOWN_TAIL + 100)], dtype=object)
+    prof = build_reference_profile({"c": ids}, numeric=[], categorical=["c"])
+    assert prof["features"]["c"]["tail"] == {"distinct": MAX_KNOWN_TAIL + 50, "filter": None}
+    fresh = np.array([f"visitor{i}" for i in range(5_000)], dtype=object)
+    result = compute_drift(prof, {"c": fresh}).features["c"]
+    assert result.stats["new_category_share"] is None
+    assert result.new_categories == {
+        "share": None,
+        "rows": None,
+        "top": [],
+        "reference": "unavailable",
+    }
+    assert not any(r.startswith("new_category_share") for r in result.reasons)
+
+    # Profiles written before the filter: exact when they list every category, else unknown.
+    tail = build_reference_profile({"c": _long_tail(rng, 5_000)}, numeric=[], categorical=["c"])
+    del tail["features"]["c"]["tail"]
+    current = {"c": np.array(["shop_00"] * 4_000 + ["brand new"] * 1_000, dtype=object)}
+    assert compute_drift(tail, current).features["c"].stats["new_category_share"] is None
+    whole = build_reference_profile(
+        {"c": categories(rng, 5_000, "plan")}, numeric=[], categorical=["c"]
+    )
+    assert "tail" not in whole["features"]["c"]
+    current = {"c": np.array(["plan_0"] * 4_000 + ["brand new"] * 1_000, dtype=object)}
+    assert compute_drift(whole, current).features["c"].stats["new_category_share"] == 0.2
+
+
 def test_new_missing_values_drift_with_their_own_reason(profile):
     """Missingness is drift: a column that starts arriving 20% empty breaks the model's inputs
     even if the values that do arrive look the same."""
@@ -410,7 +531,9 @@ def test_per_feature_overrides(profile, reference):
         "psi": 0.2,
         "linf": 0.075,
         "missing_rate": 0.05,
+        "new_category_share": 0.05,
     }
+    assert "new_category_share" not in th.for_feature("mean radius", "continuous")
     result = compute_drift(profile, current, th)
     assert "mean radius" not in result.drifted
     assert "mean texture" in result.drifted
@@ -553,6 +676,7 @@ def test_to_dict_shape(profile):
             "dataset_drift",
             "drift_share",
             "drifted",
+            "new_categories",
             "dataset_share_threshold",
             "features",
         }
@@ -570,9 +694,23 @@ def test_to_dict_shape(profile):
                 "stats",
                 "thresholds",
                 "histogram",
+                "new_categories",
             }
             assert f["kind"] in {"continuous", "discrete", "categorical"}
-            assert set(f["stats"]) == {"psi", "js", "wasserstein", "ks", "linf", "cramers_v"}
+            assert set(f["stats"]) == {
+                "psi",
+                "js",
+                "wasserstein",
+                "ks",
+                "linf",
+                "cramers_v",
+                "new_category_share",
+            }
+            categorical = f["kind"] == "categorical"
+            assert (f["new_categories"] is None) != categorical
+            assert (f["stats"]["new_category_share"] is None) != categorical
+            if categorical:
+                assert set(f["new_categories"]) == {"share", "rows", "top", "reference"}
             assert isinstance(f["stats"]["psi"], float)
             assert isinstance(f["stats"]["js"], float)
             assert (f["stats"]["linf"] is None) == (f["kind"] != "categorical")

@@ -18,8 +18,9 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from faults import CrashingSession, InstanceCrashed, body_mentions
+from faults import CrashingSession, InstanceCrashed, LandThen503Proxy, LosingSession, body_mentions
 from warden import runtime
+from warden.errors import ConflictError
 from warden.jobs.messages import RunRequest
 from warden.jobs.retrain import retrain
 from warden.settings import Settings
@@ -232,3 +233,96 @@ def test_storage_dies_in_the_middle_of_a_backup(gcs, buckets, crash_at: str) -> 
     [listed] = list_snapshots(rt)
     assert listed.id == snapshot_id
     assert snapshot(rt, snapshot_id=snapshot_id).already_complete  # and a third run is a no-op
+
+
+# -- a retrain interrupted between register and promote resumes (issue 14) -----------------------
+@pytest.mark.parametrize("fault", ["crash", "lost-race"])
+def test_a_retrain_stopped_between_register_and_promote_resumes_it(gcs, buckets, fault) -> None:
+    """The instance dies at its promote (a crash: the redelivery comes after the lease), or every
+    compare-and-swap of the alias loses its race (ConflictError, retryable: the run is released
+    and redelivered at once). Either way the redelivery finds v2, registered by this same
+    request, and carries on from its manifest's gate decision: one version, the right champion."""
+    _first_champion(buckets)
+    alias_write = body_mentions(f"{MODEL}/aliases/champion.json", method="POST")
+    if fault == "crash":
+        session: CrashingSession | LosingSession = CrashingSession(alias_write, on_crash=gcs.kill)
+        with pytest.raises(InstanceCrashed):
+            retrain(_request("second"), _runtime(buckets, _client(session)))
+        _restart(gcs)
+        again = _after_lease(_runtime(buckets, _client()))
+    else:
+        session = LosingSession(alias_write)
+        with pytest.raises(ConflictError):
+            retrain(_request("second"), _runtime(buckets, _client(session)))
+        assert session.refused > 1  # it re-read and tried again, and lost every time
+        again = _runtime(buckets, _client())
+    reg = _registry(buckets)
+    assert _visible_versions(reg) == [1, 2]
+    assert reg.manifest(MODEL, 2)["gate"]["passed"]  # the stopped run was going to promote
+    assert reg.alias(MODEL).version == 1
+
+    outcome = retrain(_request("second"), again)
+    assert (outcome.status, outcome.version, outcome.promoted) == ("registered", 2, True)
+    assert _visible_versions(_registry(buckets)) == [1, 2], "the redelivery registered again"
+    assert reg.alias(MODEL).version == 2
+    assert [h.version for h in reg.history(MODEL)] == [1, 2]
+    assert retrain(_request("second"), again).status == "duplicate"
+
+
+def test_a_redelivery_after_an_unregistered_claim_trains_afresh(gcs, buckets) -> None:
+    """The checkpoint names a version that never got its manifest (the crash came before the
+    commit point): the redelivery registers a new one, and only one becomes visible."""
+    _first_champion(buckets)
+    session = CrashingSession(body_mentions(f"{MODEL}/versions/000002/manifest.json"), gcs.kill)
+    with pytest.raises(InstanceCrashed):
+        retrain(_request("second"), _runtime(buckets, _client(session)))
+    _restart(gcs)
+    outcome = retrain(_request("second"), _after_lease(_runtime(buckets, _client())))
+    assert outcome.status == "registered"
+    assert outcome.version == 3  # number 2 stays an orphan for housekeeping
+    assert _visible_versions(_registry(buckets)) == [1, 3]
+
+
+# -- our own conditional write, retried by the client library (issue 14) -------------------------
+#: Every conditional write of a retrain, in order: ledger marker, version claim, checkpoint,
+#: files, manifest (the commit point), the alias, its history entry, the ledger's final state.
+RETRAIN_WRITES = [
+    f"{MODEL}/runs/retrain/",
+    f"{MODEL}/versions/000002/claim.json",
+    f"{MODEL}/versions/000002/model.joblib",
+    f"{MODEL}/versions/000002/profile.json",
+    f"{MODEL}/versions/000002/manifest.json",
+    f"{MODEL}/aliases/champion.json",
+    f"{MODEL}/aliases/history/champion/00000002.json",
+    f"{MODEL}/status/retrain.json",
+]
+
+
+@pytest.mark.parametrize("fragment", RETRAIN_WRITES, ids=lambda f: f.split("/", 1)[1])
+def test_a_write_that_landed_then_got_a_503_completes_once(gcs, buckets, fragment) -> None:
+    """A proxy in front of the storage emulator lets the conditional write land and answers 503:
+    the client library retries it and gets a 412 for our own write. The retrain completes in
+    that one call — no "already exists", no RunInProgress for a lease — with one effect."""
+    _first_champion(buckets)
+    proxy = LandThen503Proxy(gcs.host, [fragment])
+    try:
+        client = storage.Client(
+            project=PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": proxy.url},
+        )
+        outcome = retrain(_request("second"), _runtime(buckets, client))
+    finally:
+        proxy.close()
+    assert proxy.hits == [fragment], "the fault never fired"
+    assert (outcome.status, outcome.version, outcome.promoted) == ("registered", 2, True)
+    reg = _registry(buckets)
+    assert _visible_versions(reg) == [1, 2]
+    assert reg.alias(MODEL).version == 2
+    assert [h.version for h in reg.history(MODEL)] == [1, 2]
+    ledger = RunLedger(_client(), buckets["registry"])
+    marker = ledger.bucket.blob(
+        ledger.marker_name(MODEL, "retrain", _request("second").key)
+    ).download_as_text()
+    assert '"status": "done"' in marker or '"status":"done"' in marker
+    assert retrain(_request("second"), _runtime(buckets, _client())).status == "duplicate"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_breast_cancer, make_blobs
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -14,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from warden.config import EvaluationSpec
-from warden.ml.evaluation import Evaluation, evaluate
+from warden.ml.evaluation import Evaluation, RowValues, evaluate, hoeffding_bound
 from warden.ml.gate import GateDecision, decide
 
 
@@ -174,3 +176,157 @@ def test_gate_on_real_models_sharing_one_holdout() -> None:
     assert not demoted.passed
     assert demoted.reasons[0].startswith("candidate failed its sanity checks")
     assert demoted.reasons[-1].endswith("(allowed 5.0%): rejected")
+
+
+# ------------------------------------------------------------- paired silhouette comparison
+
+
+def sampled(values: np.ndarray, *, seed_rows: int = 0, partition: str = "") -> Evaluation:
+    """A silhouette evaluation carrying per-row values for 10,000 of 100,000 rows."""
+    rows = np.sort(np.random.default_rng(seed_rows).choice(100_000, size=10_000, replace=False))
+    row_values = RowValues(
+        metric="silhouette",
+        rows=rows,
+        values=values,
+        n_rows=100_000,
+        digest="same-holdout",
+        confidence=0.99,
+        value_range=2.0,
+        partition=partition,
+    )
+    return Evaluation(metrics={"silhouette": float(values.mean())}, row_values=row_values)
+
+
+SIL = {"metric": "silhouette", "floor": 0.0, "max_relative_drop": 0.05, "champion_version": 3}
+CHAMPION_ROWS = np.random.default_rng(7).uniform(0.1, 0.5, size=10_000)  # mean ≈ 0.300
+
+
+def test_paired_drop_beyond_the_allowance_and_its_bound_is_rejected() -> None:
+    champion = sampled(CHAMPION_ROWS)
+    d = gate(sampled(CHAMPION_ROWS - 0.03), champion, **SIL)  # 10 % worse on every row
+    assert not d.passed
+    assert d.paired is not None
+    assert d.paired["difference"] == pytest.approx(-0.03)
+    assert d.paired["n_evaluated"] == 10_000
+    # No spread in the differences: the bound is the range term alone, 7·4·ln(400)/(3·9,999).
+    assert d.paired["error_bound"] == pytest.approx(28 * math.log(400) / 29_997)
+    assert d.paired["conclusive"] is True
+    mean = CHAMPION_ROWS.mean()
+    assert d.reasons[-1] == (
+        f"silhouette {mean - 0.03:.3f} is {3 / mean:.1f}% below champion v3's {mean:.3f} "
+        "(allowed 5.0%; paired difference -0.0300 ± 0.0056 over the same 10,000 sampled rows, "
+        "99% bound): rejected"
+    )
+    json.loads(json.dumps(d.to_dict(), allow_nan=False))
+
+
+def test_paired_drop_too_close_to_the_allowance_to_call_says_so() -> None:
+    # 4.7 % worse against an allowed 5 %: the point estimate passes, the bound cannot tell.
+    champion = sampled(CHAMPION_ROWS)
+    drop = 0.047 * CHAMPION_ROWS.mean()
+    d = gate(sampled(CHAMPION_ROWS - drop), champion, **SIL)
+    assert d.passed
+    assert d.paired is not None
+    assert d.paired["conclusive"] is False
+    assert d.reasons[-2].endswith(": ok")
+    assert "4.7% below" in d.reasons[-2]
+    assert d.reasons[-1].startswith(
+        f"the allowed drop ({-0.05 * CHAMPION_ROWS.mean():+.4f}) lies within the 99% bound of the "
+        f"paired difference ({-drop:+.4f} ± 0.0056): too close to call on 10,000 of 100,000 rows"
+    )
+    # An informational line: neither a pass nor a rejection of its own.
+    assert not d.reasons[-1].endswith((": ok", ": rejected"))
+
+    # 5.3 % worse: just as uncertain, but the point estimate is past the allowance. The gate
+    # rejects: an inconclusive sample never promotes a candidate that measured too low.
+    d = gate(sampled(CHAMPION_ROWS - 0.053 * CHAMPION_ROWS.mean()), champion, **SIL)
+    assert not d.passed
+    assert d.paired is not None
+    assert d.paired["conclusive"] is False
+    assert "5.3% below" in d.reasons[-2]
+    assert d.reasons[-2].endswith(": rejected")
+
+
+def test_paired_comparison_needs_the_same_rows() -> None:
+    # Other rows (another seed): no paired difference; rule 3 compares the two values as before.
+    d = gate(sampled(CHAMPION_ROWS - 0.03, seed_rows=1), sampled(CHAMPION_ROWS), **SIL)
+    assert d.paired is None
+    assert not d.passed
+    assert d.reasons[-1].endswith("(allowed 5.0%): rejected")
+
+
+def test_identical_partitions_differ_by_exactly_zero() -> None:
+    champion = sampled(CHAMPION_ROWS, partition="p")
+    d = gate(sampled(CHAMPION_ROWS, partition="p"), champion, **SIL)
+    assert d.passed
+    assert d.paired is not None
+    assert (d.paired["difference"], d.paired["error_bound"]) == (0.0, 0.0)
+    assert d.paired["bound_method"] == "identical_partition"
+
+
+@pytest.fixture(scope="module")
+def blobs_3k() -> tuple[np.ndarray, EvaluationSpec, KMeans, Evaluation]:
+    """Four overlapping blobs (silhouette ≈ 0.35); 1,000 of the 3,000 hold-out rows sampled."""
+    X, _ = make_blobs(n_samples=3_000, centers=4, n_features=3, cluster_std=2.0, random_state=0)
+    spec = EvaluationSpec(silhouette_exact_max_rows=1_000, silhouette_sample_size=1_000, seed=0)
+    champion = KMeans(n_clusters=4, n_init=10, random_state=0).fit(X)
+    return X, spec, champion, evaluate(champion, "clustering", X, spec=spec)
+
+
+def silhouette_gate(candidate: Evaluation, champion: Evaluation) -> GateDecision:
+    return decide(candidate=candidate, champion=champion, **{**SIL, "champion_version": 1})
+
+
+def test_same_model_as_champion_passes_with_a_zero_paired_difference(blobs_3k) -> None:
+    X, spec, champion, champ_ev = blobs_3k
+    d = silhouette_gate(evaluate(champion, "clustering", X, spec=spec), champ_ev)
+    assert d.passed
+    assert d.paired is not None
+    assert d.paired["difference"] == 0.0
+    assert d.paired["n_differing"] == 0
+    assert d.reasons[-1].endswith("0.348 >= champion v1's 0.348: ok")
+
+
+def test_clearly_worse_candidate_is_rejected_beyond_its_paired_bound(blobs_3k) -> None:
+    X, spec, _, champ_ev = blobs_3k
+    worse = KMeans(n_clusters=9, n_init=4, random_state=0).fit(X)  # splits real blobs
+    d = silhouette_gate(evaluate(worse, "clustering", X, spec=spec), champ_ev)
+    assert not d.passed
+    paired = d.paired
+    assert paired is not None
+    assert not paired["exact"]
+    assert paired["n_evaluated"] == 1_000
+    assert paired["difference"] + paired["error_bound"] < paired["allowed_difference"]
+    assert paired["conclusive"] is True
+    assert d.reasons[-1].endswith("99% bound): rejected")
+
+
+def test_candidate_within_noise_of_the_champion_is_not_rejected(blobs_3k) -> None:
+    X, spec, _, champ_ev = blobs_3k
+    # The same k trained on half the rows with another seed: centroids move a little.
+    nearby = KMeans(n_clusters=4, n_init=10, random_state=1).fit(X[::2])
+    d = silhouette_gate(evaluate(nearby, "clustering", X, spec=spec), champ_ev)
+    assert d.passed
+    paired = d.paired
+    assert paired is not None
+    assert paired["n_differing"] > 0  # a different model ...
+    assert abs(paired["difference"]) <= paired["error_bound"]  # ... indistinguishable here
+    assert abs(paired["difference"]) < 0.01
+
+
+def test_at_10000_rows_the_paired_bound_resolves_a_5_percent_allowance() -> None:
+    """The issue's case: a 5 % allowance on a silhouette of about 0.35 is ≈ 0.017, less than
+    Hoeffding's ±0.033 for either model alone; the paired bound at 10,000 rows is well inside."""
+    X, _ = make_blobs(n_samples=10_500, centers=4, n_features=3, cluster_std=2.0, random_state=0)
+    spec = EvaluationSpec()  # the defaults: exact up to 10,000 rows, then 10,000 sampled, 99 %
+    champion = KMeans(n_clusters=4, n_init=4, random_state=0).fit(X)
+    nearby = KMeans(n_clusters=4, n_init=4, random_state=1).fit(X[::2])
+    champ_ev = evaluate(champion, "clustering", X, spec=spec)
+    d = silhouette_gate(evaluate(nearby, "clustering", X, spec=spec), champ_ev)
+    paired = d.paired
+    assert paired is not None
+    assert (paired["n_evaluated"], paired["n_rows"]) == (10_000, 10_500)
+    assert abs(paired["allowed_difference"]) < hoeffding_bound(10_000, 0.99)
+    assert paired["error_bound"] < abs(paired["allowed_difference"]) / 2
+    assert d.passed
+    assert paired["conclusive"] is True

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
+import joblib
 import pytest
 import requests
 from functions_framework import create_app
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
 from events import binary_headers, envelope, retrain_payload
-from warden.store.registry import ARTIFACT
+from warden import runtime
+from warden.settings import Settings
+from warden.store.registry import ARTIFACT, MANIFEST, Registry, sha256_hex
 from warden_local.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,3 +255,208 @@ def test_real_functions_framework_servers_end_to_end(seeded, gcs_emulator) -> No
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+# -- the cost of a shallow check: object metadata, never the artifact's bytes ------------------
+class MediaBytes(requests.Session):
+    """Counts the body bytes of every media download (``alt=media``), per object name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.read: dict[str, int] = {}
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super().request(method, url, *args, **kwargs)
+        parts = urlsplit(url)
+        if "alt=media" in parts.query:
+            name = unquote(parts.path.partition("/o/")[2])
+            size = len(response.content)  # the whole body: what a download fetches
+            with self._lock:
+                self.read[name] = self.read.get(name, 0) + size
+        return response
+
+    def reset(self) -> None:
+        with self._lock:
+            self.read.clear()
+
+
+@pytest.fixture
+def counted(gcs_emulator, bucket_names):
+    """A runtime (installed) whose storage client counts the bytes of media downloads."""
+    session = MediaBytes()
+    client = storage.Client(
+        project="warden-test", credentials=AnonymousCredentials(), _http=session
+    )
+    settings = Settings(
+        project="warden-test",
+        registry_bucket=bucket_names["registry"],
+        alert_bucket=bucket_names["alerts"],
+        data_bucket=bucket_names["data"],
+        backup_bucket=bucket_names["backup"],
+        metrics_enabled=False,
+        config_path=ROOT / "warden.yaml",
+    )
+    rt = runtime.build(settings, storage=client)
+    runtime.install(rt)
+    yield rt, session
+    runtime.install(None)
+
+
+SEG = "customer-segments"
+BIG = 50 * 1024 * 1024
+
+
+def _pickled(payload: bytes) -> bytes:
+    """A loadable joblib artifact around ``payload`` (deep health only loads it)."""
+    buf = io.BytesIO()
+    joblib.dump(payload, buf)
+    return buf.getvalue()
+
+
+def _champion(registry: Registry, data: bytes, model: str = SEG) -> int:
+    version = registry.claim_version(model, run_id="test")
+    registry.register(model, version, {ARTIFACT: data}, {"task": "test"})
+    registry.promote(model, version, reason="test", actor="test")  # one full sha256 check
+    return version
+
+
+def _artifact_name(version: int, model: str = SEG) -> str:
+    return f"{model}/versions/{version:06d}/{ARTIFACT}"
+
+
+def test_shallow_health_reads_no_artifact_bytes_and_deep_reads_them_all(counted) -> None:
+    rt, session = counted
+    data = _pickled(os.urandom(BIG))
+    assert len(data) >= BIG
+    version = _champion(rt.registry(), data)
+    artifact = _artifact_name(version)
+    record = rt.registry().manifest(SEG, version)["files"][ARTIFACT]
+    assert record["crc32c"]
+    assert record["md5"]
+    assert record["generation"]
+
+    session.reset()
+    shallow = _health()
+    entry = shallow.get_json()["models"][SEG]
+    assert entry["status"] == "ok", entry
+    assert entry["verified"] is True
+    assert entry["verified_by"] == "metadata"
+    assert "loaded" not in entry
+    assert artifact not in session.read  # not one byte of the artifact
+    assert sum(session.read.values()) < 64 * 1024  # the alias, manifest and status objects
+
+    session.reset()
+    deep = _health("?deep=true")
+    entry = deep.get_json()["models"][SEG]
+    assert entry["status"] == "ok", entry
+    assert entry["loaded"] is True
+    assert entry["verified_by"] == "sha256"
+    assert session.read[artifact] >= len(data)
+
+
+@pytest.mark.parametrize("change", ["same size", "other size", "deleted"])
+def test_an_artifact_replaced_behind_the_manifest_is_unhealthy_without_reading_it(
+    counted, change: str
+) -> None:
+    rt, session = counted
+    registry = rt.registry()
+    data = _pickled(os.urandom(4096))
+    version = _champion(registry, data)
+    artifact = _artifact_name(version)
+    blob = registry.bucket.blob(artifact)
+    if change == "deleted":
+        blob.delete()
+    else:
+        other = bytes(b ^ 0xFF for b in data) if change == "same size" else data + b"\0"
+        blob.upload_from_string(other)  # a new generation, bypassing the registry
+
+    session.reset()
+    resp = _health()
+    assert resp.status_code == 503
+    body = resp.get_json()
+    entry = body["models"][SEG]
+    assert body["status"] == entry["status"] == "unhealthy"
+    assert entry["verified"] is False
+    assert artifact not in session.read
+    registered = registry.manifest(SEG, version)["files"][ARTIFACT]["generation"]
+    if change == "deleted":
+        assert entry["detail"].endswith(f"{artifact} is missing")
+        return
+    assert "does not match the manifest" in entry["detail"]
+    assert f"registered at generation {registered}" in entry["detail"]
+    assert f"generation {registry.bucket.get_blob(artifact).generation}" in entry["detail"]
+    if change == "same size":
+        assert "crc32c" in entry["detail"]
+        assert "md5" in entry["detail"]
+        assert "size" not in entry["detail"]
+    else:
+        assert f"size {len(data) + 1} (manifest: {len(data)})" in entry["detail"]
+
+
+def test_a_restored_champion_is_healthy_its_sha256_settles_the_new_generation(counted) -> None:
+    """``warden restore`` writes the manifest as registered and every file anew: the same bytes
+    at another generation, which the full sha256 settles."""
+    from warden.jobs.backup import restore, snapshot
+
+    rt, session = counted
+    registry = rt.registry()
+    data = _pickled(os.urandom(4096))
+    version = _champion(registry, data)
+    artifact = _artifact_name(version)
+    registered = registry.manifest(SEG, version)["files"][ARTIFACT]["generation"]
+    snap = snapshot(rt, model=SEG, snapshot_id="20261120-health")
+    for blob in rt.clients.storage.list_blobs(rt.settings.registry_bucket):
+        blob.delete()
+    assert restore(rt, snap.id, model=SEG, actor="test").ok
+    assert registry.bucket.get_blob(artifact).generation != registered
+
+    session.reset()
+    entry = _health().get_json()["models"][SEG]
+    assert entry["status"] == "ok", entry
+    assert entry["verified_by"] == "sha256"
+    assert session.read[artifact] == len(data)
+
+    registry.bucket.blob(artifact).upload_from_string(bytes(b ^ 0xFF for b in data))
+    entry = _health().get_json()["models"][SEG]
+    assert entry["status"] == "unhealthy"
+    assert "does not match the manifest" in entry["detail"]
+
+
+@pytest.mark.parametrize("recorded", [("sha256", "size"), ("sha256", "size", "generation")])
+def test_a_manifest_without_checksums_falls_back_to_the_full_sha256(
+    counted, recorded: tuple[str, ...]
+) -> None:
+    """Versions registered before crc32c and md5 were recorded (the manifest written by hand)."""
+    rt, session = counted
+    registry = rt.registry()
+    version = registry.claim_version(SEG, run_id="older")
+    vdir = f"{SEG}/versions/{version:06d}/"
+    data = _pickled(os.urandom(4096))
+    blob = registry.bucket.blob(vdir + ARTIFACT)
+    blob.upload_from_string(data, if_generation_match=0)
+    full = {"sha256": sha256_hex(data), "size": len(data), "generation": blob.generation}
+    manifest = {
+        "schema": 1,
+        "model": SEG,
+        "version": version,
+        "task": "test",
+        "files": {ARTIFACT: {k: full[k] for k in recorded}},
+    }
+    registry.bucket.blob(vdir + MANIFEST).upload_from_string(
+        json.dumps(manifest), content_type="application/json", if_generation_match=0
+    )
+    registry.promote(SEG, version, reason="older version", actor="test")
+
+    session.reset()
+    entry = _health().get_json()["models"][SEG]
+    assert entry["status"] == "ok", entry
+    assert entry["verified_by"] == "sha256"
+    assert session.read[vdir + ARTIFACT] == len(data)  # downloaded and hashed
+
+    blob.upload_from_string(bytes(b ^ 0xFF for b in data))  # same size, other bytes
+    resp = _health()
+    assert resp.status_code == 503
+    entry = resp.get_json()["models"][SEG]
+    assert entry["verified"] is False
+    assert "does not match the manifest's" in entry["detail"]

@@ -460,22 +460,58 @@ def test_the_same_request_twice_does_the_work_once(make_rt, storage_client, buck
     assert registry.version_numbers(MODEL) == [3, 4, 5, 6]
 
 
-def test_a_version_made_champion_while_being_retired_is_put_back(
+def test_a_move_onto_a_version_being_retired_is_refused(
     make_rt, storage_client, bucket_names, monkeypatch
 ) -> None:
+    """A rollback that verified v2 just before housekeeping deleted its manifest tries to move
+    the alias there afterwards: the retirement mark in the alias object turns it away, so the
+    alias never points at a retired version."""
+    from warden.errors import VersionNotFound
+
     registry = Registry(storage_client, bucket_names["registry"])
     _register(registry, 4)
     rt = make_rt(datetime.now(UTC), retention={"keep_last": 1, "alias_window_days": 0})
     hk_registry = rt.registry()
     retire = hk_registry.retire_manifest
+    refused: list[str] = []
 
     def racing_rollback(model: str, version: int):
         retired = retire(model, version)
-        if version == 2:  # a rollback that verified v2 just before its manifest went
-            registry.move_alias(model, lambda _: 2, action="rollback", reason="t", actor="t")
+        if version == 2:
+            try:
+                registry.move_alias(model, lambda _: 2, action="rollback", reason="t", actor="t")
+            except VersionNotFound as exc:
+                refused.append(str(exc))
         return retired
 
     monkeypatch.setattr(hk_registry, "retire_manifest", racing_rollback)
+    out = housekeep(_request(), rt)
+    assert len(refused) == 1
+    assert "being retired by housekeeping" in refused[0]
+    assert out.retention.deleted == [1, 2, 3]
+    assert registry.alias(MODEL) is None  # no champion was set, none is now
+    assert registry.version_numbers(MODEL) == [4]
+    # The marks are gone with the run: the alias can move again (onto what exists).
+    registry.move_alias(MODEL, lambda _: 4, action="promote", reason="t", actor="t")
+    assert registry.alias(MODEL).version == 4
+
+
+def test_a_version_made_champion_before_the_mark_is_kept(
+    make_rt, storage_client, bucket_names, monkeypatch
+) -> None:
+    """The other order: the move lands first (after the plan was made); the mark then leaves
+    that version out, and it stays whole."""
+    registry = Registry(storage_client, bucket_names["registry"])
+    _register(registry, 4)
+    rt = make_rt(datetime.now(UTC), retention={"keep_last": 1, "alias_window_days": 0})
+    hk_registry = rt.registry()
+    mark = hk_registry.mark_retiring
+
+    def move_first(model: str, versions, **kw):
+        registry.move_alias(model, lambda _: 2, action="rollback", reason="t", actor="t")
+        return mark(model, versions, **kw)
+
+    monkeypatch.setattr(hk_registry, "mark_retiring", move_first)
     out = housekeep(_request(), rt)
     assert out.retention.delete == [1, 2, 3]
     assert out.retention.reprieved == [2]
@@ -483,6 +519,9 @@ def test_a_version_made_champion_while_being_retired_is_put_back(
     assert registry.version_numbers(MODEL) == [2, 4]
     _, manifest = registry.load(MODEL)  # the champion is whole and verified
     assert manifest["version"] == 2
+    assert (
+        "retiring" not in registry.bucket.blob(f"{MODEL}/aliases/champion.json").download_as_text()
+    )
 
 
 def test_backup_runs_before_deletion_and_skips_on_a_dry_run(

@@ -676,6 +676,14 @@ def hostile_drift(hostile: str) -> str:
     feature["kind"] = hostile
     feature["reasons"] = [f"psi 0.5 >= 0.2 {hostile}"]
     feature["histogram"]["labels"][0] = hostile
+    feature["stats"]["new_category_share"] = 0.3  # a value the reference never had
+    feature["thresholds"]["new_category_share"] = 0.05
+    feature["new_categories"] = {
+        "share": 0.3,
+        "rows": 1_440,
+        "top": [{"value": hostile, "rows": 1_440}],
+        "reference": "complete",
+    }
     result["features"][hostile] = feature
     result["drifted"] = [hostile]
     runs = history()
@@ -702,6 +710,7 @@ def test_hostile_names_are_only_escaped_in_the_drift_report(hostile: str) -> Non
     assert hostile in page.section_text("summary")
     assert hostile in page.section_text("features")
     assert hostile in page.section_text("performance")
+    assert f"new values (1,440 rows): {hostile!r} (1,440)" in page.section_text("features")
     assert next(r["data-feature"] for r in page.rows if "data-feature" in r) == hostile
     charts = chart_text(doc)  # inside the SVG: the chart titles, bar tooltips, bin labels
     assert f"{hostile}: share of rows per bin, reference vs current" in charts

@@ -174,7 +174,7 @@ def test_function_acknowledges_bad_requests_and_runs_good_ones(rt, seed) -> None
     assert client.post("/", data=json.dumps(bad), headers=binary_headers(bad)).status_code == 200
 
 
-def _clinic_runtime(make_runtime):
+def _clinic_runtime(make_runtime, *, drift=None, **settings):
     """A runtime whose only model, clinic-risk, is the risk model on six features plus a
     categorical ``clinic`` (data under ``clinics/``)."""
     raw = copy.deepcopy(RAW)
@@ -182,9 +182,9 @@ def _clinic_runtime(make_runtime):
     risk["features"] = [*risk["features"][:6], "clinic"]
     risk["categorical_features"] = ["clinic"]
     risk["data"]["prefix"] = "clinics"
-    risk["drift"] = {"window_days": 7, "min_rows": 200}
+    risk["drift"] = {"window_days": 7, "min_rows": 200, **(drift or {})}
     raw["models"] = {"clinic-risk": risk}
-    rt = make_runtime(install=False)
+    rt = make_runtime(install=False, **settings)
     rt._config = parse_config(raw)
     return rt
 
@@ -323,3 +323,92 @@ def test_long_category_values_are_capped_in_profile_drift_and_report(
     assert "(new)" not in clinic["histogram"]["labels"]
     assert max(len(label) for label in clinic["histogram"]["labels"]) <= MAX_CATEGORY_CHARS
     assert b"x" * 250 not in bucket.blob(f"{folder}/report.html").download_as_bytes()
+
+
+def test_a_clinic_the_champion_never_saw_is_reported_as_new_and_drifts(
+    make_runtime, storage_client, bucket_names, topic_sink
+) -> None:
+    """A fifth of the recent rows come from a clinic that is not in the training data: the
+    verdict names the new-category share and the value in drift.json, the report and the
+    drift_detected event. The training rows again: no new category, no such signal."""
+    import numpy as np
+
+    from warden_local.examples import breast_cancer_frame, write_partitions
+
+    events_topic, publisher, events = topic_sink("model-events")
+    rt = _clinic_runtime(
+        make_runtime, drift={"alert_on": "any"}, events_topic=events_topic, publisher=publisher
+    )
+
+    def frame(new_share: float):
+        data = breast_cancer_frame(seed=1)
+        rng = np.random.default_rng(1)
+        data["clinic"] = rng.choice(["north", "south", "east", "west"], size=len(data))
+        new = rng.permutation(len(data))[: round(new_share * len(data))]
+        data.loc[new, "clinic"] = "central"
+        return data, len(new)
+
+    def write(data, end: date) -> None:
+        write_partitions(
+            storage_client,
+            bucket=bucket_names["data"],
+            prefix="clinics",
+            frame=data,
+            fmt="csv",
+            end=end,
+            days=5,
+        )
+
+    def run(key: str, as_of: date):
+        outcome = monitor(
+            RunRequest(
+                model="clinic-risk", reason="schedule", key=key, message_id=key, as_of=as_of
+            ),
+            rt,
+        )
+        folder = outcome.report.split(f"{rt.settings.registry_bucket}/", 1)[1].rsplit("/", 1)[0]
+        bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+        summary = json.loads(bucket.blob(f"{folder}/drift.json").download_as_bytes())
+        html = bucket.blob(f"{folder}/report.html").download_as_bytes().decode()
+        return outcome, summary["drift"], html
+
+    trained, _ = frame(0.0)
+    write(trained, TRAINED)
+    retrain(
+        RunRequest(model="clinic-risk", reason="manual", key="c1", message_id="c1", as_of=TRAINED),
+        rt,
+    )
+    events(want=2)  # the retrain's own events
+
+    recent, new_rows = frame(0.2)
+    write(recent, LATER)
+    outcome, drift, html = run("new", LATER)
+    clinic = drift["features"]["clinic"]
+    share = new_rows / len(recent)
+    assert outcome.drifted == ["clinic"]
+    assert clinic["stats"]["new_category_share"] == pytest.approx(share)
+    assert clinic["thresholds"]["new_category_share"] == 0.05  # drift.new_category_share
+    assert f"new_category_share {share:.3f} >= 0.050 (new: 'central')" in clinic["reasons"]
+    assert clinic["new_categories"] == {
+        "share": pytest.approx(share),
+        "rows": new_rows,
+        "top": [{"value": "central", "rows": new_rows}],
+        "reference": "complete",
+    }
+    assert drift["new_categories"] == ["clinic"]
+    assert f"new values ({new_rows} rows): &#39;central&#39; ({new_rows})" in html
+    (payload,) = [p for a, p in events(want=1) if a["kind"] == "drift_detected"]
+    assert payload["new_categories"] == {
+        "clinic": {"share": pytest.approx(share), "top": ["central"]}
+    }
+
+    later = LATER + timedelta(days=14)
+    write(trained, later)
+    outcome, drift, html = run("none", later)
+    clinic = drift["features"]["clinic"]
+    assert clinic["stats"]["new_category_share"] == 0.0
+    assert clinic["new_categories"]["top"] == []
+    assert not any(r.startswith("new_category_share") for r in clinic["reasons"])
+    assert drift["new_categories"] == []
+    assert outcome.drifted == []
+    assert "new values" not in html

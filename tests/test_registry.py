@@ -80,6 +80,33 @@ def test_manifest_records_sha256_of_each_file_and_files_are_immutable(registry: 
         registry.register("m", v, {ARTIFACT: b"other"}, {})
 
 
+def test_manifest_records_generation_and_checksums_as_storage_reports_them(
+    registry: Registry,
+) -> None:
+    import base64
+    import hashlib
+
+    import google_crc32c
+
+    v = _register(registry)
+    manifest = registry.manifest("m", v)
+    for name, record in manifest["files"].items():
+        blob = registry.bucket.get_blob(f"m/versions/{v:06d}/{name}")
+        data = blob.download_as_bytes()
+        assert record["generation"] == blob.generation
+        assert record["size"] == blob.size == len(data)
+        crc32c = google_crc32c.Checksum(data).digest()
+        md5 = hashlib.md5(data, usedforsecurity=False).digest()
+        assert record["crc32c"] == blob.crc32c == base64.b64encode(crc32c).decode()
+        assert record["md5"] == blob.md5_hash == base64.b64encode(md5).decode()
+    check = registry.check_stored("m", v)
+    assert check.ok, check.detail
+    assert check.sha256 is None  # nothing was downloaded
+    assert registry.check_stored("m", v, manifest) == check
+    forged = {**manifest, "files": {ARTIFACT: {**manifest["files"][ARTIFACT], "md5": "AAAA"}}}
+    assert not registry.check_stored("m", v, forged).ok
+
+
 def test_tampered_artifact_is_refused_before_unpickling(registry: Registry) -> None:
     v = _register(registry)
     estimator, _ = registry.load("m", v)

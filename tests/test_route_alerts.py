@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -24,6 +22,7 @@ from functions_framework import create_app
 
 import incidents
 from events import binary_headers, envelope
+from warden.alerts.signing import verify
 from warden.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,9 +132,7 @@ def post(client, payload, *, token: str | None = TOKEN, **headers):
 def notifications(received) -> list[dict]:
     out = []
     for headers, body in received:
-        signature = headers["X-Warden-Signature"].removeprefix("sha256=")
-        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(signature, expected)
+        assert verify(SECRET, body, headers["X-Warden-Signature"])  # fresh: within 5 minutes
         out.append(json.loads(body))
     return out
 

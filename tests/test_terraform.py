@@ -855,7 +855,7 @@ READ_ONLY_STORAGE_ROLES = frozenset(
 #: (warden.store.registry's writers).
 VERSION_WRITES = (
     r"\bregistry(?:\(\))?\.(?:claim_version|register|promote|rollback|move_alias"
-    r"|retire_manifest|restore_manifest|delete_files|delete_object)\("
+    r"|retire_manifest|restore_manifest|delete_files|delete_object|mark_retiring|clear_retiring)\("
 )
 #: Where the model lives: every object under MODEL/versions/ or MODEL/aliases/.
 MODEL_OBJECTS = re.compile(r"^[^/]+/(?:versions|aliases)/")

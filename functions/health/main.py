@@ -1,8 +1,9 @@
 """Cloud Function (2nd gen) ``health``: HTTP JSON health of the registry and every champion.
 
-``GET /?deep=true`` also loads each champion (imports scikit-learn); the default only verifies
-artifacts against their manifests' sha256, and stays light. ``fail_on=stale`` answers 503 when a
-scheduled job is stale too (what the uptime check asks for).
+``GET /?deep=true`` also loads each champion (downloads it, checks its sha256, imports
+scikit-learn); the default compares each champion's object metadata (generation, size, crc32c,
+md5) with its manifest, reads no artifact bytes, and stays light. ``fail_on=stale`` answers 503
+when a scheduled job is stale too (what the uptime check asks for).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ errors only, never more than the receiver's ``max_attempts``; any other 4xx is p
 :func:`deliver` never raises for a delivery failure: it returns ``ok=False`` so one failing
 receiver never blocks the others. Secrets are never logged; of a URL only the host is.
 
+Signatures (generic webhook): every attempt is signed afresh, ``X-Warden-Signature:
+t=<unix seconds>,v1=<HMAC-SHA256 of "<t>.<body>">`` (and ``X-Warden-Timestamp: <t>``), so a
+retried attempt carries a new timestamp and a receiver can refuse replays; see
+:mod:`warden.alerts.signing` (Stripe's and Slack's schemes, cited there).
+
 Markup: Slack reads ``text`` and mrkdwn fields as markup, where ``<!channel>`` is a mass mention
 and ``<https://evil|console.cloud.google.com>`` a disguised link. Alert data (summaries, labels,
 annotations) comes from outside, so every field the Slack receiver renders from it is escaped
@@ -14,8 +19,6 @@ the literal text. The JSON webhook, Pub/Sub and log receivers carry data, not ma
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -24,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from warden.alerts import DeliveryResult
+from warden.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from warden.config.alerting import Receiver
 from warden.logs import fields
 from warden.retry import Backoff
@@ -38,11 +42,7 @@ SLACK_HEADER_LIMIT = 150  # a header block's plain_text
 _SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _LONGEST_ENTITY = len("&amp;")
 
-__all__ = ["DeliveryResult", "deliver", "sign", "slack_escape"]
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+__all__ = ["DeliveryResult", "deliver", "sign", "slack_escape", "verify"]
 
 
 def _host(url: str) -> str:
@@ -141,7 +141,10 @@ def deliver(
     project: str = "",
     http_post: Callable[..., Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> DeliveryResult:
+    """Send ``message`` to ``receiver``; ``clock`` gives each webhook attempt its signed
+    timestamp (unix seconds)."""
     post = http_post or _default_post
     try:
         if receiver.slack is not None:
@@ -165,16 +168,22 @@ def deliver(
             if not url or not key:
                 return DeliveryResult(receiver.name, False, 0, None, "webhook secret not set")
             body = json.dumps(message, sort_keys=True, default=str).encode()
-            signature = sign(key, body)
+            secret_key: str = key
+
+            def signed_headers() -> dict[str, str]:
+                # Taken per attempt: a retry is signed again, with a fresh timestamp.
+                timestamp = int(clock())
+                return {
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: sign(secret_key, body, timestamp),
+                    TIMESTAMP_HEADER: str(timestamp),
+                }
+
             return _http(
                 receiver,
                 url,
                 body,
-                lambda: {
-                    "Content-Type": "application/json",
-                    "X-Warden-Signature": signature,
-                    "X-Warden-Timestamp": str(int(time.time())),
-                },
+                signed_headers,
                 max_attempts=cfg.max_attempts,
                 timeout=cfg.timeout_s,
                 http_post=post,

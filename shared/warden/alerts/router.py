@@ -54,7 +54,9 @@ def route(rt: Runtime, alerts: Iterable[Any], *, now: float | None = None) -> di
             project=rt.settings.project,
         )
 
-    flushed = state.flush_due(config=config, now=now, instance=_instance(), send=send)
+    flushed = state.flush_due(
+        config=config, now=now, instance=_instance(), send=send, snapshot=ingested.snapshot
+    )
     summary = {
         "new": ingested.new,
         "updated": ingested.updated,

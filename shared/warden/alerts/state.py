@@ -18,6 +18,7 @@ Reads, create-only writes, compare-and-swap and conditional deletes all go throu
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -61,6 +62,17 @@ Change = Callable[[State | None], State | None]
 
 
 @dataclass
+class Snapshot:
+    """What one call read: the active silences and, when inhibition rules made it list them,
+    every group as it stood after the call's own writes. A flush in the same call starts from
+    it instead of listing and reading everything again; its compare-and-swap catches any group
+    changed since (a group created since is flushed by its own call or the next tick)."""
+
+    silences: list[Silence]
+    groups: list[tuple[str, State, int]] | None = None
+
+
+@dataclass
 class IngestResult:
     changed_groups: list[str] = field(default_factory=list)
     new: int = 0
@@ -71,6 +83,7 @@ class IngestResult:
     ignored: int = 0
     silenced: int = 0
     inhibited: int = 0
+    snapshot: Snapshot | None = None
 
 
 @dataclass
@@ -80,6 +93,10 @@ class FlushResult:
     skipped_claimed: int = 0  # another instance holds a fresh claim
     taken_over: int = 0  # stale claims re-sent
     lost_confirm: int = 0  # our claim was taken over before we confirmed
+
+
+def _on_data(change: Change, stored: gcs.Stored[Any] | None) -> State | None:
+    return change(None if stored is None else stored.data)
 
 
 class AlertState:
@@ -200,10 +217,12 @@ class AlertState:
         if not batch:
             return result
         silences = self.list_silences(now)
+        listed = self._groups() if config.rules else None
+        known = {name: (data, gen) for name, data, gen in listed or []}
         stored = [
             alert_from_state(fp, rec)
-            for _, data, _ in (self._groups() if config.rules else [])
-            for fp, rec in expire(data, now)["alerts"].items()
+            for data, _ in known.values()
+            for fp, rec in expire(copy.deepcopy(data), now)["alerts"].items()
             if fp not in batch
         ]
         firing = [a for a in stored + list(batch.values()) if a.status == "firing"]
@@ -263,7 +282,19 @@ class AlertState:
                 state["updated_by"] = instance
                 return state
 
-            self._update(GROUPS + gid + ".json", change)
+            name = GROUPS + gid + ".json"
+            before = known.get(name)
+            got = gcs.update_json(
+                self.bucket,
+                name,
+                functools.partial(_on_data, change),
+                attempts=self.max_attempts,
+                start=None if before is None else gcs.Stored(before[0], before[1]),
+            )
+            if got.data is None:
+                known.pop(name, None)
+            else:
+                known[name] = (got.data, got.generation)
             if counts.get("new") or counts.get("updated"):
                 result.changed_groups.append(gid)
             result.new += counts.get("new", 0)
@@ -272,15 +303,27 @@ class AlertState:
             result.ignored += counts.get("ignored", 0) + counts.get("closed_early", 0)
             result.silenced += counts.get("silenced", 0)
             result.inhibited += counts.get("inhibited", 0)
+        result.snapshot = Snapshot(
+            silences,
+            None if listed is None else [(n, d, g) for n, (d, g) in sorted(known.items())],
+        )
         return result
 
     # -- flush: claim → send → confirm ------------------------------------------------------------
     def flush_due(
-        self, *, config: AlertingConfig, now: float, instance: str, send: Send
+        self,
+        *,
+        config: AlertingConfig,
+        now: float,
+        instance: str,
+        send: Send,
+        snapshot: Snapshot | None = None,
     ) -> FlushResult:
+        """Claim, send and confirm every due group. ``snapshot``: what an ingest in the same
+        call read (at the same ``now``), instead of listing and reading again."""
         result = FlushResult()
-        silences = self.list_silences(now)
-        groups = self._groups()
+        silences = self.list_silences(now) if snapshot is None else snapshot.silences
+        groups = self._groups() if snapshot is None or snapshot.groups is None else snapshot.groups
         firing = [
             alert_from_state(fp, rec)
             for _, data, _ in groups

@@ -142,6 +142,15 @@ class DriftSpec(Strict):
     )
     per_feature: dict[str, dict[str, float]] = Field(default_factory=dict)
     dataset_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    # docs/drift.md: a categorical feature drifts when at least this share of its current values
+    # are categories the reference never had; null turns the check off (the share is still
+    # reported). per_feature can set it for one feature.
+    new_category_share: float | None = Field(
+        default=0.05,
+        gt=0.0,
+        le=1.0,
+        description="share of values never seen in the reference that makes a category drift",
+    )
     # Calibrated in docs/drift.md: below ~1k rows, heavy-tailed columns alarm too often.
     min_rows: int = Field(default=1000, ge=10)
     alert_on: Literal["dataset", "any"] = Field(
@@ -156,6 +165,11 @@ class DriftSpec(Strict):
     @field_validator("thresholds")
     @classmethod
     def _known(cls, value: dict[str, float]) -> dict[str, float]:
+        if "new_category_share" in value:
+            raise ValueError(
+                "new_category_share is a setting of its own: drift.new_category_share "
+                "(or drift.per_feature.FEATURE.new_category_share for one feature)"
+            )
         unknown = sorted(set(value) - DRIFT_STATS)
         if unknown:
             raise ValueError(f"unknown drift statistic(s) {unknown}; use {sorted(DRIFT_STATS)}")

@@ -376,7 +376,9 @@ def _read_alias(source: storage.Bucket, model: str, alias: str) -> dict[str, Any
     if got is None:
         return None
     raw = json.loads(got.data)
-    state = AliasState.from_json(raw, got.generation)
+    state = AliasState.parse(raw, got.generation)
+    if state is None:  # only housekeeping's retirement marks: no champion yet
+        return None
     return {
         "version": state.version,
         "previous_version": state.previous_version,
@@ -770,7 +772,15 @@ def _restore_alias(
         ctx.target, _alias_name(model, alias), _dumps(new.to_json()), "application/json"
     )
     if state_now != "created":  # someone set it meanwhile: theirs stands
-        theirs = AliasState.from_json(json.loads(blob.download_as_bytes()))
+        theirs = AliasState.parse(json.loads(blob.download_as_bytes()))
+        if theirs is None:  # housekeeping's retirement marks, no target: try again later
+            return AliasRestore(
+                model,
+                alias,
+                "skipped",
+                version,
+                f"{alias} is held by housekeeping's retirement marks; run the restore again",
+            )
         return _kept(ctx, model, alias, theirs, history)
     # History only once the alias is ours, so a writer that won the alias race never finds its
     # own history entries shadowed by the snapshot's. Then, as Registry.move_alias does, the
@@ -782,7 +792,7 @@ def _restore_alias(
 
 def _read_target_alias(ctx: _RestoreContext, model: str, alias: str) -> AliasState | None:
     got = gcs.read_bytes(ctx.target, _alias_name(model, alias))
-    return None if got is None else AliasState.from_json(json.loads(got.data))
+    return None if got is None else AliasState.parse(json.loads(got.data))
 
 
 def _kept(

@@ -2,7 +2,13 @@
 jobs running?
 
 * ``unhealthy`` (HTTP 503): the registry is unreachable, the config is broken, or a champion
-  does not verify (sha256 against its manifest) or, with ``deep``, does not load.
+  does not verify or, with ``deep``, does not load.
+* Verifying a champion costs the same whatever its size: one metadata read of its artifact,
+  whose generation, size, crc32c and md5 must be the manifest's
+  (:meth:`~warden.store.registry.Registry.check_stored`; a manifest from before those were
+  recorded, or the same bytes at a new generation after a restore, fall back to the full sha256).
+  ``deep`` also loads each champion, which downloads it and checks its sha256 first; the sha256
+  of every file of every version is housekeeping's daily sweep.
 * ``degraded`` (200, or 503 with ``fail_on=stale``): no champion yet, or a scheduled job is
   stale — its last success is older than twice its schedule's period (a paused job, a broken
   trigger, a job that keeps failing). The uptime check asks with ``fail_on=stale``.
@@ -124,7 +130,7 @@ def _model_health(rt: Runtime, name: str, *, deep: bool, now: datetime) -> dict[
         "action": champion.action,
     }
     try:
-        check = registry.verify(name, champion.version)
+        check = registry.check_stored(name, champion.version)
     except VersionNotFound as exc:
         out.update(status="unhealthy", verified=False, detail=str(exc))
         return out
@@ -132,10 +138,12 @@ def _model_health(rt: Runtime, name: str, *, deep: bool, now: datetime) -> dict[
     if not check.ok:
         out.update(status="unhealthy", detail=check.detail)
         return out
+    # "sha256" when the artifact was downloaded and hashed (an older manifest, a restored file).
+    out["verified_by"] = "metadata" if check.sha256 is None else "sha256"
     if deep:
         try:
-            registry.load(name, champion.version)
-            out["loaded"] = True
+            registry.load(name, champion.version)  # downloads and checks the sha256 first
+            out.update(loaded=True, verified_by="sha256")
         except (IntegrityError, WardenError) as exc:
             out.update(status="unhealthy", loaded=False, detail=str(exc))
         except Exception as exc:  # unpickling can fail in many ways (version skew, ...)

@@ -152,7 +152,7 @@ class RetentionResult:
     keep: dict[int, str] = field(default_factory=dict)
     delete: list[int] = field(default_factory=list)  # the plan (with dry_run: would be deleted)
     deleted: list[int] = field(default_factory=list)
-    #: planned, but the alias moved onto it during the run: its manifest was put back
+    #: planned, but the alias moved onto it before housekeeping marked it: kept
     reprieved: list[int] = field(default_factory=list)
     objects_deleted: int = 0
 
@@ -229,8 +229,8 @@ def housekeep(
         cfg.name,
         JOB,
         request.key,
-        work=lambda run_id: _run(
-            rt, cfg, run_id=run_id, actor=actor, dry_run=False, key=request.key
+        work=lambda run: _run(
+            rt, cfg, run_id=run.run_id, actor=actor, dry_run=False, key=request.key
         ),
         finished=finished,
         duplicate=duplicate,
@@ -278,7 +278,7 @@ def _run(
     outcome.integrity = _integrity(rt, cfg.name, folders, dry_run=dry_run)
     outcome.backup = _backup(rt, cfg, now, dry_run=dry_run, key=key)
     outcome.retention = _retention(
-        rt, cfg, folders, outcome.integrity.corrupt, now, dry_run=dry_run
+        rt, cfg, folders, outcome.integrity.corrupt, now, dry_run=dry_run, run_id=run_id
     )
     outcome.orphans = _orphans(rt, cfg, folders, now, dry_run=dry_run)
     outcome.expiry = _expiry(rt, cfg, now, dry_run=dry_run)
@@ -439,6 +439,7 @@ def _retention(
     now: datetime,
     *,
     dry_run: bool,
+    run_id: str = "",
 ) -> RetentionResult:
     registry = rt.registry()
     spec = cfg.housekeeping.retention
@@ -457,26 +458,25 @@ def _retention(
     if dry_run or not plan.delete:
         return result
 
-    # 1. Manifests first: every doomed version vanishes for readers, its files still there.
-    retired = [r for v in plan.delete if (r := registry.retire_manifest(cfg.name, v)) is not None]
-    # 2. A promote/rollback onto a doomed version that raced us (it verified the version just
-    #    before its manifest went): put that manifest back and spare the version.
-    current = registry.alias(cfg.name)
-    for r in retired:
-        if current is not None and current.version == r.version:
-            registry.restore_manifest(r)
-            result.reprieved.append(r.version)
-            log.warning(
-                "version became champion during housekeeping; kept",
-                extra=fields(model=cfg.name, version=r.version),
-            )
-    # 3. Then the files; the claim stays so the number is never handed out again.
-    for r in retired:
-        if r.version in result.reprieved:
-            continue
-        deleted = registry.delete_files(cfg.name, r.version, folders[r.version])
-        result.deleted.append(r.version)
-        result.objects_deleted += 1 + len(deleted)
+    # 1. Mark the doomed versions in the alias object (compare-and-swap): from here on no promote
+    #    or rollback can move onto them, and one that moved onto one first has kept it out.
+    marked = registry.mark_retiring(cfg.name, plan.delete, by=run_id or "housekeeping")
+    result.reprieved = [v for v in plan.delete if v not in marked]
+    for v in result.reprieved:
+        log.warning(
+            "version became champion during housekeeping; kept",
+            extra=fields(model=cfg.name, version=v),
+        )
+    try:
+        # 2. Manifests first: every doomed version vanishes for readers, its files still there.
+        retired = [r for v in marked if (r := registry.retire_manifest(cfg.name, v)) is not None]
+        # 3. Then the files; the claim stays so the number is never handed out again.
+        for r in retired:
+            deleted = registry.delete_files(cfg.name, r.version, folders[r.version])
+            result.deleted.append(r.version)
+            result.objects_deleted += 1 + len(deleted)
+    finally:
+        registry.clear_retiring(cfg.name, marked, by=run_id or "housekeeping")
     log.info(
         "retired %d version(s)",
         len(result.deleted),

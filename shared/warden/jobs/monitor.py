@@ -4,7 +4,9 @@ reference, and act on what changed.
 1. claim the request in the run ledger (kind ``monitor``; a redelivery stops here);
 2. read the champion's ``profile.json`` (sha256-checked against its manifest);
 3. stream the recent window file by file into a :class:`~warden.ml.drift.DriftAccumulator` (memory
-   holds counts, plus a bounded sample of rows for scoring);
+   holds counts, plus a uniform sample of at most ``drift.max_eval_rows`` rows for scoring,
+   :class:`~warden.store.data.RowSample`, seeded from the request key so a retried run scores
+   the same rows);
 4. score the champion on the recent rows: ROC AUC etc. where labels exist, silhouette always for
    clustering; a relative drop beyond ``drift.performance_margin`` is a degradation;
 5. store ``drift.json`` and a self-contained ``report.html`` under
@@ -16,6 +18,7 @@ reference, and act on what changed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -69,6 +72,7 @@ def drift_thresholds(cfg: ModelConfig) -> Any:
         base,
         **cfg.drift.thresholds,
         dataset_share=cfg.drift.dataset_share,
+        new_category_share=cfg.drift.new_category_share,
         min_rows=cfg.drift.min_rows,
         overrides=cfg.drift.per_feature,
     )
@@ -104,7 +108,7 @@ def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -
         cfg.name,
         JOB,
         request.key,
-        work=lambda run_id: _run(request, rt, cfg, run_id=run_id, actor=actor),
+        work=lambda run: _run(request, rt, cfg, run_id=run.run_id, actor=actor),
         finished=finished,
         duplicate=duplicate,
         failed=failed,
@@ -115,7 +119,7 @@ def _run(
     request: RunRequest, rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str
 ) -> MonitorOutcome:
     from warden.ml.drift import DriftAccumulator
-    from warden.store.data import WindowReader
+    from warden.store.data import RowSample, WindowReader
 
     registry = rt.registry()
     champion = registry.alias(cfg.name)
@@ -151,7 +155,7 @@ def _run(
         target_required=False,
     )
     accumulator = DriftAccumulator(profile, features=cfg.features)
-    sample = _Sample(cfg.drift.max_eval_rows, seed=cfg.evaluation.seed)
+    sample = RowSample(cfg.drift.max_eval_rows, seed=sample_seed(cfg, request))
     for frame in reader.frames():
         accumulator.update({c: frame[c].to_numpy() for c in cfg.features})
         sample.add(frame)
@@ -201,6 +205,7 @@ def _run(
             drift_share=drift["drift_share"],
             drifted=drift["drifted"],
             dataset_drift=drift["dataset_drift"],
+            new_categories=_new_categories(drift),
             report=f"gs://{registry.bucket_name}/{folder}report.html",
         )
     if degraded and performance is not None:
@@ -240,31 +245,22 @@ def _run(
     )
 
 
-class _Sample:
-    """Keeps at most ``limit`` rows for scoring, each file contributing its share."""
+def sample_seed(cfg: ModelConfig, request: RunRequest) -> int:
+    """Seed of the scoring sample: from the model's ``evaluation.seed`` and the request's
+    idempotency key, so a retry of one request scores the same rows and successive scheduled
+    runs draw independent samples."""
+    text = f"{cfg.evaluation.seed}\n{request.key}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big")
 
-    def __init__(self, limit: int, *, seed: int) -> None:
-        self.limit = limit
-        self.seed = seed
-        self.parts: list[Any] = []
-        self.rows = 0
 
-    def add(self, frame: Any) -> None:
-        self.parts.append(frame)
-        self.rows += len(frame)
-        if self.rows > 2 * self.limit:  # shrink as we go so memory stays bounded
-            self.parts = [self.frame()]
-            self.rows = len(self.parts[0])
-
-    def frame(self) -> Any:
-        import pandas as pd
-
-        if not self.parts:
-            return None
-        frame = pd.concat(self.parts, ignore_index=True) if len(self.parts) > 1 else self.parts[0]
-        if len(frame) > self.limit:
-            frame = frame.sample(n=self.limit, random_state=self.seed).reset_index(drop=True)
-        return frame
+def _new_categories(drift: dict[str, Any]) -> dict[str, Any]:
+    """The features whose new-category share reached its threshold, for the event: the share
+    and the few most frequent new values (already cut short by the drift module)."""
+    out = {}
+    for name in drift.get("new_categories", []):
+        new = drift["features"][name].get("new_categories") or {}
+        out[name] = {"share": new.get("share"), "top": [t["value"] for t in new.get("top", [])]}
+    return out
 
 
 def _performance(

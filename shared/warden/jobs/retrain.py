@@ -5,11 +5,18 @@ Order matters for "no partial state is ever visible":
 1. claim the request in the run ledger (a redelivery stops here);
 2. read data, fit, evaluate candidate and champion on the same held-out rows, decide the gate —
    nothing is written to the registry yet, so any failure so far leaves no trace but the ledger;
-3. claim a version number, write the immutable files, write the manifest last (the commit point);
+3. claim a version number and record it in the run's marker (a checkpoint), write the immutable
+   files, write the manifest last (the commit point);
 4. move ``champion`` by compare-and-swap if the gate passed and the champion is still the one we
    compared against;
 5. record the outcome (ledger, status), then metrics and events (best effort: the version is
    already safe, and the run ledger keeps a redelivery from training again).
+
+Resumable after register: when an attempt dies or fails retryably after step 3 (a crash, a 503,
+a lost race at promote), the redelivery inherits the checkpoint. If that version's manifest
+exists it carries on from it — the gate decision recorded in the manifest, promote or not,
+events, done — and never trains or registers again. A number claimed but never committed is an
+orphan (housekeeping sweeps it); the redelivery trains afresh.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from warden.errors import DataError, IntegrityError, PermanentError
 from warden.jobs.messages import RunRequest
 from warden.logs import fields
 from warden.runtime import Runtime
-from warden.store.runs import Finished, PriorRun, run_once
+from warden.store.runs import Finished, PriorRun, Run, run_once
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,7 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
         cfg.name,
         JOB,
         request.key,
-        work=lambda run_id: _run(request, rt, run_id=run_id, actor=actor),
+        work=lambda run: _run(request, rt, run, actor=actor),
         finished=finished,
         duplicate=duplicate,
         failed=failed,
@@ -109,7 +116,54 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
     return outcome
 
 
-def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> RetrainOutcome:
+def _run(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> RetrainOutcome:
+    claimed = run.resumed.get("version")
+    if claimed is not None:
+        resumed = _resume(request, rt, run, int(claimed), actor=actor)
+        if resumed is not None:
+            return resumed
+    return _train(request, rt, run, actor=actor)
+
+
+def _resume(
+    request: RunRequest, rt: Runtime, run: Run, version: int, *, actor: str
+) -> RetrainOutcome | None:
+    """Carry on after an earlier attempt of this request claimed ``version``: from its manifest
+    if it was registered; None if it never was (then train afresh)."""
+    from warden.errors import VersionNotFound
+
+    cfg = rt.config.model(request.model)
+    try:
+        manifest = rt.registry().manifest(cfg.name, version)
+    except VersionNotFound:
+        log.warning(
+            "an earlier attempt claimed v%d but never registered it; training afresh",
+            version,
+            extra=fields(model=cfg.name, version=version, previous_run_id=run.run_id),
+        )
+        return None
+    gate = dict(manifest.get("gate") or {})
+    log.info(
+        "resuming after register: v%d is this request's version",
+        version,
+        extra=fields(model=cfg.name, version=version, gate_passed=gate.get("passed")),
+    )
+    metrics = dict((manifest.get("metrics") or {}).get("candidate") or {})
+    champion = manifest.get("champion_version")
+    return _after_register(
+        request,
+        rt,
+        version=version,
+        gate=gate,
+        champion_version=None if champion is None else int(champion),
+        metrics=metrics,
+        run_id=str(manifest.get("run_id") or run.run_id),
+        actor=actor,
+    )
+
+
+def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> RetrainOutcome:
+    run_id = run.run_id
     from warden.ml.evaluation import evaluate
     from warden.ml.gate import decide
     from warden.ml.profiles import build_profile
@@ -172,6 +226,7 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
     )
 
     version = registry.claim_version(cfg.name, run_id)
+    run.checkpoint(version=version)  # before anything of the version is written
     manifest: dict[str, Any] = {
         "model": cfg.name,
         "version": version,
@@ -225,24 +280,51 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
             model=cfg.name, version=version, gate_passed=decision.passed, metrics=cand_eval.metrics
         ),
     )
+    return _after_register(
+        request,
+        rt,
+        version=version,
+        gate=decision.to_dict(),
+        champion_version=champion.version if champion else None,
+        metrics=cand_eval.metrics,
+        run_id=run_id,
+        actor=actor,
+    )
+
+
+def _after_register(
+    request: RunRequest,
+    rt: Runtime,
+    *,
+    version: int,
+    gate: dict[str, Any],
+    champion_version: int | None,
+    metrics: dict[str, Any],
+    run_id: str,
+    actor: str,
+) -> RetrainOutcome:
+    """Events, then promote if the gate passed and the champion is still the one compared
+    against. Safe to repeat: a promote already done is kept (the alias is on ``version``)."""
+    cfg = rt.config.model(request.model)
+    registry = rt.registry()
+    reasons = [str(r) for r in gate.get("reasons", [])]
     rt.events().try_publish(
         "version_registered",
         cfg.name,
         version=version,
         run_id=run_id,
-        metrics=cand_eval.metrics,
-        gate=decision.to_dict(),
+        metrics=metrics,
+        gate=gate,
     )
-
     promoted = False
-    detail = "; ".join(decision.reasons)
-    if decision.passed:
+    detail = "; ".join(reasons)
+    if gate.get("passed"):
         state = registry.promote(
             cfg.name,
             version,
             reason=f"gate passed ({request.reason})",
             actor=actor,
-            only_if_current=champion.version if champion else None,
+            only_if_current=champion_version,
         )
         promoted = state is not None and state.version == version
         if promoted:
@@ -250,8 +332,8 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
                 "promoted",
                 cfg.name,
                 version=version,
-                previous_version=champion.version if champion else None,
-                reasons=decision.reasons,
+                previous_version=champion_version,
+                reasons=reasons,
             )
         else:
             detail = "gate passed, but the champion changed while this run evaluated; not promoted"
@@ -261,18 +343,18 @@ def _run(request: RunRequest, rt: Runtime, *, run_id: str, actor: str) -> Retrai
             "rejected",
             cfg.name,
             version=version,
-            reasons=decision.reasons,
-            champion_version=champion.version if champion else None,
+            reasons=reasons,
+            champion_version=champion_version,
         )
     return RetrainOutcome(
         model=cfg.name,
         status="registered",
         version=version,
         promoted=promoted,
-        gate=decision.to_dict(),
+        gate=gate,
         run_id=run_id,
         detail=detail,
-        metrics=cand_eval.metrics,
+        metrics=metrics,
     )
 
 

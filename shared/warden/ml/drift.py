@@ -7,7 +7,8 @@ Two steps, so the expensive one runs once per model version:
 
 1. :func:`build_reference_profile` summarises the training data into a few kilobytes of JSON:
    fine quantile bins for continuous columns, exact value counts for integer-like columns, top
-   categories for categorical ones.
+   categories for categorical ones (plus a Bloom filter of the rarer ones, so that a category
+   the reference never had can be told from a rare one).
 2. :class:`DriftAccumulator` streams current data through it chunk by chunk, keeping only counts
    (memory does not grow with rows), and :meth:`DriftAccumulator.result` compares the counts
    with effect sizes against :class:`DriftThresholds`.
@@ -20,6 +21,7 @@ defaults and the measured false-alarm and detection rates.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import os
@@ -69,13 +71,37 @@ MAX_CATEGORIES = 50
 #: a few KB even when values are 200 KB blobs. Labels are compared in this form everywhere.
 MAX_CATEGORY_CHARS = 200
 _HASH_CHARS = 10
+#: Distinct categories beyond the top :data:`MAX_CATEGORIES` that a profile still recognises, in
+#: a Bloom filter (:class:`LabelFilter`): with them, a category the reference never had is told
+#: apart from a rare one. A column with more distinct reference values than this is id-like; its
+#: profile keeps no filter, and its new-category share is not computed (reported as ``None``).
+MAX_KNOWN_TAIL = 20_000
+#: The filter's false-positive rate: the chance that one value the reference never had passes
+#: for one of its rare categories (and so is not counted as new). 14.4 bits per category: 20,000
+#: rare categories make a 36 KB filter (48 KB of base64 in the profile).
+KNOWN_FALSE_POSITIVE = 0.001
+#: New category values a result names per feature (the most frequent first) ...
+NEW_CATEGORY_TOP = 5
+#: ... each cut to this many characters (:func:`cap_label`), since they go into events and logs.
+NEW_CATEGORY_CHARS = 80
 
 Kind = Literal["continuous", "discrete", "categorical"]
-STATISTICS = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v", "missing_rate")
+STATISTICS = (
+    "psi",
+    "js",
+    "wasserstein",
+    "ks",
+    "linf",
+    "cramers_v",
+    "missing_rate",
+    "new_category_share",
+)
 _APPLIES: dict[str, frozenset[str]] = {
     "continuous": frozenset({"psi", "js", "wasserstein", "ks", "missing_rate"}),
     "discrete": frozenset({"psi", "js", "wasserstein", "ks", "missing_rate"}),
-    "categorical": frozenset({"psi", "js", "linf", "cramers_v", "missing_rate"}),
+    "categorical": frozenset(
+        {"psi", "js", "linf", "cramers_v", "missing_rate", "new_category_share"}
+    ),
 }
 
 
@@ -100,6 +126,9 @@ class DriftThresholds:
     - ``linf`` 0.075: the largest change of a category's share. A 10-point move scores 0.10;
       same-distribution batches stayed at or below 0.027 (0.050 at 1k rows).
     - ``missing_rate`` 0.05: an absolute change of 5 points in the share of missing values.
+    - ``new_category_share`` 0.05: the share of a categorical feature's current values that the
+      reference never had. The statistics above pool such values with the reference's rare
+      categories ("other"), where a new value can hide; this one counts them on their own.
     - ``js``, ``ks``, ``cramers_v``: reported, not judged by default. JS and PSI measure the same
       binned change (JS ≈ √(PSI / 8 ln 2) for small shifts), so gating on both adds false alarms
       without adding detections; KS is weak for scale changes.
@@ -118,6 +147,7 @@ class DriftThresholds:
     linf: float | None = 0.075
     cramers_v: float | None = None
     missing_rate: float | None = 0.05
+    new_category_share: float | None = 0.05
     dataset_share: float = 0.5
     min_rows: int = 1000
     overrides: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
@@ -338,7 +368,10 @@ def build_reference_profile(
     ones split at the 0.1%, 0.25% and 0.5% quantiles from each end ("continuous").
     Categorical columns keep their ``max_categories`` most frequent categories and an ``other``
     count for the rest; a label longer than :data:`MAX_CATEGORY_CHARS` is stored capped
-    (:func:`cap_label`), so the profile's size does not depend on the values' length.
+    (:func:`cap_label`), so the profile's size does not depend on the values' length. When
+    there is a rest, ``tail`` holds its number of ``distinct`` categories and a
+    :class:`LabelFilter` of them (``filter``; None beyond :data:`MAX_KNOWN_TAIL`), which tells
+    a current value the reference never had from a rare one.
     """
     if bins < 2 or max_discrete < 1 or max_categories < 1:
         raise ConfigError("drift profile: bins must be >= 2, max_discrete and max_categories >= 1")
@@ -431,14 +464,79 @@ def _search_edges(edges: np.ndarray) -> np.ndarray:
 
 def _categorical_profile(counts: dict[str, int], missing: int, top: int) -> dict[str, Any]:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    kept = ranked[:top]
-    return {
+    kept, rest = ranked[:top], ranked[top:]
+    out = {
         "kind": "categorical",
         **_base(sum(counts.values()), missing),
         "categories": [k for k, _ in kept],
         "counts": [c for _, c in kept],
-        "other": sum(c for _, c in ranked[top:]),
+        "other": sum(c for _, c in rest),
     }
+    if rest:  # the rare categories, so that a current value can be told new or rare
+        known = LabelFilter.build([k for k, _ in rest]) if len(rest) <= MAX_KNOWN_TAIL else None
+        out["tail"] = {"distinct": len(rest), "filter": known.to_dict() if known else None}
+    return out
+
+
+class LabelFilter:
+    """A Bloom filter of category labels: ``label in f`` is always true for a label it was built
+    from, and true for any other label with probability about :data:`KNOWN_FALSE_POSITIVE`.
+
+    Deterministic (blake2b of the UTF-8 label, double hashing), so a filter stored in a profile
+    answers the same on any machine. JSON form: ``{"bits", "hashes", "data"}`` with the bit
+    array in base64.
+    """
+
+    def __init__(self, bits: int, hashes: int, data: bytes) -> None:
+        if not (8 <= bits == 8 * len(data)) or not 1 <= hashes <= 32:
+            raise DataError(
+                f"drift: category filter of {bits} bits, {hashes} hashes and "
+                f"{len(data)} bytes is malformed"
+            )
+        self.bits = bits
+        self.hashes = hashes
+        self._data = bytearray(data)
+
+    @classmethod
+    def build(cls, labels: Sequence[str], rate: float = KNOWN_FALSE_POSITIVE) -> LabelFilter:
+        """The smallest filter (whole bytes) holding ``labels`` at false-positive ``rate``."""
+        n = max(1, len(labels))
+        # At least 2,048 bits: the sizing formula assumes a large filter (at 10 labels and 144
+        # bits, 1% of other labels passed); a small filter costs next to nothing anyway.
+        bits = max(2048, math.ceil(-n * math.log(rate) / math.log(2) ** 2))
+        bits += -bits % 8
+        hashes = min(16, max(1, round(bits / n * math.log(2))))
+        out = cls(bits, hashes, bytes(bits // 8))
+        for label in labels:
+            for pos in out._positions(label):
+                out._data[pos >> 3] |= 1 << (pos & 7)
+        return out
+
+    def _positions(self, label: str) -> list[int]:
+        digest = hashlib.blake2b(label.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        h1 = int.from_bytes(digest[:8], "little")
+        h2 = int.from_bytes(digest[8:], "little") | 1
+        return [(h1 + i * h2) % self.bits for i in range(self.hashes)]
+
+    def __contains__(self, label: object) -> bool:
+        if not isinstance(label, str):
+            return False
+        return all(self._data[p >> 3] & (1 << (p & 7)) for p in self._positions(label))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits,
+            "hashes": self.hashes,
+            "data": base64.b64encode(bytes(self._data)).decode("ascii"),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> LabelFilter:
+        try:
+            data = base64.b64decode(str(raw["data"]), validate=True)
+            return cls(int(raw["bits"]), int(raw["hashes"]), data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"drift: category filter in the profile is malformed: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,7 +546,17 @@ def _categorical_profile(counts: dict[str, int], missing: int, top: int) -> dict
 @dataclass(frozen=True)
 class FeatureDrift:
     """One feature's comparison. ``stats`` holds every statistic of STATISTICS except
-    ``missing_rate`` (None where it does not apply to the kind)."""
+    ``missing_rate`` (None where it does not apply to the kind, or cannot be computed).
+
+    ``new_categories`` (categorical features only, else None): ``share`` of the current values
+    the reference never had (None when the profile cannot tell, see ``reference``), their
+    ``rows``, the ``top`` few as ``{"value", "rows"}`` (values cut to
+    :data:`NEW_CATEGORY_CHARS`), and ``reference``: ``complete`` (the profile lists every
+    reference category), ``filter`` (rare ones in a :class:`LabelFilter`: about
+    :data:`KNOWN_FALSE_POSITIVE` of distinct new values pass as rare ones) or ``unavailable``
+    (a profile written before the filter existed, or an id-like reference column with more than
+    :data:`MAX_KNOWN_TAIL` rare values).
+    """
 
     kind: Kind
     drifted: bool
@@ -460,8 +568,10 @@ class FeatureDrift:
     stats: Mapping[str, float | None]
     thresholds: Mapping[str, float]
     histogram: Mapping[str, list[Any]]
+    new_categories: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        new = self.new_categories
         return {
             "kind": self.kind,
             "drifted": self.drifted,
@@ -473,10 +583,18 @@ class FeatureDrift:
             "stats": {k: self.stats[k] for k in _STAT_KEYS},
             "thresholds": dict(self.thresholds),
             "histogram": {k: list(self.histogram[k]) for k in ("labels", "ref", "cur")},
+            "new_categories": None
+            if new is None
+            else {
+                "share": new["share"],
+                "rows": new["rows"],
+                "top": [dict(t) for t in new["top"]],
+                "reference": new["reference"],
+            },
         }
 
 
-_STAT_KEYS = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v")
+_STAT_KEYS = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v", "new_category_share")
 
 
 @dataclass(frozen=True)
@@ -491,6 +609,8 @@ class DriftResult:
     drifted: tuple[str, ...]
     dataset_share_threshold: float
     features: Mapping[str, FeatureDrift]
+    #: Features whose new-category share reached its threshold (a subset of ``drifted``).
+    new_categories: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -501,6 +621,7 @@ class DriftResult:
             "dataset_drift": self.dataset_drift,
             "drift_share": self.drift_share,
             "drifted": list(self.drifted),
+            "new_categories": list(self.new_categories),
             "dataset_share_threshold": self.dataset_share_threshold,
             "features": {name: f.to_dict() for name, f in self.features.items()},
         }
@@ -612,6 +733,11 @@ class _State:
         """(stats, histogram) of the accumulated rows against the reference."""
         raise NotImplementedError
 
+    def new_categories(self) -> dict[str, Any] | None:
+        """Values the reference never had (:attr:`FeatureDrift.new_categories`); categorical
+        features only."""
+        return None
+
     def _finite(self, values: Any) -> np.ndarray:
         x = _numeric_array(values, self.name)
         if x.dtype.kind == "f":
@@ -685,6 +811,7 @@ class _ContinuousState(_State):
             "ks": float(np.max(np.abs(gap))),
             "linf": None,
             "cramers_v": None,
+            "new_category_share": None,
         }
         cut = [self.edges[np.flatnonzero(self.groups == g)[0]] for g in range(1, n_groups)]
         bounds = ["-inf", *(_fmt(c) for c in cut), "+inf"]
@@ -780,6 +907,7 @@ class _DiscreteState(_State):
             "ks": float(np.max(np.abs(gap))),
             "linf": None,
             "cramers_v": None,
+            "new_category_share": None,
         }
         return stats, self._histogram(p, q, bool(n_unseen))
 
@@ -822,8 +950,20 @@ class _CategoricalState(_State):
         self.ref_other = int(spec.get("other", 0))
         self.counts = np.zeros(len(self.categories), dtype=np.int64)
         self.other = 0
-        # Categories the top-N list lacks; rare reference ones and new ones are indistinguishable.
+        # Categories the top-N list lacks: rare reference ones and new ones alike.
         self.unseen: Counter[str] = Counter()
+        # Which of them the reference never had: all of them if the profile lists every
+        # reference category, those not in its filter of rare ones if it has one; else unknown.
+        self.known: Literal["complete", "filter", "unavailable"] = "unavailable"
+        self.filter: LabelFilter | None = None
+        tail = spec.get("tail")
+        if self.ref_other == 0:
+            self.known = "complete"
+        elif isinstance(tail, Mapping) and isinstance(tail.get("filter"), Mapping):
+            self.known, self.filter = "filter", LabelFilter.from_dict(tail["filter"])
+        self.new_rows = 0
+        self.new: Counter[str] = Counter()  # the first UNSEEN_CAP distinct new values
+        self._verdicts: dict[str, bool] = {}  # new or not, per value in ``new``/``unseen``
 
     @property
     def n_cur(self) -> int:
@@ -840,10 +980,41 @@ class _CategoricalState(_State):
             self.other += count
             if label in self.unseen or len(self.unseen) < UNSEEN_CAP:
                 self.unseen[label] += count
+            if self._is_new(label):
+                self.new_rows += count
+                if label in self.new or len(self.new) < UNSEEN_CAP:
+                    self.new[label] += count
+
+    def _is_new(self, label: str) -> bool:
+        if self.known != "filter":
+            return self.known == "complete"
+        verdict = self._verdicts.get(label)
+        if verdict is None:
+            verdict = self.filter is not None and label not in self.filter
+            if len(self._verdicts) < 2 * UNSEEN_CAP:  # memoised for the values seen first
+                self._verdicts[label] = verdict
+        return verdict
+
+    def new_share(self) -> float | None:
+        if self.known == "unavailable":
+            return None
+        return self.new_rows / self.n_cur if self.n_cur else 0.0
+
+    def new_categories(self) -> dict[str, Any]:
+        unknown = self.known == "unavailable"
+        top = sorted(self.new.items(), key=lambda kv: (-kv[1], kv[0]))[:NEW_CATEGORY_TOP]
+        return {
+            "share": self.new_share(),
+            "rows": None if unknown else self.new_rows,
+            "top": [{"value": cap_label(v, NEW_CATEGORY_CHARS), "rows": c} for v, c in top],
+            "reference": self.known,
+        }
 
     def compare(self) -> tuple[dict[str, float | None], dict[str, list[Any]]]:
         if self.n_cur == 0 or self.n_ref == 0:
-            return _no_stats(categorical=True), {"labels": [], "ref": [], "cur": []}
+            empty = _no_stats(categorical=True)
+            empty["new_category_share"] = self.new_share()
+            return empty, {"labels": [], "ref": [], "cur": []}
         ref_b, cur_b = self.ref.astype(float), self.counts.astype(float)
         labels = list(self.categories)
         if self.ref_other or self.other:
@@ -857,6 +1028,7 @@ class _CategoricalState(_State):
             "ks": None,
             "linf": float(np.max(np.abs(p - q))),
             "cramers_v": cramers_v(p, q),
+            "new_category_share": self.new_share(),
         }
         if len(labels) > HISTOGRAM_BUCKETS:
             # Keep the categories that matter most on either side; pool the rest.
@@ -880,6 +1052,7 @@ def _no_stats(*, categorical: bool = False) -> dict[str, float | None]:
         "ks": None,
         "linf": 0.0 if categorical else None,
         "cramers_v": 0.0 if categorical else None,
+        "new_category_share": None,
     }
 
 
@@ -960,6 +1133,11 @@ class DriftAccumulator:
             features[name] = _judge(name, state, thresholds, self._rows, insufficient)
         drifted = tuple(name for name, f in features.items() if f.drifted)
         share = len(drifted) / len(features) if features else 0.0
+        new = tuple(
+            name
+            for name, f in features.items()
+            if any(r.startswith("new_category_share ") for r in f.reasons)
+        )
         return DriftResult(
             rows=self._rows,
             reference_rows=self.reference_rows,
@@ -969,6 +1147,7 @@ class DriftAccumulator:
             drifted=drifted,
             dataset_share_threshold=thresholds.dataset_share,
             features=MappingProxyType(features),
+            new_categories=new,
         )
 
 
@@ -976,6 +1155,7 @@ def _judge(
     name: str, state: _State, thresholds: DriftThresholds, rows: int, insufficient: bool
 ) -> FeatureDrift:
     stats, histogram = state.compare()
+    new = state.new_categories()
     limits = thresholds.for_feature(name, state.kind)
     missing_cur = state.missing / rows if rows else 0.0
     reasons: list[str] = []
@@ -992,7 +1172,11 @@ def _judge(
             for stat, limit in limits.items():
                 value = stats.get(stat)
                 if stat != "missing_rate" and value is not None and value >= limit:
-                    reasons.append(f"{stat} {value:.3f} >= {limit:.3f}")
+                    reason = f"{stat} {value:.3f} >= {limit:.3f}"
+                    if stat == "new_category_share" and new and new["top"]:
+                        shown = ", ".join(repr(t["value"]) for t in new["top"][:3])
+                        reason += f" (new: {shown})"
+                    reasons.append(reason)
     return FeatureDrift(
         kind=state.kind,
         drifted=bool(reasons),
@@ -1004,6 +1188,7 @@ def _judge(
         stats=MappingProxyType(stats),
         thresholds=MappingProxyType(limits),
         histogram=MappingProxyType(histogram),
+        new_categories=None if new is None else MappingProxyType(new),
     )
 
 

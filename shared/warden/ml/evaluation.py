@@ -6,13 +6,18 @@ No Google imports, no I/O. The candidate and the champion are both passed throug
 
 Silhouette is computed here rather than with ``sklearn.metrics.silhouette_score`` so that memory
 stays bounded (a fixed distance buffer whatever the number of rows) and so that large hold-outs can
-be scored on a uniform sample with a stated error bound instead of an O(N²) pass.
+be scored on a uniform sample with a stated error bound instead of an O(N²) pass. The per-row
+values behind a silhouette travel with its :class:`Evaluation` (never serialised), so that
+:func:`paired_difference` can compare a candidate with the champion row by row over the same
+sampled rows (docs/evaluation.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -31,9 +36,13 @@ _F64 = 8
 class SilhouetteResult:
     """Mean silhouette and how much to trust it.
 
-    ``exact`` means every row was a query row (``error_bound`` and ``std_error`` are 0). Otherwise
+    ``exact`` means every row was a query row (all bounds and ``std_error`` are 0). Otherwise
     ``value`` is the mean of ``n_evaluated`` exactly computed s(i) over a uniform sample, and
-    ``|value - exact value| <= error_bound`` with probability at least ``confidence``.
+    ``|value - exact value| <= error_bound`` with probability at least ``confidence``:
+    ``error_bound`` is the empirical Bernstein half-width (:func:`empirical_bernstein_bound`),
+    ``normal_bound`` the normal-approximation one (:func:`normal_bound`) and ``hoeffding_bound``
+    the variance-blind Hoeffding one, kept for comparison. ``rows`` and ``values`` are the
+    evaluated row indices and their s(i): not part of :meth:`to_dict` or of equality.
     """
 
     value: float
@@ -43,6 +52,71 @@ class SilhouetteResult:
     error_bound: float
     confidence: float
     std_error: float
+    normal_bound: float = 0.0
+    hoeffding_bound: float = 0.0
+    bound_method: str = "exact"
+    rows: np.ndarray = field(
+        default_factory=lambda: np.empty(0, np.intp), compare=False, repr=False
+    )
+    values: np.ndarray = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "exact": self.exact,
+            "n_rows": self.n_rows,
+            "n_evaluated": self.n_evaluated,
+            "error_bound": self.error_bound,
+            "confidence": self.confidence,
+            "std_error": self.std_error,
+            "normal_bound": self.normal_bound,
+            "hoeffding_bound": self.hoeffding_bound,
+            "bound_method": self.bound_method,
+        }
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """The per-row values a metric is the mean of, and which rows of which data they are for.
+
+    ``digest`` identifies the (standardised) hold-out matrix, ``rows`` the evaluated rows of it;
+    two evaluations are comparable row by row only when both match. ``partition`` identifies the
+    model's assignment of *every* row, up to renaming the clusters: two models with the same
+    partition of the same data have the same silhouette, exactly. Kept in memory only.
+    """
+
+    metric: str
+    rows: np.ndarray
+    values: np.ndarray
+    n_rows: int
+    digest: str
+    confidence: float
+    #: Range of one value (b − a): 2 for silhouette, whose values lie in [−1, 1].
+    value_range: float
+    partition: str = ""
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """candidate − champion, averaged over the same evaluated rows, with its own bounds.
+
+    ``difference`` is the mean of the per-row differences (which equals the difference of the two
+    means); with probability at least ``confidence`` it lies within ``error_bound`` (empirical
+    Bernstein) of the difference over all ``n_rows`` rows. ``normal_bound`` is the
+    normal-approximation half-width. ``n_differing`` counts evaluated rows whose values differ.
+    """
+
+    metric: str
+    difference: float
+    exact: bool
+    n_rows: int
+    n_evaluated: int
+    n_differing: int
+    error_bound: float
+    normal_bound: float
+    std_error: float
+    confidence: float
+    bound_method: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +130,8 @@ class Evaluation:
     details: dict[str, Any] = field(default_factory=dict)
     sane: bool = True
     problems: list[str] = field(default_factory=list)
+    #: Per-row values of the gate metric (clustering: s(i)), for :func:`paired_difference`.
+    row_values: RowValues | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         # NaN is not JSON; a missing number is clearer than an invalid document.
@@ -71,17 +147,66 @@ class Evaluation:
 # --------------------------------------------------------------------------- silhouette
 
 
+def _check(n: int, confidence: float) -> None:
+    if n < 2:
+        raise ValueError("n must be at least 2")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+
+
 def hoeffding_bound(n: int, confidence: float) -> float:
     """Half-width t with P(|mean - mu| >= t) <= 1 - confidence for n values in [-1, 1].
 
     Hoeffding: P(|mean - mu| >= t) <= 2 exp(-2 n t² / (b - a)²) with b - a = 2. Sampling without
     replacement from a finite population only tightens it (Hoeffding 1963 §6; Serfling 1974).
+    It ignores the spread of the values, hence ±0.033 at n = 10,000 and 99 % whatever the data:
+    reported for comparison only; see :func:`empirical_bernstein_bound`.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1)")
     return math.sqrt(2.0 * math.log(2.0 / (1.0 - confidence)) / n)
+
+
+def empirical_bernstein_bound(
+    variance: float, n: int, confidence: float, *, value_range: float = 2.0
+) -> float:
+    """Two-sided empirical Bernstein half-width for the mean of n values in a range of width R.
+
+    Maurer & Pontil (2009), "Empirical Bernstein Bounds and Sample Variance Penalization",
+    Theorem 4: for n >= 2 independent values in [0, 1] and δ > 0, with probability >= 1 − δ,
+    E[Z] − mean(Z) <= sqrt(2 V ln(2/δ) / n) + 7 ln(2/δ) / (3(n − 1)), V the sample variance
+    (ddof=1). Rescaled to a range R and applied to both sides at δ/2 each:
+
+        |mean − μ| <= sqrt(2 V ln(4/δ) / n) + 7 R ln(4/δ) / (3(n − 1)),  δ = 1 − confidence.
+
+    ``variance`` is the sample variance (ddof=1) of the values themselves (not rescaled).
+    """
+    _check(n, confidence)
+    if not variance >= 0.0 or not value_range > 0.0:
+        raise ValueError("variance must be >= 0 and value_range > 0")
+    log_term = math.log(4.0 / (1.0 - confidence))
+    return math.sqrt(2.0 * variance * log_term / n) + 7.0 * value_range * log_term / (3.0 * (n - 1))
+
+
+def normal_bound(std: float, n: int, confidence: float, *, population: int | None = None) -> float:
+    """z · s / √n, the two-sided normal-approximation (CLT) half-width at ``confidence``.
+
+    ``std`` is the sample standard deviation (ddof=1). With ``population`` N (rows drawn without
+    replacement from N), the finite-population correction √((N − n)/(N − 1)) applies
+    (Cochran, Sampling Techniques, 1977, §2.5). Asymptotic: no finite-sample guarantee.
+    """
+    _check(n, confidence)
+    if not std >= 0.0:
+        raise ValueError("std must be >= 0")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    fpc = 1.0
+    if population is not None:
+        if population < n:
+            raise ValueError("population must be at least n")
+        fpc = math.sqrt((population - n) / (population - 1))
+    return z * std * fpc / math.sqrt(n)
 
 
 def block_shape(
@@ -175,7 +300,8 @@ def silhouette(
 
     Sampled mode draws ``sample_size`` rows uniformly without replacement (fixed ``seed``) and
     computes each of their s(i) exactly against all N rows, so the mean is unbiased; the
-    reported ``error_bound`` is the Hoeffding half-width at ``confidence``.
+    reported ``error_bound`` is the empirical Bernstein half-width at ``confidence``
+    (:func:`empirical_bernstein_bound`, values in [−1, 1]).
     """
     matrix = _as_matrix(X)
     codes_in = np.asarray(labels).ravel()
@@ -193,7 +319,8 @@ def silhouette(
         )
 
     if n <= exact_max_rows or sample_size >= n:
-        values = _silhouette_samples(matrix, codes, sizes, np.arange(n))
+        everything = np.arange(n)
+        values = _silhouette_samples(matrix, codes, sizes, everything)
         return SilhouetteResult(
             value=float(values.mean()),
             exact=True,
@@ -202,6 +329,8 @@ def silhouette(
             error_bound=0.0,
             confidence=confidence,
             std_error=0.0,
+            rows=everything,
+            values=values,
         )
 
     if sample_size < 2:
@@ -210,14 +339,80 @@ def silhouette(
     # Sorted indices walk X in memory order; the order does not change the mean.
     query = np.sort(rng.choice(n, size=sample_size, replace=False))
     values = _silhouette_samples(matrix, codes, sizes, query)
+    std = float(values.std(ddof=1))
     return SilhouetteResult(
         value=float(values.mean()),
         exact=False,
         n_rows=n,
         n_evaluated=sample_size,
-        error_bound=hoeffding_bound(sample_size, confidence),
+        error_bound=empirical_bernstein_bound(std * std, sample_size, confidence),
         confidence=confidence,
-        std_error=float(values.std(ddof=1) / math.sqrt(sample_size)),
+        std_error=std / math.sqrt(sample_size),
+        normal_bound=normal_bound(std, sample_size, confidence, population=n),
+        hoeffding_bound=hoeffding_bound(sample_size, confidence),
+        bound_method="empirical_bernstein",
+        rows=query,
+        values=values,
+    )
+
+
+def paired_difference(candidate: Evaluation, champion: Evaluation) -> PairedDifference | None:
+    """candidate − champion, row by row over the rows both were evaluated on, with its bound.
+
+    None unless both evaluations carry per-row values (:attr:`Evaluation.row_values`) for the
+    same metric, over the same rows of the same hold-out data (same digest, same row indices):
+    then each row's difference is of two exact per-row values for one and the same point, and
+    their mean estimates the difference over all rows (docs/evaluation.md). Exact (every row
+    evaluated, or both models group every row identically): the difference is exact and the
+    bounds are 0.
+    """
+    a, b = candidate.row_values, champion.row_values
+    if a is None or b is None:
+        return None
+    same = (
+        a.metric == b.metric
+        and a.digest == b.digest
+        and a.n_rows == b.n_rows
+        and a.confidence == b.confidence
+        and a.value_range == b.value_range
+        and np.array_equal(a.rows, b.rows)
+    )
+    if not same:
+        return None
+    diff = a.values - b.values
+    n = int(diff.shape[0])
+    if a.partition and a.partition == b.partition:
+        # Same data, same grouping of all N rows (sampled or not): the same silhouette, exactly.
+        return PairedDifference(
+            metric=a.metric,
+            difference=0.0,
+            exact=True,
+            n_rows=a.n_rows,
+            n_evaluated=n,
+            n_differing=0,
+            error_bound=0.0,
+            normal_bound=0.0,
+            std_error=0.0,
+            confidence=a.confidence,
+            bound_method="identical_partition",
+        )
+    exact = n == a.n_rows
+    std = 0.0 if exact else float(diff.std(ddof=1))
+    return PairedDifference(
+        metric=a.metric,
+        difference=float(diff.mean()),
+        exact=exact,
+        n_rows=a.n_rows,
+        n_evaluated=n,
+        n_differing=int(np.count_nonzero(diff)),
+        # Each difference lies in [−R, R]: a range of 2R.
+        error_bound=0.0
+        if exact
+        else empirical_bernstein_bound(std * std, n, a.confidence, value_range=2 * a.value_range),
+        normal_bound=0.0 if exact else normal_bound(std, n, a.confidence, population=a.n_rows),
+        std_error=std / math.sqrt(n),
+        confidence=a.confidence,
+        bound_method="exact" if exact else "empirical_bernstein",
     )
 
 
@@ -364,7 +559,33 @@ def _evaluate_clustering(model: Any, X: Any, spec: EvaluationSpec) -> Evaluation
     details.update(result.to_dict())
     details["space"] = "holdout-standardised"
     details["missing_values_filled"] = n_missing
-    return Evaluation(metrics={"silhouette": result.value}, details=details)
+    rows = RowValues(
+        metric="silhouette",
+        rows=result.rows,
+        values=result.values,
+        n_rows=n,
+        digest=_digest(space),
+        confidence=result.confidence,
+        value_range=2.0,
+        partition=_partition_digest(labels),
+    )
+    return Evaluation(metrics={"silhouette": result.value}, details=details, row_values=rows)
+
+
+def _partition_digest(labels: np.ndarray) -> str:
+    """Identifies a grouping of the rows whatever the cluster names: clusters are renumbered in
+    order of first appearance before hashing."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    canonical = np.argsort(np.argsort(first))[inverse.ravel()].astype(np.int64)
+    return hashlib.blake2b(canonical.tobytes(), digest_size=16).hexdigest()
+
+
+def _digest(matrix: np.ndarray) -> str:
+    """Identifies a feature matrix: equal digests mean the same rows in the same order."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(matrix.shape).encode())
+    h.update(np.ascontiguousarray(matrix, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def _evaluate_classification(model: Any, X: Any, y: Any, positive_label: Any) -> Evaluation:

@@ -67,7 +67,7 @@ MAX_BARS = 50
 MAX_FILES_LISTED = 20
 
 # Drift statistics in display order; all are distances, so "value >= threshold" means drift.
-STAT_ORDER = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v")
+STAT_ORDER = ("psi", "js", "wasserstein", "ks", "linf", "cramers_v", "new_category_share")
 STAT_NAMES = {
     "psi": ("PSI", "population stability index"),
     "js": ("JS", "Jensen-Shannon distance"),
@@ -75,6 +75,7 @@ STAT_NAMES = {
     "ks": ("KS", "Kolmogorov-Smirnov statistic"),
     "linf": ("L∞", "largest difference in any category's share"),
     "cramers_v": ("Cramér's V", "Cramér's V"),
+    "new_category_share": ("New", "share of values the reference never had"),
 }
 
 #: What the templates receive for one piece of the page: plain data, autoescaped there.
@@ -715,10 +716,33 @@ def _drift_features(ordered: list[tuple[str, Mapping[str, Any]]]) -> list[Data]:
             "missing_over": _missing_change(f)[1],
             "missing_ref": _pct(f.get("missing_ref"), 1),
             "missing_cur": _pct(f.get("missing_cur"), 1),
+            "new": _new_values(f),
+            "new_over": _over(f, "new_category_share"),
             "reasons": [str(r) for r in _seq(f.get("reasons"))],
         }
         for name, f in ordered
     ]
+
+
+def _over(feature: Mapping[str, Any], stat: str) -> bool:
+    v = _float(_map(feature.get("stats")).get(stat))
+    t = _float(_map(feature.get("thresholds")).get(stat))
+    return v is not None and t is not None and v >= t
+
+
+def _new_values(feature: Mapping[str, Any]) -> str:
+    """The most frequent values the reference never had, with their rows ("" if none, or if the
+    profile could not tell new values from rare ones)."""
+    new = _map(feature.get("new_categories"))
+    shown = []
+    for item in _seq(new.get("top")):
+        top = _map(item)
+        label = _clip(str(top.get("value")), LABEL_CHARS)
+        shown.append(f"{label!r} ({_int(top.get('rows'))})")
+    if not shown:
+        return ""
+    rows = _int(new.get("rows"))
+    return f"new values ({rows} rows): " + ", ".join(shown)
 
 
 def _drift_distributions(ordered: list[tuple[str, Mapping[str, Any]]]) -> list[Data]:

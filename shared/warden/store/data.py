@@ -272,6 +272,79 @@ class WindowReader:
         )
 
 
+class RowSample:
+    """A uniform random sample, without replacement, of at most ``limit`` rows of all the
+    frames :meth:`add` is given, whatever their sizes and order.
+
+    Bottom-k sampling: every row gets a uniform random key from a generator seeded with ``seed``
+    and the sample is the ``limit`` rows with the smallest keys, so every subset of ``limit``
+    rows is equally likely and a file's expected share of the sample is its share of the rows.
+    The same frames in the same order with the same seed give the same sample.
+
+    Memory stays bounded: a row whose key is above the largest key of a full sample can never
+    enter it and is dropped at once, and the rows kept are cut back to ``limit`` whenever they
+    pass ``2 × limit``; so at most ``2 × limit`` rows are held, plus the frame being added. Cost
+    per frame: one key per row, plus the cut back, amortised over ``limit`` kept rows.
+    :meth:`frame` returns the sample in the order the rows were added.
+    """
+
+    def __init__(self, limit: int, *, seed: int) -> None:
+        import numpy as np
+
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.limit = limit
+        self.rows = 0  # rows offered so far
+        self._rng = np.random.default_rng(seed)
+        self._parts: list[tuple[pd.DataFrame, Any]] = []  # (rows, their keys), in added order
+        self._held = 0
+        self._cut = 1.0  # keys at or above this cannot enter the sample
+
+    @property
+    def held(self) -> int:
+        """Rows held now (at most ``2 × limit``)."""
+        return self._held
+
+    def add(self, frame: pd.DataFrame) -> None:
+        import numpy as np
+
+        n = len(frame)
+        if n == 0:
+            return
+        keys = self._rng.random(n)
+        self.rows += n
+        keep = np.flatnonzero(keys < self._cut)
+        if keep.size == 0:
+            return
+        if keep.size < n:
+            frame, keys = frame.iloc[keep], keys[keep]
+        self._parts.append((frame, keys))
+        self._held += keep.size
+        if self._held > 2 * self.limit:
+            self._parts = [self._smallest()]
+            self._held = self.limit
+            self._cut = float(self._parts[0][1].max())
+
+    def _smallest(self) -> tuple[pd.DataFrame, Any]:
+        """The held rows with the ``limit`` smallest keys, in the order they were added."""
+        import numpy as np
+        import pandas as pd
+
+        frames, keys = zip(*self._parts, strict=True)
+        frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+        key = np.concatenate(keys)
+        if key.size > self.limit:
+            chosen = np.sort(np.argpartition(key, self.limit - 1)[: self.limit])
+            frame, key = frame.iloc[chosen], key[chosen]
+        return frame, key
+
+    def frame(self) -> pd.DataFrame | None:
+        """The sample (index 0..n-1), or None if no row was added."""
+        if not self._parts:
+            return None
+        return self._smallest()[0].reset_index(drop=True)
+
+
 def read_training_frame(
     client: storage.Client,
     *,

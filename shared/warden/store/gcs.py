@@ -44,7 +44,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from warden.errors import ConflictError, IntegrityError
@@ -99,12 +99,17 @@ class Written:
 
     ``generation``: the object's generation now. ``owner``: the token stamped in its metadata.
     ``recovered``: the write came back as a 412 but the object carries our token and bytes — the
-    client library retried a write of ours that had landed.
+    client library retried a write of ours that had landed. ``crc32c`` / ``md5``: the object's
+    checksums as Cloud Storage reports them (base64), None when it reports none (``md5`` for a
+    composite object). One generation of an object has one content, so they take no part in
+    equality.
     """
 
     generation: int
     owner: str
     recovered: bool = False
+    crc32c: str | None = field(default=None, compare=False)
+    md5: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,9 @@ def write_if(
         blob.upload_from_string(body, content_type=content_type, if_generation_match=generation)
     except PreconditionFailed:
         return _read_back(bucket, name, token, body)
-    return Written(int(blob.generation or 0), token)
+    return Written(
+        int(blob.generation or 0), token, crc32c=blob.crc32c or None, md5=blob.md5_hash or None
+    )
 
 
 def create(
@@ -216,7 +223,9 @@ def _read_back(bucket: storage.Bucket, name: str, owner: str, body: bytes) -> Wr
         "a 412 was our own write, retried by the client library",
         extra=fields(object=f"gs://{bucket.name}/{name}", generation=generation),
     )
-    return Written(generation, owner, recovered=True)
+    return Written(
+        generation, owner, recovered=True, crc32c=blob.crc32c or None, md5=blob.md5_hash or None
+    )
 
 
 def update_json(

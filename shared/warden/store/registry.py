@@ -26,6 +26,16 @@ Guarantees, and how:
 * Housekeeping retires a version in the commit's reverse order: the manifest first (the version
   vanishes at once for every reader), then its files; ``claim.json`` stays, so no number is
   ever handed out twice.
+* A retirement never races a move onto the version it retires: before deleting anything,
+  housekeeping marks the doomed versions in the alias object itself (``retiring``, by
+  compare-and-swap, never the current target) and every move re-decides against that object.
+  Whichever write lands first wins: a move that landed first keeps its version out of the
+  retirement; a mark that landed first makes the move refuse (its compare-and-swap fails, it
+  re-reads, and finds its target marked). A mark expires (``RETIRING_LEASE``) so a housekeeping
+  run that died leaves nothing blocked; moves keep other versions' marks as they are.
+* Every move lands only on a version verified (sha256 against its manifest) after the alias
+  state it replaces was read: inside each compare-and-swap attempt, so the version a rollback
+  re-decides after a lost race is the version it verified.
 """
 
 from __future__ import annotations
@@ -34,9 +44,9 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +63,8 @@ CLAIM = "claim.json"
 ARTIFACT = "model.joblib"
 SCHEMA = 1
 ALIASES = ("champion",)
+#: How long a retirement mark holds moves off its versions (housekeeping takes seconds).
+RETIRING_LEASE = timedelta(hours=1)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -96,6 +108,15 @@ class AliasState:
             actor=str(data.get("actor", "")),
             generation=generation,
         )
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], generation: int = 0) -> AliasState | None:
+        """The alias object's state, or None when it holds no target: housekeeping's
+        retirement marks on a model that has no champion yet keep the object with
+        ``"version": null``."""
+        if data.get("version") is None:
+            return None
+        return cls.from_json(data, generation)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -157,6 +178,23 @@ class _HashSink:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def _retiring(data: Mapping[str, Any], now: datetime) -> dict[int, dict[str, Any]]:
+    """The alias object's unexpired retirement marks, by version (malformed ones ignored)."""
+    out: dict[int, dict[str, Any]] = {}
+    marks = data.get("retiring")
+    if not isinstance(marks, dict):
+        return out
+    for key, mark in marks.items():
+        try:
+            until = datetime.fromisoformat(str(mark["until"]).replace("Z", "+00:00"))
+            version = int(key)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if until > now:
+            out[version] = dict(mark)
+    return out
 
 
 def _version_dir(model: str, version: int) -> str:
@@ -252,7 +290,7 @@ class Registry:
 
     def alias(self, model: str, alias: str = "champion") -> AliasState | None:
         got = self._read_json(f"{model}/aliases/{alias}.json")
-        return None if got is None else AliasState.from_json(got.data, got.generation)
+        return None if got is None else AliasState.parse(got.data, got.generation)
 
     def resolve(self, model: str, ref: str | int | None = None) -> int:
         target = parse_ref(ref)
@@ -307,6 +345,64 @@ class Registry:
         except IntegrityError as exc:
             return Verification(model, version, False, str(exc))
         return Verification(model, version, True, "sha256 matches manifest", sha256_hex(data))
+
+    def check_stored(
+        self, model: str, version: int, manifest: Mapping[str, Any] | None = None
+    ) -> Verification:
+        """Check the artifact against its manifest from the object's metadata alone: one
+        metadata read (``get_blob``), no content bytes, whatever the artifact's size.
+
+        The live object's size, crc32c and md5 must equal the manifest's (a checksum Cloud
+        Storage does not report, md5 of a composite object, is not compared), else not ok. Its
+        generation must equal the manifest's too; same size and checksums at another generation
+        are the same bytes written again (``warden restore`` writes every file anew), which only
+        the sha256 can settle: then, as for a manifest that lacks the generation or both
+        checksums (versions registered before they were recorded), the result is :meth:`verify`'s,
+        which downloads and hashes the artifact. The sha256 of what is stored is not recomputed
+        here: that is :meth:`load` (health's deep check) and housekeeping's daily sweep.
+        """
+        if manifest is None:
+            manifest = self.manifest(model, version)
+        files = manifest.get("files")
+        record = files.get(ARTIFACT) if isinstance(files, Mapping) else None
+        if not isinstance(record, Mapping):
+            detail = f"{model} v{version}: {ARTIFACT} is not listed in its manifest"
+            return Verification(model, version, False, detail)
+        want = {k: str(record[k]) for k in ("crc32c", "md5") if record.get(k)}
+        try:
+            want_generation, want_size = int(record["generation"]), int(record["size"])
+        except (KeyError, TypeError, ValueError):
+            want_generation = want_size = 0
+        if not want or not want_generation:
+            return self.verify(model, version)  # an older manifest: the full sha256 check
+        path = _version_dir(model, version) + ARTIFACT
+        blob = self.bucket.get_blob(path)
+        if blob is None:
+            detail = f"{model} v{version}: gs://{self.bucket_name}/{path} is missing"
+            return Verification(model, version, False, detail)
+        generation, size = int(blob.generation or 0), int(blob.size or 0)
+        live = {"crc32c": blob.crc32c, "md5": blob.md5_hash}
+        compared = [k for k in want if live[k]]
+        differ = [f"size {size} (manifest: {want_size})"] if size != want_size else []
+        differ += [f"{k} {live[k]} (manifest: {want[k]})" for k in compared if live[k] != want[k]]
+        if differ:
+            detail = (
+                f"{model} v{version}: {ARTIFACT} at generation {generation} does not match the "
+                f"manifest (registered at generation {want_generation}): {', '.join(differ)}; "
+                "refusing to use it"
+            )
+            return Verification(model, version, False, detail)
+        if not compared:  # no checksum to compare (a composite object has no md5)
+            return self.verify(model, version)
+        if generation != want_generation:
+            full = self.verify(model, version)
+            detail = (
+                f"{ARTIFACT} is at generation {generation}, registered at {want_generation}, "
+                f"with the same size and {'/'.join(compared)} (rewritten, e.g. restored); "
+            )
+            return Verification(model, version, full.ok, detail + full.detail, full.sha256)
+        detail = f"generation, size and {'/'.join(compared)} match the manifest (metadata only)"
+        return Verification(model, version, True, detail)
 
     def load(self, model: str, ref: str | int | None = None) -> tuple[Any, dict[str, Any]]:
         """Return (estimator, manifest). The bytes are verified before ``joblib.load``."""
@@ -406,7 +502,13 @@ class Registry:
     def register(
         self, model: str, version: int, files: Mapping[str, bytes], manifest: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Write the files (create-only), then the manifest with their sha256: the commit point."""
+        """Write the files (create-only), then the manifest: the commit point.
+
+        Each file's record: ``sha256`` and ``size`` of the bytes, and the ``generation``,
+        ``crc32c`` and ``md5`` Cloud Storage reported for the object written (base64, as in its
+        metadata; a checksum it did not report is left out). :meth:`check_stored` compares those
+        with the object's metadata without reading it.
+        """
         claim = self._read_json(_version_dir(model, version) + CLAIM)
         if claim is None:
             raise VersionNotFound(f"{model}: version {version} was never claimed")
@@ -426,6 +528,8 @@ class Registry:
                 "sha256": sha256_hex(data),
                 "size": len(data),
                 "generation": written.generation,
+                **({"crc32c": written.crc32c} if written.crc32c else {}),
+                **({"md5": written.md5} if written.md5 else {}),
             }
         full = {**manifest, "schema": SCHEMA, "model": model, "version": version, "files": records}
         if (
@@ -449,6 +553,23 @@ class Registry:
                 "application/json",
             )
 
+    def _verify_target(self, model: str, version: int, verified: dict[int, int]) -> None:
+        """Raise unless ``version`` verifies now. A version verified earlier in the same move is
+        not hashed again while its manifest keeps the generation it had (files are never
+        deleted before their manifest)."""
+        blob = self.bucket.get_blob(_version_dir(model, version) + MANIFEST)
+        if blob is None:
+            raise VersionNotFound(
+                f"{model}: version {version} does not exist (or was never completed)"
+            )
+        generation = int(blob.generation or 0)
+        if verified.get(version) == generation:
+            return
+        check = self.verify(model, version)
+        if not check.ok:
+            raise IntegrityError(check.detail)
+        verified[version] = generation
+
     def move_alias(
         self,
         model: str,
@@ -459,18 +580,21 @@ class Registry:
         reason: str,
         actor: str,
     ) -> AliasState | None:
-        """Move ``alias`` by compare-and-swap.
+        """Move ``alias`` by compare-and-swap, only onto a version that verifies.
 
         ``decide(current)`` returns the version to point at, or None to leave the alias alone;
         it is called again with fresh state after every lost race, so its checks always hold
-        against the state that is actually replaced.
+        against the state that is actually replaced. The target is verified (sha256 against its
+        manifest) inside each attempt, after the alias was read: :class:`IntegrityError` if it
+        does not verify, :class:`VersionNotFound` if it is gone or being retired.
         """
         kept: list[AliasState | None] = [None]  # what stays when no move is needed
+        verified: dict[int, int] = {}  # version → manifest generation verified
 
         def change(stored: gcs.Stored[Any] | None) -> dict[str, Any] | None:
             current = None
             if stored is not None:
-                current = AliasState.from_json(stored.data, stored.generation)
+                current = AliasState.parse(stored.data, stored.generation)
             self._ensure_history(model, current)  # repair a history write a crash skipped
             kept[0] = None
             target = decide(current)
@@ -479,7 +603,16 @@ class Registry:
             if current is not None and current.version == target:
                 kept[0] = current  # already there: idempotent
                 return None
-            return AliasState(
+            marks = _retiring(stored.data if stored else {}, self._clock())
+            if target in marks:
+                raise VersionNotFound(
+                    f"{model}: v{target} is being retired by housekeeping (run "
+                    f"{marks[target].get('by', '?')}); choose another version"
+                )
+            # Verified after this read of the alias: a retirement that began since marked the
+            # alias and fails this write; one that ended before has deleted the manifest.
+            self._verify_target(model, target, verified)
+            new = AliasState(
                 alias=alias,
                 version=target,
                 previous_version=current.version if current else None,
@@ -489,6 +622,9 @@ class Registry:
                 reason=reason,
                 actor=actor,
             ).to_json()
+            if stored is not None and stored.data.get("retiring"):
+                new["retiring"] = stored.data["retiring"]  # housekeeping's marks stay
+            return new
 
         got = gcs.update_json(
             self.bucket,
@@ -531,11 +667,9 @@ class Registry:
 
         ``only_if_current``: promote only while the champion is still this version (None: no
         champion yet). That is how a retrain that compared against v3 refuses to replace a v5
-        promoted meanwhile. Returns the new state, or None if that condition failed.
+        promoted meanwhile. Returns the new state, or None if that condition failed. The version
+        is verified inside the move (:meth:`move_alias`).
         """
-        check = self.verify(model, version)
-        if not check.ok:
-            raise IntegrityError(check.detail)
 
         def decide(current: AliasState | None) -> int | None:
             if only_if_current is not ...:
@@ -549,11 +683,11 @@ class Registry:
     def rollback(
         self, model: str, *, to: int | None = None, reason: str = "rollback", actor: str
     ) -> AliasState:
-        """Point ``champion`` back at the previous champion, or at version ``to``."""
-        if to is not None:
-            check = self.verify(model, to)
-            if not check.ok:
-                raise IntegrityError(check.detail)
+        """Point ``champion`` back at the previous champion, or at version ``to``.
+
+        The target is verified inside the move: after a lost race the decision is taken again
+        on the fresh state, and whatever it picks then is verified before the move.
+        """
 
         def decide(current: AliasState | None) -> int | None:
             if current is None:
@@ -566,15 +700,76 @@ class Registry:
                 )
             return target
 
-        if to is None:
-            current = self.alias(model)
-            if current is not None and current.previous_version is not None:
-                check = self.verify(model, current.previous_version)
-                if not check.ok:
-                    raise IntegrityError(check.detail)
         state = self.move_alias(model, decide, action="rollback", reason=reason, actor=actor)
         assert state is not None
         return state
+
+    def mark_retiring(
+        self, model: str, versions: Iterable[int], *, by: str, alias: str = "champion"
+    ) -> list[int]:
+        """Mark ``versions`` as being retired in the alias object, by compare-and-swap: from
+        then on no move can land on them (until the mark expires). Returns the versions marked:
+        never the alias's current target. With no champion yet the alias object is created
+        without a target (:meth:`AliasState.parse` reads it as no alias) to hold the marks."""
+        wanted = sorted(set(versions))
+        marked: list[int] = []
+        now = self._clock()
+
+        def change(stored: gcs.Stored[Any] | None) -> dict[str, Any] | None:
+            marked.clear()
+            # No champion yet: the object is created without a target, to hold the marks.
+            data = {"schema": SCHEMA, "alias": alias, "version": None}
+            if stored is not None:
+                data = stored.data
+            current = data.get("version")
+            marked.extend(v for v in wanted if v != current)
+            if not marked:
+                return None
+            marks = {str(v): m for v, m in _retiring(data, now).items()}
+            until = _iso(now + RETIRING_LEASE)
+            for v in marked:
+                marks[str(v)] = {"until": until, "by": by}
+            return {**data, "retiring": marks}
+
+        gcs.update_json(
+            self.bucket,
+            f"{model}/aliases/{alias}.json",
+            change,
+            attempts=self._max_attempts,
+            encode=self._dumps,
+            conflict=f"{model}: alias {alias!r} kept changing while marking retirements",
+        )
+        return list(marked)
+
+    def clear_retiring(
+        self, model: str, versions: Iterable[int], *, by: str, alias: str = "champion"
+    ) -> None:
+        """Drop ``by``'s marks on ``versions`` (and any expired mark)."""
+        done = {str(v) for v in versions}
+        now = self._clock()
+
+        def change(stored: gcs.Stored[Any] | None) -> dict[str, Any] | None:
+            if stored is None or not stored.data.get("retiring"):
+                return None
+            live = _retiring(stored.data, now)
+            marks = {
+                str(v): m for v, m in live.items() if not (str(v) in done and m.get("by") == by)
+            }
+            if marks == stored.data["retiring"]:
+                return None
+            data = {k: v for k, v in stored.data.items() if k != "retiring"}
+            if marks:
+                data["retiring"] = marks
+            return data
+
+        gcs.update_json(
+            self.bucket,
+            f"{model}/aliases/{alias}.json",
+            change,
+            attempts=self._max_attempts,
+            encode=self._dumps,
+            conflict=f"{model}: alias {alias!r} kept changing while clearing retirements",
+        )
 
     def history(self, model: str, alias: str = "champion") -> list[AliasState]:
         """Every move of ``alias``, oldest first."""

@@ -7,6 +7,10 @@ One small JSON marker per request key (message id or scheduled time), under
   ``done``/``failed`` → nothing to do (acknowledge); ``running`` within its lease → another
   instance is on it (raise :class:`RunInProgress`, Pub/Sub redelivers later); ``running`` past
   its lease or ``aborted`` → take it over by compare-and-swap on the marker's generation.
+* ``checkpoint`` records progress in the running marker (compare-and-swap): a retrain records
+  the version number it claimed before it writes the version. An attempt that takes the marker
+  over inherits that progress (:attr:`Run.resumed`), so a redelivery carries on from the version
+  its own request registered instead of registering another.
 * ``finish`` moves it to its final state by compare-and-swap; losing that race means another
   instance took over a lease we overran, and its outcome wins.
 
@@ -20,12 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from warden.errors import IntegrityError, PermanentError, RunInProgress
+from warden.errors import ConflictError, IntegrityError, PermanentError, RunInProgress
 from warden.store import gcs
 
 if TYPE_CHECKING:
@@ -53,6 +57,8 @@ class RunClaim:
     run_id: str
     name: str
     generation: int
+    #: What earlier attempts of this request recorded with :meth:`RunLedger.checkpoint`.
+    progress: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,11 +130,14 @@ class RunLedger:
                     f" lease until {existing['lease_until']})"
                 )
             replaced.append(existing)
-            return {
+            taken = {
                 **record,
                 "attempt": int(existing.get("attempt", 1)) + 1,
                 "previous_run_id": existing.get("run_id"),
             }
+            if isinstance(existing.get("progress"), dict) and existing["progress"]:
+                taken["progress"] = existing["progress"]  # carry on where it stopped
+            return taken
 
         got = gcs.update_json(
             self.bucket,
@@ -151,7 +160,33 @@ class RunLedger:
                     }
                 },
             )
-        return RunClaim(model, kind, key, run_id, name, got.generation)
+        progress = got.data.get("progress") if isinstance(got.data, dict) else None
+        return RunClaim(model, kind, key, run_id, name, got.generation, dict(progress or {}))
+
+    def checkpoint(self, claim: RunClaim, progress: Mapping[str, Any]) -> RunClaim:
+        """Record ``progress`` (merged into what is there) in the running marker, by
+        compare-and-swap at the claim's generation; the claim to use from now on.
+
+        :class:`~warden.errors.ConflictError` (retryable) when the marker is no longer ours —
+        another instance took over a lease we overran: stop before doing what it may redo.
+        """
+        merged = {**claim.progress, **progress}
+
+        def change(stored: gcs.Stored[Any] | None) -> dict[str, Any]:
+            if (
+                stored is None
+                or stored.generation != claim.generation
+                or stored.data.get("run_id") != claim.run_id
+                or stored.data.get("status") != "running"
+            ):
+                raise ConflictError(
+                    f"{claim.model}: {claim.kind} for {claim.key}: run {claim.run_id} no longer "
+                    "holds its marker (taken over after its lease)"
+                )
+            return {**stored.data, "progress": merged}
+
+        got = gcs.update_json(self.bucket, claim.name, change, attempts=2)
+        return replace(claim, generation=got.generation, progress=merged)
 
     def finish(self, claim: RunClaim, status: str, result: dict[str, Any]) -> bool:
         """Record the final (or ``aborted``) state. False if another instance took over."""
@@ -164,6 +199,8 @@ class RunLedger:
             "finished_at": _iso(self._clock()),
             "result": result,
         }
+        if claim.progress:  # an aborted run's redelivery carries on from here
+            record["progress"] = claim.progress
         written = gcs.write_if(
             self.bucket,
             claim.name,
@@ -249,6 +286,24 @@ class RunLedger:
         )
 
 
+class Run:
+    """The attempt in progress of one request, as :func:`run_once` hands it to the work."""
+
+    def __init__(self, ledger: RunLedger, claim: RunClaim) -> None:
+        self._ledger = ledger
+        self.claim = claim
+        #: What an earlier attempt of this request recorded before it stopped (empty: none).
+        self.resumed: Mapping[str, Any] = dict(claim.progress)
+
+    @property
+    def run_id(self) -> str:
+        return self.claim.run_id
+
+    def checkpoint(self, **progress: Any) -> None:
+        """Record progress in the run's marker; a later attempt finds it in ``resumed``."""
+        self.claim = self._ledger.checkpoint(self.claim, progress)
+
+
 @dataclass(frozen=True)
 class Finished:
     """What a successful run leaves in its marker and in ``MODEL/status/KIND.json``."""
@@ -263,12 +318,15 @@ def run_once(
     kind: str,
     key: str,
     *,
-    work: Callable[[str], T],
+    work: Callable[[Run], T],
     finished: Callable[[T], Finished],
     duplicate: Callable[[PriorRun], T],
     failed: Callable[[PermanentError, str], None] = lambda _exc, _run_id: None,
 ) -> T:
-    """Run ``work(run_id)`` at most once per request ``key`` (retrain, monitor, housekeeping).
+    """Run ``work(run)`` at most once per request ``key`` (retrain, monitor, housekeeping).
+
+    ``run`` (:class:`Run`) carries the run id, what an earlier attempt recorded (``resumed``)
+    and ``checkpoint`` to record progress.
 
     A finished request returns ``duplicate(prior)``; one running elsewhere within its lease
     raises :class:`RunInProgress`. A permanent error is recorded (marker ``failed``, status),
@@ -289,10 +347,13 @@ def run_once(
             extra=fields(model=model, key=key),
         )
         return duplicate(claim)
+    run = Run(ledger, claim)
     try:
-        outcome = work(run_id)
+        outcome = work(run)
     except PermanentError as exc:
-        ledger.finish(claim, "failed", {"error": str(exc)[:2000], "error_type": type(exc).__name__})
+        ledger.finish(
+            run.claim, "failed", {"error": str(exc)[:2000], "error_type": type(exc).__name__}
+        )
         ledger.record_status(
             model, kind, outcome="failed", detail={"error": str(exc)[:2000], "run_id": run_id}
         )
@@ -300,11 +361,11 @@ def run_once(
         raise
     except BaseException:
         try:
-            ledger.finish(claim, "aborted", {"run_id": run_id})
+            ledger.finish(run.claim, "aborted", {"run_id": run_id})
         except Exception:  # the original error matters more
             log.exception("could not release the run marker", extra=fields(model=model))
         raise
     done = finished(outcome)
-    ledger.finish(claim, "done", done.marker)
+    ledger.finish(run.claim, "done", done.marker)
     ledger.record_status(model, kind, outcome="success", detail={"run_id": run_id, **done.status})
     return outcome
