@@ -166,6 +166,7 @@ SLOW_FIRST = (
     "test_demo.py",
     "test_bundle.py",
     "test_push_delivery.py",
+    "test_fault_injection.py",
     "test_terraform.py",
     "test_local_staleness.py",
     "test_local_drift_loop.py",
