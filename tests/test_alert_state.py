@@ -404,3 +404,60 @@ def test_purge_and_secret(env, monkeypatch) -> None:
 
 def test_alert_type_is_what_ingest_takes() -> None:
     assert isinstance(incident(1), Alert)
+
+
+class _CountingSession:
+    """Counts the media reads (object contents) a storage client makes."""
+
+    def __init__(self) -> None:
+        import requests
+
+        self.media: list[str] = []
+        session = requests.Session()
+        original = session.request
+
+        def request(method: str, url: str, *args: Any, **kwargs: Any):
+            if "alt=media" in url:
+                self.media.append(url)
+            return original(method, url, *args, **kwargs)
+
+        session.request = request  # type: ignore[method-assign]
+        self.session = session
+
+
+def test_a_listing_reads_only_what_changed_and_sees_other_instances_writes(
+    env, bucket_names
+) -> None:
+    """Groups and silences are read once per generation: a flush with nothing changed reads no
+    content, and a group another instance changed is read again (its generation moved)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    _, send, _ = env
+    counting = _CountingSession()
+    client = storage.Client(
+        project="warden-test", credentials=AnonymousCredentials(), _http=counting.session
+    )
+    ours = AlertState(client, bucket_names["registry"], lease=60)
+    other = AlertState(env[0]._client, bucket_names["registry"], lease=60)
+    config = _config()
+    for n in range(5):
+        other.ingest([incident(n, policy=f"policy {n}")], config=config, now=T, instance="i2")
+    ours.add_silence(['alertname="nothing"'], starts_at=T, ends_at=T + 10_000, created_by="t")
+
+    ours.flush_due(config=config, now=T + 1, instance="i1", send=send)  # nothing due yet
+    first = len(counting.media)
+    assert first == 6  # five groups and one silence, each read once
+    ours.flush_due(config=config, now=T + 2, instance="i1", send=send)
+    assert len(counting.media) == first  # nothing changed: the listing was enough
+
+    other.ingest(
+        [incident(3, "closed", policy="policy 3")], config=config, now=T + 3, instance="i2"
+    )
+    ours.flush_due(config=config, now=T + 4, instance="i1", send=send)
+    assert len(counting.media) == first + 1
+    assert "groups" in counting.media[-1]
+    groups = {data["key"]: data for _, data, _ in ours._groups()}
+    closed = [g for g in groups.values() if g["group_labels"].get("alertname") == "policy 3"]
+    assert len(closed) == 1
+    assert [a["status"] for a in closed[0]["alerts"].values()] == ["resolved"]

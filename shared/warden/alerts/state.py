@@ -114,6 +114,10 @@ class AlertState:
         self.bucket_name = bucket
         self.lease = lease
         self.max_attempts = max_attempts
+        # name → (generation, content) of listed objects: a generation's content never changes,
+        # so a listing that shows the generation we hold needs no read (one listing per call
+        # instead of a read per group and silence).
+        self._listed: dict[str, tuple[int, State]] = {}
 
     @property
     def bucket(self) -> storage.Bucket:
@@ -135,13 +139,28 @@ class AlertState:
     def _names(self, prefix: str) -> list[str]:
         return [b.name for b in self._client.list_blobs(self.bucket_name, prefix=prefix)]
 
-    def _groups(self) -> list[tuple[str, State, int]]:
+    def _list(self, prefix: str) -> list[tuple[str, State, int]]:
+        """Every object under ``prefix`` with its content and generation: one listing, and a
+        read only for the objects whose generation this instance has not read yet."""
         out = []
-        for name in self._names(GROUPS):
-            data, gen = self._read(name)
+        seen = set()
+        for blob in self._client.list_blobs(self.bucket_name, prefix=prefix):
+            name, generation = blob.name, int(blob.generation or 0)
+            seen.add(name)
+            held = self._listed.get(name)
+            if held is not None and held[0] == generation:
+                out.append((name, copy.deepcopy(held[1]), generation))
+                continue
+            data, generation = self._read(name)
             if data is not None:
-                out.append((name, data, gen))
+                self._listed[name] = (generation, copy.deepcopy(data))
+                out.append((name, data, generation))
+        for name in [n for n in self._listed if n.startswith(prefix) and n not in seen]:
+            self._listed.pop(name, None)  # gone (purged, expired)
         return out
+
+    def _groups(self) -> list[tuple[str, State, int]]:
+        return self._list(GROUPS)
 
     def _update(self, name: str, change: Change) -> State | None:
         """Read-modify-CAS until it sticks (:func:`warden.store.gcs.update_json`). ``change``
@@ -182,12 +201,10 @@ class AlertState:
     def list_silences(self, now: float | None = None) -> list[Silence]:
         """All silences, or only those active at ``now``."""
         out = []
-        for name in self._names(SILENCES):
-            data, _ = self._read(name)
-            if data is not None:
-                s = Silence.from_json(data)
-                if now is None or s.active(now):
-                    out.append(s)
+        for _, data, _ in self._list(SILENCES):
+            s = Silence.from_json(data)
+            if now is None or s.active(now):
+                out.append(s)
         return sorted(out, key=lambda s: (s.starts_at, s.id))
 
     def expire_silence(self, silence_id: str, *, now: float) -> bool:
