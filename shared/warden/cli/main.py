@@ -14,74 +14,21 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
-from warden.errors import (
-    IntegrityError,
-    RetryableError,
-    UnknownModelError,
-    VersionNotFound,
-    WardenError,
+from warden.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTEGRITY,
+    EXIT_NOT_FOUND,
+    configured,
+    emit,
+    handled,
+    runtime_for,
 )
-
-EXIT_ERROR, EXIT_NOT_FOUND, EXIT_INTEGRITY, EXIT_RETRYABLE = 1, 3, 4, 5
-
-
-def _runtime(ctx: click.Context):
-    from warden import runtime
-    from warden.settings import Settings
-
-    obj = ctx.ensure_object(dict)
-    if "rt" not in obj:
-        settings = Settings.from_env(default_config=Path("warden.yaml"))
-        if obj.get("config"):
-            from dataclasses import replace
-
-            settings = replace(settings, config_path=Path(obj["config"]))
-        obj["rt"] = runtime.build(settings)
-    return obj["rt"]
-
-
-def _configured(ctx: click.Context, model: str):
-    """The runtime, once ``model`` is declared in warden.yaml (else UnknownModelError, exit 3,
-    naming the declared models) — checked before anything reads or writes the registry."""
-    rt = _runtime(ctx)
-    rt.config.model(model)
-    return rt
-
-
-def _emit(ctx: click.Context, data: Any, text: str) -> None:
-    if ctx.obj.get("json"):
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(text)
-
-
-def handled(fn):
-    """Turn Warden errors into a message on stderr and a meaningful exit code."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (VersionNotFound, UnknownModelError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_NOT_FOUND)
-        except IntegrityError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_INTEGRITY)
-        except RetryableError as exc:
-            click.echo(f"error (retry later): {exc}", err=True)
-            sys.exit(EXIT_RETRYABLE)
-        except WardenError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-
-    return wrapper
+from warden.errors import VersionNotFound
 
 
 @click.group()
@@ -98,7 +45,7 @@ def main(ctx: click.Context, config: str | None, as_json: bool) -> None:
 @handled
 def models(ctx: click.Context) -> None:
     """List the configured models and their champions."""
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     rows = []
     for name, cfg in sorted(rt.config.models.items()):
         champion = rt.registry().alias(name)
@@ -110,7 +57,7 @@ def models(ctx: click.Context) -> None:
         f"{'v' + str(r['champion']) if r['champion'] else '-'}"
         for r in rows
     )
-    _emit(ctx, rows, text)
+    emit(ctx, rows, text)
 
 
 @main.command()
@@ -119,7 +66,7 @@ def models(ctx: click.Context) -> None:
 @handled
 def versions(ctx: click.Context, model: str) -> None:
     """List the registered versions of MODEL."""
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     rt.config.model(model)
     champion = rt.registry().alias(model)
     rows = []
@@ -140,7 +87,7 @@ def versions(ctx: click.Context, model: str) -> None:
         f"{r['metric']}={r['value']:.4f}  gate={'pass' if r['gate_passed'] else 'FAIL'}"
         for r in rows
     ]
-    _emit(ctx, rows, "\n".join(lines) or f"{model}: no versions yet")
+    emit(ctx, rows, "\n".join(lines) or f"{model}: no versions yet")
 
 
 @main.command()
@@ -150,8 +97,8 @@ def versions(ctx: click.Context, model: str) -> None:
 def show(ctx: click.Context, ref: str) -> None:
     """Show a version's manifest: MODEL, MODEL@VERSION or MODEL@ALIAS."""
     model, _, version = ref.partition("@")
-    manifest = _configured(ctx, model).registry().manifest(model, version or "champion")
-    _emit(ctx, manifest, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    manifest = configured(ctx, model).registry().manifest(model, version or "champion")
+    emit(ctx, manifest, json.dumps(manifest, indent=2, sort_keys=True, default=str))
 
 
 @main.command()
@@ -162,9 +109,9 @@ def show(ctx: click.Context, ref: str) -> None:
 @handled
 def promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
     """Point MODEL's champion at VERSION (after verifying its artifact)."""
-    state = _configured(ctx, model).registry().promote(model, version, reason=reason, actor="cli")
+    state = configured(ctx, model).registry().promote(model, version, reason=reason, actor="cli")
     assert state is not None
-    _emit(
+    emit(
         ctx,
         state.to_json(),
         f"{model}: champion is now v{state.version} (was v{state.previous_version})",
@@ -179,8 +126,8 @@ def promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
 @handled
 def rollback(ctx: click.Context, model: str, to: int | None, reason: str) -> None:
     """Point MODEL's champion back at the previous champion (or --to VERSION)."""
-    state = _configured(ctx, model).registry().rollback(model, to=to, reason=reason, actor="cli")
-    _emit(
+    state = configured(ctx, model).registry().rollback(model, to=to, reason=reason, actor="cli")
+    emit(
         ctx,
         state.to_json(),
         f"{model}: rolled back to v{state.version} (from v{state.previous_version})",
@@ -193,13 +140,13 @@ def rollback(ctx: click.Context, model: str, to: int | None, reason: str) -> Non
 @handled
 def history(ctx: click.Context, model: str) -> None:
     """The champion alias's moves for MODEL, oldest first."""
-    entries = _configured(ctx, model).registry().history(model)
+    entries = configured(ctx, model).registry().history(model)
     lines = [
         f"#{h.seq:<3} {h.changed_at}  {h.action:<8} v{h.previous_version or '-'} -> "
         f"v{h.version}  by {h.actor}: {h.reason}"
         for h in entries
     ]
-    _emit(ctx, [h.to_json() for h in entries], "\n".join(lines) or f"{model}: no history")
+    emit(ctx, [h.to_json() for h in entries], "\n".join(lines) or f"{model}: no history")
 
 
 @main.command("retrain")
@@ -215,7 +162,7 @@ def history(ctx: click.Context, model: str) -> None:
 @handled
 def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) -> None:
     """Ask for a retrain of MODEL: publish a request on the retrain topic."""
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     rt.config.model(model)
     payload: dict[str, Any] = {"schema": 1, "model": model, "reason": reason}
     if as_of:
@@ -225,7 +172,7 @@ def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) 
     message_id = publisher.publish(
         topic, json.dumps(payload).encode(), model=model, kind="retrain"
     ).result(timeout=30)
-    _emit(
+    emit(
         ctx,
         {"message_id": message_id, "topic": topic, "payload": payload},
         f"{model}: retrain requested (message {message_id} on {topic})",
@@ -251,7 +198,7 @@ def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) 
 @handled
 def report(ctx: click.Context, ref: str, monitor_run: bool, out: Path) -> None:
     """Download the HTML report of MODEL[@VERSION] (or its latest monitoring run)."""
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     model, _, version_ref = ref.partition("@")
     rt.config.model(model)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +220,7 @@ def report(ctx: click.Context, ref: str, monitor_run: bool, out: Path) -> None:
         data = registry.read_file(model, version, "report.html", manifest)
         path = out / f"{model}-v{version}.html"
     path.write_bytes(data)
-    _emit(ctx, {"path": str(path.resolve()), "bytes": len(data)}, str(path.resolve()))
+    emit(ctx, {"path": str(path.resolve()), "bytes": len(data)}, str(path.resolve()))
 
 
 @main.group()
@@ -308,7 +255,7 @@ def silence_add(
     now = time.time()
     try:
         created = (
-            _runtime(ctx)
+            runtime_for(ctx)
             .alert_state()
             .add_silence(
                 matchers,
@@ -320,7 +267,7 @@ def silence_add(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="MATCHERS") from None
-    _emit(ctx, created.to_json(), f"silence {created.id} until {_when(created.ends_at)}")
+    emit(ctx, created.to_json(), f"silence {created.id} until {_when(created.ends_at)}")
 
 
 def _when(epoch: float) -> str:
@@ -337,13 +284,13 @@ def silence_list(ctx: click.Context, show_all: bool) -> None:
     """Active silences (or all of them)."""
     import time
 
-    items = _runtime(ctx).alert_state().list_silences(None if show_all else time.time())
+    items = runtime_for(ctx).alert_state().list_silences(None if show_all else time.time())
     lines = [
         f"{s.id}  until {_when(s.ends_at)}  by {s.created_by}  {' '.join(s.matchers)}"
         f"{'  # ' + s.comment if s.comment else ''}"
         for s in items
     ]
-    _emit(ctx, [s.to_json() for s in items], "\n".join(lines) or "no active silences")
+    emit(ctx, [s.to_json() for s in items], "\n".join(lines) or "no active silences")
 
 
 @silence.command("expire")
@@ -354,9 +301,9 @@ def silence_expire(ctx: click.Context, silence_id: str) -> None:
     """End a silence now."""
     import time
 
-    if not _runtime(ctx).alert_state().expire_silence(silence_id, now=time.time()):
+    if not runtime_for(ctx).alert_state().expire_silence(silence_id, now=time.time()):
         raise VersionNotFound(f"no active silence {silence_id!r}")
-    _emit(ctx, {"expired": silence_id}, f"silence {silence_id} expired")
+    emit(ctx, {"expired": silence_id}, f"silence {silence_id} expired")
 
 
 @main.group()
@@ -395,10 +342,10 @@ def _job_text(r: dict[str, Any]) -> str:
 @handled
 def jobs_list(ctx: click.Context) -> None:
     """List the scheduled jobs."""
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     parent = f"projects/{rt.settings.project}/locations/{rt.settings.location}"
     rows = [_job_row(j) for j in rt.clients.scheduler.list_jobs(parent=parent)]
-    _emit(ctx, rows, "\n".join(_job_text(r) for r in rows) or "no jobs")
+    emit(ctx, rows, "\n".join(_job_text(r) for r in rows) or "no jobs")
 
 
 def _job_action(action: str, doc: str):
@@ -409,14 +356,14 @@ def _job_action(action: str, doc: str):
     def command(ctx: click.Context, job_id: str) -> None:
         from google.api_core.exceptions import NotFound
 
-        rt = _runtime(ctx)
+        rt = runtime_for(ctx)
         method = getattr(rt.clients.scheduler, f"{action}_job")
         try:
             job = method(name=_job_name(rt, job_id))
         except NotFound:
             raise VersionNotFound(f"no job {job_id!r} (see: warden jobs list)") from None
         row = _job_row(job)
-        _emit(ctx, row, f"{action}: {_job_text(row)}")
+        emit(ctx, row, f"{action}: {_job_text(row)}")
 
     return command
 
@@ -435,7 +382,7 @@ def metrics(ctx: click.Context, model: str, since_hours: float) -> None:
     """Recent Cloud Monitoring points of MODEL's Warden metrics."""
     from datetime import UTC, datetime, timedelta
 
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     rt.config.model(model)
     since = datetime.now(UTC) - timedelta(hours=since_hours)
     rows = []
@@ -460,7 +407,7 @@ def metrics(ctx: click.Context, model: str, since_hours: float) -> None:
         f"{'v' + r['labels']['version'] if 'version' in r['labels'] else ''}"
         for r in rows
     )
-    _emit(ctx, rows, text or f"{model}: no metrics in the last {since_hours:g} hours")
+    emit(ctx, rows, text or f"{model}: no metrics in the last {since_hours:g} hours")
 
 
 @main.command()
@@ -478,7 +425,7 @@ def health(ctx: click.Context, deep: bool, fail_on: str) -> None:
     """Health of the registry and every champion (what the health function answers)."""
     from warden.jobs.health import check_health
 
-    status, body = check_health(_runtime(ctx), deep=deep, fail_on_stale=fail_on == "stale")
+    status, body = check_health(runtime_for(ctx), deep=deep, fail_on_stale=fail_on == "stale")
     lines = [f"status: {body['status']}"]
     for name, entry in sorted(body.get("models", {}).items()):
         champion = (entry.get("champion") or {}).get("version")
@@ -486,7 +433,7 @@ def health(ctx: click.Context, deep: bool, fail_on: str) -> None:
             f"  {name:<24} {entry['status']:<9} champion "
             f"{'v' + str(champion) if champion else '-'}  {entry.get('detail', '')}"
         )
-    _emit(ctx, body, "\n".join(lines))
+    emit(ctx, body, "\n".join(lines))
     if status >= 500:
         sys.exit(EXIT_ERROR)
 
@@ -500,13 +447,13 @@ def housekeeping_cmd(ctx: click.Context, model: str, dry_run: bool) -> None:
     """Run MODEL's housekeeping now: integrity sweep, snapshot, retention, expiry."""
     from warden.jobs.housekeeping import run_housekeeping
 
-    outcome = run_housekeeping(_runtime(ctx), model, dry_run=dry_run)
+    outcome = run_housekeeping(runtime_for(ctx), model, dry_run=dry_run)
     data = outcome.to_dict()
     lines = [f"housekeeping {model}: {outcome.status} — {outcome.detail}"]
     lines += [f"  {key}: {value}" for key, value in outcome.summary().items()]
     if dry_run:
         lines.append(f"  would delete versions: {outcome.retention.delete}")
-    _emit(ctx, data, "\n".join(lines))
+    emit(ctx, data, "\n".join(lines))
 
 
 @main.command()
@@ -518,7 +465,7 @@ def backup(ctx: click.Context, model: str | None, snapshot_id: str | None) -> No
     """Copy the registry (or one model) to the backup bucket as a consistent snapshot."""
     from warden.jobs.backup import snapshot
 
-    rt = _runtime(ctx)
+    rt = runtime_for(ctx)
     if model is not None:
         rt.config.model(model)  # unknown model: a clear error, not an empty snapshot
     snap = snapshot(rt, model=model, snapshot_id=snapshot_id)
@@ -527,7 +474,7 @@ def backup(ctx: click.Context, model: str | None, snapshot_id: str | None) -> No
     text = f"snapshot {snap.id}: {len(data.get('models', {}))} model(s), {versions} version(s)"
     if data.get("already_complete"):
         text += " (already complete)"
-    _emit(ctx, data, text)
+    emit(ctx, data, text)
 
 
 @main.command()
@@ -537,11 +484,11 @@ def snapshots(ctx: click.Context) -> None:
     """List the complete snapshots in the backup bucket, newest first."""
     from warden.jobs.backup import list_snapshots
 
-    rows = [s.to_dict() for s in list_snapshots(_runtime(ctx))]
+    rows = [s.to_dict() for s in list_snapshots(runtime_for(ctx))]
     text = "\n".join(
         f"{r['id']:<32} {r['created_at']}  models: {', '.join(sorted(r['models']))}" for r in rows
     )
-    _emit(ctx, rows, text or "no snapshots")
+    emit(ctx, rows, text or "no snapshots")
 
 
 @main.command()
@@ -554,14 +501,14 @@ def restore(ctx: click.Context, snapshot_id: str, model: str | None, dry_run: bo
     """Restore SNAPSHOT_ID into the registry without overwriting anything newer."""
     from warden.jobs.backup import restore as restore_snapshot
 
-    report = restore_snapshot(_runtime(ctx), snapshot_id, model=model, dry_run=dry_run)
+    report = restore_snapshot(runtime_for(ctx), snapshot_id, model=model, dry_run=dry_run)
     data = report.to_dict()
     lines = [f"restore {snapshot_id}{' (dry run)' if dry_run else ''}:"]
     for v in data.get("versions", []):
         lines.append(f"  {v['model']:<24} v{v['version']:<5} {v['status']}  {v.get('detail', '')}")
     for a in data.get("aliases", []):
         lines.append(f"  {a['model']:<24} champion {a['status']}  {a.get('detail', '')}")
-    _emit(ctx, data, "\n".join(lines))
+    emit(ctx, data, "\n".join(lines))
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
 
@@ -691,6 +638,16 @@ def demo(keep: bool) -> None:
 
     sys.exit(run_demo(keep=keep))
 
+
+# Command groups in modules of their own register themselves here.
+def _register() -> None:
+    from warden.cli import commands
+
+    for command in commands.ALL:
+        main.add_command(command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
