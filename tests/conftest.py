@@ -170,6 +170,7 @@ SLOW_FIRST = (
     "test_terraform.py",
     "test_local_staleness.py",
     "test_local_drift_loop.py",
+    "test_local_workflow.py",
     "test_router_concurrency.py",
 )
 

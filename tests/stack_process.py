@@ -119,6 +119,7 @@ def local_stack(
     shared_clock: bool = False,
     only: str | None = None,
     alert_channel: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[RunningStack]:
     """Start the stack, wait for its stack.json, yield it; Ctrl-C it (then kill) on the way out."""
     run_dir = tmp / "run"
@@ -133,6 +134,7 @@ def local_stack(
         args += ["--only", only]
     if alert_channel:
         args += ["--alert-channel", alert_channel]
+    args += extra_args  # e.g. ("--persist", DIR)
     log = (tmp / "stack.out").open("wb")
     state: dict[str, Any] = {}
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)

@@ -260,3 +260,79 @@ def test_a_registry_model_missing_from_the_config_cannot_be_changed(cli_env) -> 
     out = CliRunner().invoke(main, ["promote", "ghost", "1"])
     assert out.exit_code == EXIT_NOT_FOUND
     assert sorted(b.name for b in bucket.list_blobs(prefix="ghost/")) == before
+
+
+# -- operator actions are events too (issue 15, item 3) -------------------------------------------
+
+
+@pytest.fixture
+def events_env(cli_env, topic_sink, monkeypatch):
+    """The CLI publishes model-events on a fresh topic; the operator is alice."""
+    topic_id, _, pull = topic_sink("model-events")
+    monkeypatch.setenv("WARDEN_PROJECT", "warden-test")
+    monkeypatch.setenv("WARDEN_EVENTS_TOPIC", topic_id)
+    monkeypatch.setenv("CLOUDSDK_CORE_ACCOUNT", "alice@example.com")
+    return pull
+
+
+def test_promote_and_rollback_publish_events_and_record_the_operator(cli_env, events_env):
+    pull = events_env
+    registry = cli_env.registry()
+    moves = len(registry.history(MODEL))
+    same = invoke("promote", MODEL, "2")  # v2 is the champion already
+    assert same.exit_code == 0
+    assert same.output.strip() == f"{MODEL}: v2 is already champion"
+    assert invoke("rollback", MODEL, "--to", "2").output.strip().endswith("already champion")
+    assert len(registry.history(MODEL)) == moves  # neither no-op moved anything
+
+    assert invoke("rollback", MODEL, "--reason", "bad week").exit_code == 0
+    assert invoke("promote", MODEL, "2", "--reason", "fixed upstream").exit_code == 0
+    got = sorted(
+        (a["kind"], p["version"], p["previous_version"], p["actor"], p["reason"])
+        for a, p in pull(want=2)
+    )
+    assert got == [
+        ("promoted", 2, 1, "alice@example.com", "fixed upstream"),
+        ("rolled_back", 1, 2, "alice@example.com", "bad week"),
+    ]  # and nothing from the no-ops, published before these
+    history = registry.history(MODEL)
+    assert [(h.action, h.version, h.actor) for h in history[moves:]] == [
+        ("rollback", 1, "alice@example.com"),
+        ("promote", 2, "alice@example.com"),
+    ]
+
+
+def test_promoting_a_version_that_failed_its_gate_needs_force_and_a_reason(
+    cli_env, events_env, seed
+):
+    pull = events_env
+    seed(days=5, models=(MODEL,), label_noise=0.45)  # labels mostly noise: AUC far below 0.90
+    retrain(
+        RunRequest(model=MODEL, reason="manual", key="c", message_id="c", as_of=date(2026, 11, 20)),
+        cli_env,
+    )
+    registry = cli_env.registry()
+    assert registry.manifest(MODEL, 3)["gate"]["passed"] is False
+    assert registry.alias(MODEL).version == 2
+
+    refused = CliRunner().invoke(main, ["promote", MODEL, "3"])
+    assert refused.exit_code == 2, refused.output
+    assert "v3 failed its gate" in refused.output
+    assert "--force --reason" in refused.output
+    unexplained = CliRunner().invoke(main, ["promote", MODEL, "3", "--force"])
+    assert unexplained.exit_code == 2
+    assert registry.alias(MODEL).version == 2
+
+    out = invoke("--json", "promote", MODEL, "3", "--force", "--reason", "INC-7: eval ok offline")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["forced"] is True
+    why = "forced past a failed gate: INC-7: eval ok offline"
+    last = registry.history(MODEL)[-1]
+    assert (last.version, last.reason, last.actor) == (3, why, "alice@example.com")
+    [(attributes, event)] = pull(want=1)
+    assert (attributes["kind"], event["version"], event["forced"], event["reason"]) == (
+        "promoted",
+        3,
+        True,
+        why,
+    )

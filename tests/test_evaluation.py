@@ -492,3 +492,141 @@ def test_paired_difference_needs_the_same_rows_of_the_same_data(cancer) -> None:
     assert paired_difference(base, other_data) is None
     no_rows = Evaluation(metrics={"silhouette": 0.5})
     assert paired_difference(base, no_rows) is None
+
+
+# ------------------------------------------------------------------ classifier diagnostics
+
+
+def _cancer_frame() -> tuple[object, np.ndarray]:
+    data = load_breast_cancer(as_frame=True)
+    return data.data, data.target.to_numpy()
+
+
+def test_classifier_details_carry_bounded_curves_that_match_the_metrics() -> None:
+    from sklearn.metrics import average_precision_score, confusion_matrix
+
+    X, y = _cancer_frame()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    result = evaluate(model, "classification", X, y, spec=SPEC, positive_label=1)
+    d = result.details
+    fpr, tpr = d["roc"]["fpr"], d["roc"]["tpr"]
+    recall, precision = d["pr"]["recall"], d["pr"]["precision"]
+    # sklearn gives 569 rows ~100+ precision-recall points: thinned to the bound, ends kept.
+    assert len(recall) <= ev.CURVE_POINTS < len(np.unique(model.predict_proba(X)[:, 1]))
+    assert (recall[0], precision[0], recall[-1]) == (0.0, 1.0, 1.0)
+    assert precision[-1] == pytest.approx(np.mean(y == 1), abs=1e-4)  # everyone called positive
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert fpr == sorted(fpr)
+    assert tpr == sorted(tpr)
+    assert recall == sorted(recall)
+    # The stored points still give the numbers the metrics report.
+    assert np.trapezoid(tpr, fpr) == pytest.approx(result.metrics["roc_auc"], abs=2e-3)
+    ap = average_precision_score(y == 1, model.predict_proba(X)[:, 1])
+    assert d["pr"]["average_precision"] == pytest.approx(ap, abs=1e-6)
+    assert d["pr"]["prevalence"] == pytest.approx(np.mean(y == 1), abs=1e-6)
+    # The confusion matrix is of the model's own decisions: the same as sklearn's.
+    tn, fp, fn, tp = confusion_matrix(y, model.predict(X), labels=[0, 1]).ravel()
+    c = d["confusion"]
+    assert (c["tp"], c["fp"], c["fn"], c["tn"]) == (tp, fp, fn, tn)
+    assert (c["positive_label"], c["negative_label"], c["threshold"]) == (1, 0, 0.5)
+    assert tp / (tp + fp) > 0.9  # it is a good model: the counts are not all in one cell
+    assert len(json.dumps(d, allow_nan=False)) < 8_000
+
+
+def test_reliability_curve_matches_sklearns_calibration_curve() -> None:
+    from sklearn.calibration import calibration_curve
+
+    X, y = _cancer_frame()
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=1000)).fit(X, y)
+    cal = evaluate(model, "classification", X, y, spec=SPEC).details["calibration"]
+    prob = model.predict_proba(X)[:, 1]
+    observed, predicted = calibration_curve(y, prob, n_bins=10, strategy="uniform")
+    assert cal["observed"] == pytest.approx(observed, abs=1e-4)
+    assert cal["predicted"] == pytest.approx(predicted, abs=1e-4)
+    assert sum(cal["count"]) == len(y)
+    assert cal["brier"] == pytest.approx(np.mean((prob - y) ** 2), abs=1e-6)
+    # Heavy regularisation pulls probabilities toward the middle: visibly off the diagonal.
+    assert max(abs(o - p) for o, p in zip(observed, predicted, strict=True)) > 0.05
+
+
+def test_coefficients_are_named_through_the_pipeline_and_signed_toward_the_positive_label() -> None:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    X, y = _cancer_frame()
+    frame = X[["worst radius", "mean texture"]].copy()
+    frame["size"] = pd.cut(X["mean radius"], [0, 12, 15, 99], labels=["small", "mid", "large"])
+    frame["size"] = frame["size"].astype(str)
+    encode = ColumnTransformer(
+        [("cat", OneHotEncoder(), ["size"])],
+        remainder=StandardScaler(),
+        verbose_feature_names_out=False,
+    )
+    model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(frame, y)
+    coef = dict(zip(model[:-1].get_feature_names_out(), model[-1].coef_[0], strict=True))
+    for positive, sign in ((1, 1.0), (0, -1.0)):
+        imp = evaluate(model, "classification", frame, y, spec=SPEC, positive_label=positive)
+        imp = imp.details["importance"]
+        assert imp["kind"] == "coefficient"
+        assert imp["n_features"] == 5
+        got = {e["name"]: e["value"] for e in imp["features"]}
+        assert set(got) == {"size_small", "size_mid", "size_large", "worst radius", "mean texture"}
+        for name, value in got.items():
+            assert value == pytest.approx(sign * coef[name], abs=1e-6)
+        magnitudes = [abs(e["value"]) for e in imp["features"]]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+    # Benign (1) tumours are the small ones: a larger worst radius pushes toward malignant (0).
+    assert got["worst radius"] > 0
+
+
+def test_tree_importances_and_the_decision_function_fallback() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = _cancer_frame()
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    imp = evaluate(forest, "classification", X, y, spec=SPEC).details["importance"]
+    assert imp["kind"] == "impurity"
+    assert len(imp["features"]) == ev.IMPORTANCE_FEATURES == 30
+    top = imp["features"][0]
+    best = int(np.argmax(forest.feature_importances_))
+    assert top["name"] == X.columns[best]
+    assert top["value"] == pytest.approx(forest.feature_importances_[best], abs=1e-6)
+
+    svc = make_pipeline(StandardScaler(), LinearSVC()).fit(X, y)
+    d = evaluate(svc, "classification", X, y, spec=SPEC).details
+    assert d["calibration"] is None  # decision_function scores are not probabilities
+    assert d["confusion"]["threshold"] == 0.0
+    assert "decision_function" in d["confusion"]["rule"]
+    assert d["importance"]["kind"] == "coefficient"
+
+
+def test_permutation_importance_for_a_model_without_its_own() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = _cancer_frame()
+    rng = np.random.default_rng(0)
+    frame = X[["worst perimeter"]].copy()
+    frame["noise"] = rng.normal(size=len(frame))
+    model = make_pipeline(StandardScaler(), KNeighborsClassifier(15)).fit(frame, y)
+    imp = evaluate(model, "classification", frame, y, spec=SPEC).details["importance"]
+    assert imp["kind"] == "permutation"
+    assert imp["rows"] == ev.PERMUTATION_ROWS
+    assert imp["repeats"] == ev.PERMUTATION_REPEATS
+    by_name = {e["name"]: e for e in imp["features"]}
+    assert [e["name"] for e in imp["features"]] == ["worst perimeter", "noise"]
+    assert by_name["worst perimeter"]["value"] > 0.2  # shuffling the signal costs ROC AUC
+    assert abs(by_name["noise"]["value"]) < 0.05
+    again = evaluate(model, "classification", frame, y, spec=SPEC).details["importance"]
+    assert again == imp  # seeded by evaluation.seed: the same sample and shuffles
+
+
+def test_thin_curve_keeps_short_curves_and_bounds_long_ones() -> None:
+    assert ev.thin_curve([0, 0.5, 1], [0, 0.7, 1]) == ([0.0, 0.5, 1.0], [0.0, 0.7, 1.0])
+    t = np.linspace(0, 1, 5_000)
+    xs, ys = ev.thin_curve(t, np.sqrt(t), max_points=50)
+    assert len(xs) <= 50
+    assert (xs[0], ys[0], xs[-1], ys[-1]) == (0.0, 0.0, 1.0, 1.0)
+    # Spread along the curve's length: the steep start keeps points too.
+    assert sum(x < 0.05 for x in xs) >= 5
+    assert np.max(np.abs(np.sqrt(xs) - ys)) < 1e-3

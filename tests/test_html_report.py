@@ -7,6 +7,8 @@ built, and reads Chromium's net log to prove the page made no request beyond its
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import json
 import re
@@ -26,15 +28,29 @@ from markupsafe import Markup, escape
 
 from warden.errors import PermanentError
 from warden.report import html as report_html
-from warden.report.html import CSP, TEMPLATES, render_drift_report, render_version_report
+from warden.report.html import (
+    CSP,
+    TEMPLATES,
+    feature_score,
+    render_drift_report,
+    render_version_report,
+)
 from warden.report.version import render_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"
 #: Names that break out of an element, or of a double-quoted attribute, when not escaped.
 HOSTILE = [EVIL, '"><img src=x onerror=alert(1)>']
-DRIFT_SECTIONS = {"summary", "features", "distributions", "performance", "history"}
-VERSION_SECTIONS = {"summary", "gate", "metrics", "features", "scores", "data"}
+DRIFT_SECTIONS = {"summary", "features", "trends", "distributions", "performance", "history"}
+CLASSIFIER_SECTIONS = {"curves", "confusion", "calibration", "importance"}
+VERSION_SECTIONS = {
+    "summary",
+    "gate",
+    "metrics",
+    "features",
+    "scores",
+    "data",
+} | CLASSIFIER_SECTIONS
 
 
 # --------------------------------------------------------------------------- parsing
@@ -391,6 +407,57 @@ def profile() -> dict[str, Any]:
     }
 
 
+def scored_history(result: dict[str, Any], points: int = 10) -> list[dict[str, Any]]:
+    """Earlier runs as the monitor passes them: in the first half every feature's score is half
+    its (capped) current one, below the threshold; then it climbs to this run's; the features
+    at or over 1× count as drifted in that run."""
+    runs = history(points)
+    half = points // 2
+    for i, run in enumerate(runs):
+        frac = max(0, i - half + 1) / (points - half)
+        run["feature_scores"] = {
+            name: round(score * frac + 0.5 * min(1.0, score) * (1 - frac), 4)
+            for name, score in ((n, feature_score(f)) for n, f in result["features"].items())
+        }
+        run["drifted"] = [n for n, v in run["feature_scores"].items() if v >= 1.0]
+    return runs
+
+
+@functools.cache
+def diagnostics() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Real evaluation details: a logistic regression (candidate) and a random forest
+    (champion) scored by warden.ml.evaluation on the same held-out breast-cancer rows."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from warden.config import EvaluationSpec
+    from warden.ml.evaluation import evaluate
+
+    data = load_breast_cancer(as_frame=True)
+    X_tr, X_ho, y_tr, y_ho = train_test_split(
+        data.data, data.target, test_size=0.25, random_state=0, stratify=data.target
+    )
+    spec = EvaluationSpec()
+    cand = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X_tr, y_tr)
+    champ = RandomForestClassifier(n_estimators=20, random_state=0).fit(X_tr, y_tr)
+    c = evaluate(cand, "classification", X_ho, y_ho, spec=spec, positive_label=1)
+    h = evaluate(champ, "classification", X_ho, y_ho, spec=spec, positive_label=1)
+    return c.details, h.details, c.metrics, h.metrics
+
+
+def classifier_manifest() -> dict[str, Any]:
+    """manifest() with the classifier details a retrain stores."""
+    cand, champ, cand_m, champ_m = copy.deepcopy(diagnostics())
+    m = manifest()
+    m["metrics"] = {"candidate": cand_m, "champion": champ_m}
+    m["evaluation"] = {"candidate": cand, "champion": champ, "candidate_problems": []}
+    return m
+
+
 # --------------------------------------------------------------------------- drift report
 
 
@@ -504,6 +571,93 @@ def test_no_drift_and_sparse_inputs_do_not_crash() -> None:
     assert "—" in page.section_text("features")
     assert "nan" not in page.section_text("features").lower()
     assert_isolated(doc)
+
+
+def banner_classes(page: Page) -> list[str]:
+    """The verdict banners' classes (not the performance section's slim one)."""
+    return [
+        v
+        for _, name, v in page.attrs
+        if name == "class" and v.startswith("banner") and not v.endswith("slim")
+    ]
+
+
+def test_partial_drift_is_stated_and_never_a_green_banner() -> None:
+    result = drift_result(n_features=15, drifted=(1, 6, 12))
+    result.update(dataset_share_threshold=0.5, dataset_drift=False)
+    doc = render_realistic(result=result)
+    page = parse(doc)
+    summary = page.section_text("summary")
+    assert banner_classes(page) == ["banner warn"]
+    assert "Features drifted" in summary
+    assert "No dataset drift" not in doc
+    names = " , ".join(result["drifted"])  # bold names: their own text nodes
+    assert f"3 of 15 features drifted; dataset verdict below the 50% share: {names} ." in summary
+    assert "Features drifted" in doc[: doc.index("</title>")]
+
+    # Over the share: red, saying so; nothing drifted: green, saying that.
+    page = parse(render_realistic())
+    assert banner_classes(page)[0] == "banner bad"
+    assert "4 of 25 features drifted; dataset drift at or above the 15% share" in (
+        page.section_text("summary")
+    )
+    calm = drift_result(n_features=15, drifted=())
+    page = parse(render_realistic(result=calm))
+    assert banner_classes(page)[0] == "banner ok"
+    assert "Every feature is within its thresholds." in page.section_text("summary")
+
+
+def trend_rows(doc: str) -> dict[str, str]:
+    """Each trend row's markup by feature name, in page order."""
+    rows = re.findall(r'<tr class="(?:drift|stable)" data-trend="([^"]*)">(.*?)</tr>', doc, re.S)
+    return dict(rows)
+
+
+def test_trends_draw_each_features_score_over_the_latest_runs() -> None:
+    result = drift_result()
+    doc = render_realistic(result=result, history=scored_history(result, points=15))
+    page = parse(doc)
+    rows = trend_rows(doc)
+    features = [r["data-feature"] for r in page.rows if "data-feature" in r]
+    assert list(rows) == features  # the features table's order: drifted first
+    drifted = set(result["drifted"])
+    for name, row in rows.items():
+        assert row.count("<circle") == 11  # the latest 10 earlier runs (of 15), then this one
+        last = re.findall(r'<circle class="([^"]+)"', row)[-1]
+        assert last == ("pt-bad" if name in drifted else "pt-ok")
+        assert f'aria-label="{name}: score over the last 11 runs"' in row
+    # A drifted feature climbs over its threshold in the later runs: red points there.
+    first = rows[result["drifted"][0]]
+    assert 0 < first.count('class="pt-bad"') < 11
+    assert re.search(r"(\d+) of 11 runs", first)
+    score = feature_score(result["features"][result["drifted"][0]])
+    assert f"{score:.2f}×" in first
+    text = page.section_text("trends")
+    assert "last 11 runs" in text
+
+    # Runs from before per-feature scores were recorded: the section says so.
+    page = parse(render_realistic(history=history()))
+    assert "No per-feature scores from earlier runs yet" in page.section_text("trends")
+    assert set(page.ids) >= DRIFT_SECTIONS
+
+
+def test_trends_are_bounded_in_features() -> None:
+    result = drift_result(n_features=60, drifted=(2, 40))
+    doc = render_realistic(result=result, history=scored_history(result, points=3))
+    rows = trend_rows(doc)
+    assert len(rows) == 50
+    assert set(result["drifted"]) <= set(rows)
+    assert "… and 10 more features (the most stable) not drawn" in parse(doc).section_text("trends")
+
+
+def test_feature_score_is_the_largest_statistic_to_threshold_ratio() -> None:
+    feature = {
+        "stats": {"psi": 0.3, "js": 0.01, "ks": None},
+        "thresholds": {"psi": 0.2, "js": 0.1, "ks": 0.1, "missing_rate": 0.05},
+    }
+    assert feature_score(feature) == pytest.approx(1.5)
+    assert feature_score({"stats": {"psi": float("nan")}, "thresholds": {"psi": 0.2}}) == 0.0
+    assert feature_score(None) == 0.0
 
 
 # --------------------------------------------------------------------------- version report
@@ -665,6 +819,90 @@ def test_drift_report_of_long_category_values_stays_small() -> None:
     assert_isolated(doc)
 
 
+def test_version_report_draws_a_classifiers_curves_confusion_calibration_and_importance() -> None:
+    m = classifier_manifest()
+    cand = m["evaluation"]["candidate"]
+    doc = render_version_report(m, profile())
+    page = parse(doc)
+    assert set(page.ids) >= VERSION_SECTIONS
+    charts = chart_text(doc)
+    assert "ROC curve: true positive rate against false positive rate" in charts
+    assert "Precision-recall curve" in charts
+    assert "Reliability: observed share of positives against the predicted probability" in charts
+    assert "a random model" in charts
+    assert "perfect calibration" in charts
+    assert "candidate" in charts
+    assert "champion v3" in charts  # the champion's curves, on the same rows
+    c = cand["confusion"]
+    fpr = c["fp"] / (c["fp"] + c["tn"])
+    tpr = c["tp"] / (c["tp"] + c["fn"])
+    assert f"operating point: FPR {fpr:.3f}, TPR {tpr:.3f}" in charts
+    curves = page.section_text("curves")
+    assert f"ROC AUC {m['metrics']['candidate']['roc_auc']:.3f} (candidate)" in curves
+    assert f"{m['metrics']['champion']['roc_auc']:.3f} (champion v3)" in curves
+    confusion = page.section_text("confusion")
+    for key, label in (("tp", "true positives"), ("fn", "false negatives")):
+        share = 100 * c[key] / (c["tp"] + c["fn"])
+        assert f"{c[key]:,} {label} · {share:.1f}% of the row" in confusion
+    assert "predicted 1 predicted 0 actual 1" in confusion
+    assert "Threshold 0.5" in confusion
+    assert f"Precision {c['tp'] / (c['tp'] + c['fp']):.3f}" in confusion
+    calibration = page.section_text("calibration")
+    assert f"Brier score {cand['calibration']['brier']:.3f} (candidate" in calibration
+    importance = page.section_text("importance")
+    top = cand["importance"]["features"]
+    assert "Coefficients of the final estimator" in importance
+    assert f"The {len(top)} largest of 30 features." in importance
+    bars = re.findall(r'<div class="ibar" data-name="([^"]*)">.*?style="([^"]*)"', doc)
+    assert [name for name, _ in bars] == [e["name"] for e in top]
+    # Signed bars around the middle: a negative coefficient grows left of 50%.
+    for (_, style), entry in zip(bars, top, strict=True):
+        left = float(re.search(r"left:([\d.]+)%", style).group(1))
+        assert (left < 50) == (entry["value"] < 0)
+    assert doc.count("<svg") == 3 + 1 + 3  # features, scores, then ROC, PR and reliability
+    assert len(doc.encode()) < 120_000
+    assert_isolated(doc)
+
+
+def test_version_report_says_why_a_classifier_section_is_empty() -> None:
+    clustering = manifest(task="clustering")
+    page = parse(render_version_report(clustering))
+    for sid in CLASSIFIER_SECTIONS:
+        assert "Not a classifier (clustering)" in page.section_text(sid)
+    page = parse(render_version_report(manifest()))  # registered before the report drew them
+    for sid in CLASSIFIER_SECTIONS:
+        assert "not recorded for this version" in page.section_text(sid)
+    m = classifier_manifest()  # a model with decision_function only, no importances
+    m["evaluation"]["candidate"].update(calibration=None, importance=None)
+    m["evaluation"]["champion"] = None
+    page = parse(render_version_report(m))
+    assert "scores are not probabilities" in page.section_text("calibration")
+    assert "no feature importance recorded" in page.section_text("importance")
+    assert "champion v3" not in page.section_text("curves")  # no champion curves to draw
+    assert "ROC AUC" in page.section_text("curves")
+
+
+def test_permutation_importance_is_explained_with_its_spread() -> None:
+    m = classifier_manifest()
+    m["evaluation"]["candidate"]["importance"] = {
+        "kind": "permutation",
+        "n_features": 2,
+        "rows": 300,
+        "repeats": 3,
+        "features": [
+            {"name": "worst perimeter", "value": 0.31, "std": 0.02},
+            {"name": "noise", "value": -0.004, "std": 0.003},
+        ],
+    }
+    doc = render_version_report(m)
+    text = parse(doc).section_text("importance")
+    assert "Drop in ROC AUC when one feature's values are shuffled, on 300 held-out rows" in text
+    assert "0.3100 ± 0.0200" in text
+    assert "-0.0040 ± 0.0030" in text
+    widths = re.findall(r'data-name="[^"]*">.*?width:([\d.]+)%', doc)
+    assert [float(w) for w in widths] == [100.0, 0.0]  # unsigned: a negative drop draws nothing
+
+
 # --------------------------------------------------------------------------- escaping, templates
 
 
@@ -686,9 +924,10 @@ def hostile_drift(hostile: str) -> str:
     }
     result["features"][hostile] = feature
     result["drifted"] = [hostile]
-    runs = history()
+    runs = scored_history(result)
     for run in runs:
         run["metrics"][hostile] = 0.5
+        run["drifted"] = [hostile]
     return render_drift_report(
         result,
         model=hostile,
@@ -716,12 +955,18 @@ def test_hostile_names_are_only_escaped_in_the_drift_report(hostile: str) -> Non
     assert f"{hostile}: share of rows per bin, reference vs current" in charts
     assert f"{hostile} · reference: " in charts
     assert f"{hostile} over time" in charts
+    assert f"{hostile}: score over the last 11 runs" in charts  # its trend
+    assert hostile in page.section_text("trends")
     assert any(str(escape(hostile)) in svg for svg in svgs(doc))
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_names_are_only_escaped_in_the_version_report(hostile: str) -> None:
-    m = manifest()
+    m = classifier_manifest()
+    details = m["evaluation"]["candidate"]
+    details["importance"]["features"][0]["name"] = hostile
+    details["confusion"]["positive_label"] = hostile
+    details["positive_label"] = hostile
     m["model"] = hostile
     m["task"] = hostile
     m["metrics"]["candidate"][hostile] = 0.5
@@ -741,10 +986,18 @@ def test_hostile_names_are_only_escaped_in_the_version_report(hostile: str) -> N
     assert hostile in page.section_text("metrics")
     assert hostile in page.section_text("features")
     assert hostile in page.section_text("data")
+    assert f"Not a classifier ({hostile})" in page.section_text("curves")
     charts = chart_text(doc)
     assert f"{hostile}: reference distribution" in charts
     assert f"{hostile} · reference: " in charts  # a category label's tooltip
     assert any(str(escape(hostile)) in svg for svg in svgs(doc))
+    # A classifier's sections carry the names too: a feature, the positive label.
+    doc = render_version_report({**m, "task": "classification"}, prof)
+    assert_only_escaped(doc, hostile)
+    page = parse(doc)
+    assert f"predicted {hostile}" in page.section_text("confusion")
+    assert f"positive pushes toward {hostile}" in page.section_text("importance")
+    assert re.search(rf'data-name="{re.escape(str(escape(hostile)))}"', doc)
 
 
 def test_only_the_charts_reach_the_templates_as_markup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -771,7 +1024,9 @@ def test_only_the_charts_reach_the_templates_as_markup(monkeypatch: pytest.Monke
     hostile_drift(hostile)
     prof = profile()
     prof["features"][hostile] = prof["features"]["plan"]
-    render_version_report({**manifest(), "model": hostile}, prof)
+    m = classifier_manifest()
+    m["evaluation"]["candidate"]["importance"]["features"][0]["name"] = hostile
+    render_version_report({**m, "model": hostile}, prof)
     assert [name for name, _ in seen] == ["drift.html.j2", "version.html.j2"]
     for _, context in seen:
         charts = markups(context)
@@ -927,7 +1182,7 @@ def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
             f"{CHROMIUM} is missing, and this test needs Debian's Chromium: "
             "apt-get update && apt-get install -y chromium  (.ci/run installs it in CI)"
         )
-    doc = render_realistic()
+    doc = render_realistic(history=scored_history(drift_result()))
     assert_isolated(doc)
     report, control = tmp_path / "drift report.html", tmp_path / "control.html"
     report.write_text(doc, encoding="utf-8")
@@ -956,7 +1211,15 @@ def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
     assert set(page.ids) >= DRIFT_SECTIONS
     assert "Dataset drift" in page.section_text("summary")
     assert len([r for r in page.rows if "data-feature" in r]) == 25
-    assert page.tags.count("svg") >= 28
+    # Each feature's trend: a row with its sparkline of 11 runs in the trends section.
+    trends = [r for r in page.rows if "data-trend" in r]
+    assert [r["data-trend"] for r in trends] == [
+        r["data-feature"] for r in page.rows if "data-feature" in r
+    ]
+    assert len(trend_rows(run.stdout)) == 25
+    assert all(row.count("<circle") == 11 for row in trend_rows(run.stdout).values())
+    assert "score over runs" in page.section_text("trends").lower()
+    assert page.tags.count("svg") >= 28 + 25
     assert "script" not in page.tags
 
     # The screenshot: the requested size, and far more detail than the (blank) control page.
@@ -970,3 +1233,108 @@ def test_chromium_renders_the_drift_report_offline(tmp_path: Path) -> None:
     assert page_requests(read_netlog(netlog)) == []
     assert page_requests(read_netlog(control_netlog)) == ["http://warden-probe.invalid/p.png"]
     assert "Content Security Policy" not in run.stderr  # nothing was even attempted and blocked
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing, and this test needs Debian's Chromium: "
+            "apt-get update && apt-get install -y chromium  (.ci/run installs it in CI)"
+        )
+
+
+def test_chromium_renders_the_classifier_sections_of_the_version_report(tmp_path: Path) -> None:
+    require_chromium()
+    m = classifier_manifest()
+    cand = m["evaluation"]["candidate"]
+    doc = render_version_report(m, profile())
+    report = tmp_path / "version report.html"
+    report.write_text(doc, encoding="utf-8")
+    netlog = tmp_path / "net.json"
+    run = chromium(
+        report.as_uri(),
+        "--dump-dom",
+        f"--log-net-log={netlog}",
+        profile_dir=tmp_path / "profile",
+    )
+    assert run.returncode == 0, f"chromium failed:\n{run.stderr[-3000:]}"
+    page = parse(run.stdout)
+    assert set(page.ids) >= VERSION_SECTIONS
+    charts = chart_text(run.stdout)
+    for title in (
+        "ROC curve: true positive rate against false positive rate",
+        "Precision-recall curve",
+        "Reliability: observed share of positives against the predicted probability",
+    ):
+        assert title in charts
+    # The curves Chromium parsed: candidate and champion lines, the operating point ring.
+    assert run.stdout.count('class="curve cand"') == 3
+    assert run.stdout.count('class="curve champ"') == 3
+    assert run.stdout.count('class="op"') == 2
+    c = cand["confusion"]
+    cells = re.findall(r'<td class="(right|wrong)"><span class="count">([\d,]+)</span>', run.stdout)
+    assert cells == [
+        ("right", f"{c['tp']:,}"),
+        ("wrong", f"{c['fn']:,}"),
+        ("wrong", f"{c['fp']:,}"),
+        ("right", f"{c['tn']:,}"),
+    ]
+    names = re.findall(r'<div class="ibar" data-name="([^"]*)">', run.stdout)
+    assert names == [e["name"] for e in cand["importance"]["features"]]
+    assert page_requests(read_netlog(netlog)) == []
+
+
+# A test page (not a report) that measures the reports as Chromium lays them out: each report in
+# a 1280-pixel frame; for the page and each section, how much wider the content is than the box.
+# Scripts run here only; the reports inside keep their CSP.
+LAYOUT_PROBE = """<!doctype html><html><body style="margin:0">
+<iframe id="drift" src="drift.html" style="width:1280px;height:800px;border:0"></iframe>
+<iframe id="version" src="version.html" style="width:1280px;height:800px;border:0"></iframe>
+<pre id="out">pending</pre>
+<script>
+window.addEventListener("load", function () {
+  var out = {};
+  ["drift", "version"].forEach(function (id) {
+    var d = document.getElementById(id).contentDocument, e = d.documentElement;
+    var m = {page: e.scrollWidth - e.clientWidth};
+    d.querySelectorAll("section").forEach(function (s) {
+      m[s.id] = s.scrollWidth - s.clientWidth;
+    });
+    out[id] = m;
+  });
+  document.getElementById("out").textContent = JSON.stringify(out);
+});
+</script></body></html>"""
+
+
+def test_long_feature_names_wrap_instead_of_widening_the_reports(tmp_path: Path) -> None:
+    require_chromium()
+    long = "customer_lifetime_value_in_the_first_ninety_days_" * 4  # no space to break at
+    result = drift_result(n_features=15, drifted=(1, 6, 12))
+    result["features"][long] = result["features"].pop(result["drifted"][0])
+    result["drifted"] = [long, *result["drifted"][1:]]
+    result.update(dataset_share_threshold=0.5, dataset_drift=False)
+    drift = render_realistic(result=result, history=scored_history(result))
+    assert long in parse(drift).section_text("summary")
+    assert long in parse(drift).section_text("trends")
+    m = classifier_manifest()
+    m["evaluation"]["candidate"]["importance"]["features"][0]["name"] = long
+    version = render_version_report(m, {"schema": 2, "rows": 10, "features": {long: {}}})
+    (tmp_path / "drift.html").write_text(drift, encoding="utf-8")
+    (tmp_path / "version.html").write_text(version, encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(LAYOUT_PROBE, encoding="utf-8")
+    run = chromium(
+        probe.as_uri(),
+        "--dump-dom",
+        "--allow-file-access-from-files",  # lets the probe read its frames' layout
+        profile_dir=tmp_path / "profile",
+    )
+    assert run.returncode == 0, f"chromium failed:\n{run.stderr[-3000:]}"
+    found = re.search(r'<pre id="out">(.*?)</pre>', run.stdout, re.S)
+    assert found, run.stdout[-2000:]
+    overflow = json.loads(found.group(1))
+    assert set(overflow["drift"]) == {"page"} | DRIFT_SECTIONS
+    assert set(overflow["version"]) == {"page"} | VERSION_SECTIONS
+    for report, widths in overflow.items():
+        assert all(px <= 0 for px in widths.values()), (report, widths)

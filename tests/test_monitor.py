@@ -412,3 +412,37 @@ def test_a_clinic_the_champion_never_saw_is_reported_as_new_and_drifts(
     assert drift["new_categories"] == []
     assert outcome.drifted == []
     assert "new values" not in html
+
+
+def test_the_report_shows_each_features_trend_from_the_latest_runs(rt, seed, monkeypatch) -> None:
+    import re
+
+    import warden.jobs.monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "FEATURE_TREND_RUNS", 1)  # of 2 earlier runs, the last
+    seed(end=LATER, days=7, customer_rows=2000, seed=8, shift=1.0, models=(SEG,))
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+
+    def report(key: str) -> tuple[str, dict]:
+        outcome = _monitor(rt, SEG, key)
+        assert outcome.dataset_drift is True
+        folder = outcome.report.split(f"{rt.settings.registry_bucket}/", 1)[1].rsplit("/", 1)[0]
+        html = bucket.blob(f"{folder}/report.html").download_as_bytes().decode()
+        return html, json.loads(bucket.blob(f"{folder}/drift.json").download_as_bytes())
+
+    first, _ = report("trend-1")
+    assert "No per-feature scores from earlier runs yet" in first
+    report("trend-2")
+    third, summary = report("trend-3")
+    rows = dict(
+        re.findall(r'<tr class="(?:drift|stable)" data-trend="([^"]*)">(.*?)</tr>', third, re.S)
+    )
+    assert set(rows) == set(rt.config.model(SEG).features)
+    for row in rows.values():
+        assert row.count("<circle") == 2  # the one earlier run with scores, then this run
+    drifted = summary["drift"]["drifted"]
+    assert drifted
+    for name in drifted:  # the same data drifted in every run: red points both times
+        assert rows[name].count('class="pt-bad"') == 2
+    # The drift-share history still has all three runs.
+    assert "Drift share over the last 3 runs" in third

@@ -2,7 +2,9 @@
 
 | service          | local form                                                           |
 |------------------|----------------------------------------------------------------------|
-| Cloud Storage    | fake-gcs-server, memory backend                                      |
+| Cloud Storage    | fake-gcs-server, memory backend; with ``storage_root`` (``warden     |
+|                  | local up --persist DIR``) its filesystem backend: objects survive    |
+|                  | restarts (noncurrent versions are not kept)                          |
 | Pub/Sub          | the Cloud SDK's Pub/Sub emulator (Java)                              |
 | Triggers         | Terraform's push subscriptions (``local-FUNCTION-push``): the raw    |
 |                  | push → the function's root URL; retry and dead-letter policy from    |
@@ -28,6 +30,16 @@ in their environment and in ``stack.json``'s, which ``warden local env`` prints)
 ticks, run-ledger leases, staleness, retention and the registry's timestamps move together.
 What stays real: Pub/Sub's publish times and Cloud Storage's object times (the emulators set
 them), the Monitoring stand-in, the alert router's timers and the seeded data's dates.
+
+**Reload.** :meth:`LocalStack.serve_forever` reloads on SIGUSR1 (``warden local reload`` sends it
+and waits for the outcome in ``stack.json``): it re-reads ``config_path`` and, if it validates,
+restarts every function server on its port (each reads the file as it starts), the Monitoring
+stand-in when it evaluates alert policies, and the Scheduler stand-in, whose jobs are then the
+new config's (pause states kept in its state file). A config that does not validate changes
+nothing. The emulators, the push subscriptions and the stored data stay. The Scheduler's clock
+goes on: the shared clock as it was (each job's latest slot fires once more on restart; the
+functions acknowledge it as a duplicate of that slot), or its own clock from the virtual time it
+had reached (estimated from its launch); a slot that falls while it restarts does not fire.
 """
 
 from __future__ import annotations
@@ -129,6 +141,7 @@ class LocalStack:
         progress: Callable[[str], None] = lambda _msg: None,
         before_scheduler: Callable[[LocalStack], None] | None = None,
         alert_channel: str = "webhook",
+        storage_root: Path | None = None,
     ) -> None:
         if alert_channel not in ("webhook", "pubsub"):
             raise ValueError(f"alert_channel must be 'webhook' or 'pubsub', got {alert_channel!r}")
@@ -149,6 +162,8 @@ class LocalStack:
         self.before_scheduler = before_scheduler  # e.g. seed data before the first tick
         # How the Monitoring stand-in reaches the router: Terraform's var.alert_channel.
         self.alert_channel = alert_channel
+        #: fake-gcs-server's filesystem root (None: memory): buckets and objects outlive the stack.
+        self.storage_root = Path(storage_root).resolve() if storage_root is not None else None
         self.processes: dict[str, ManagedProcess] = {}
         self.function_urls: dict[str, str] = {}
         self.endpoints: dict[str, str] = {}
@@ -158,6 +173,12 @@ class LocalStack:
         #: The shared virtual clock (None: real time); fixed by start().
         self.clock: LocalClock | None = None
         self._started = False
+        #: (real epoch, virtual epoch) when the Scheduler stand-in's own clock was launched.
+        self._scheduler_origin: tuple[float, float] | None = None
+        #: The pid that takes SIGUSR1 for a reload (set while serve_forever runs), and the outcome
+        #: of the latest reload (``generation`` counts them): both in stack.json.
+        self.supervisor_pid: int | None = None
+        self.reload_status: dict[str, Any] = {"generation": 0}
 
     # -- environment --------------------------------------------------------------------------
     def client_env(self) -> dict[str, str]:
@@ -210,7 +231,7 @@ class LocalStack:
     def _start(self) -> None:
         say = self.progress
         say("starting fake-gcs-server")
-        gcs = StorageEmulator(log=self._log("fake-gcs-server"))
+        gcs = StorageEmulator(root=self.storage_root, log=self._log("fake-gcs-server"))
         self.processes["storage"] = gcs.start()
         self.endpoints["storage"] = gcs.host
         say("starting the Pub/Sub emulator")
@@ -274,26 +295,9 @@ class LocalStack:
         for spec in self.functions:
             say(f"starting function {spec.name}")
             port = free_port()
-            env = {
-                **self._base_env(),
-                **self.client_env(),
-                **self.secrets,
-                "K_SERVICE": spec.name,
-                "K_REVISION": f"{spec.name}-local",
-                "K_CONFIGURATION": spec.name,
-                "FUNCTION_TARGET": spec.name,
-                "FUNCTION_SIGNATURE_TYPE": spec.signature,
-                "WARDEN_CODE_VERSION": "local",
-            }
-            proc = FunctionServer(
-                FUNCTIONS_DIR / spec.folder / "main.py",
-                spec.name,
-                signature=spec.signature,
-                port=port,
-                log=self._log(f"function-{spec.name}"),
-                env=env,
+            self.processes[f"function:{spec.name}"] = self._function_server(spec, port).start(
+                timeout=60
             )
-            self.processes[f"function:{spec.name}"] = proc.start(timeout=60)
             self.function_urls[spec.name] = f"http://127.0.0.1:{port}"
 
         say("creating the push subscriptions (terraform/delivery.json)")
@@ -307,6 +311,33 @@ class LocalStack:
         if self.speed > 60:
             self._pause_flush_job()
         say("starting the Cloud Scheduler stand-in")
+        self._start_scheduler()
+        self._write_state()
+
+    def _function_server(self, spec: FunctionSpec, port: int) -> FunctionServer:
+        env = {
+            **self._base_env(),
+            **self.client_env(),
+            **self.secrets,
+            "K_SERVICE": spec.name,
+            "K_REVISION": f"{spec.name}-local",
+            "K_CONFIGURATION": spec.name,
+            "FUNCTION_TARGET": spec.name,
+            "FUNCTION_SIGNATURE_TYPE": spec.signature,
+            "WARDEN_CODE_VERSION": "local",
+        }
+        return FunctionServer(
+            FUNCTIONS_DIR / spec.folder / "main.py",
+            spec.name,
+            signature=spec.signature,
+            port=port,
+            log=self._log(f"function-{spec.name}"),
+            env=env,
+        )
+
+    def _start_scheduler(self, *, resume: bool = False) -> None:
+        """Launch the Scheduler stand-in over ``config_path``; ``resume``: its own clock goes on
+        from the virtual time it had reached (a reload), instead of from ``clock_start``."""
         sched_port = int(self.endpoints["scheduler"].rsplit(":", 1)[1])
         args = [
             "-m",
@@ -326,8 +357,17 @@ class LocalStack:
             args.append(f"--clock={self.clock}")
         else:  # the scheduler's own virtual clock; the functions stay on real time
             args += ["--speed", str(self.speed)]
-            if self.clock_start is not None:
-                args += ["--start", self.clock_start.isoformat()]
+            launched = time.time()
+            start: float | None = None
+            if resume and self._scheduler_origin is not None:
+                real, virtual = self._scheduler_origin
+                start = virtual + (launched - real) * self.speed
+            elif self.clock_start is not None:
+                aware = self.clock_start
+                start = (aware if aware.tzinfo else aware.replace(tzinfo=UTC)).timestamp()
+            if start is not None and not (self.speed == 1 and self.clock_start is None):
+                args += ["--start", datetime.fromtimestamp(start, UTC).isoformat()]
+            self._scheduler_origin = (launched, launched if start is None else start)
         scheduler = PythonService(
             "scheduler",
             args,
@@ -336,6 +376,46 @@ class LocalStack:
             env={**self._base_env(), **self.client_env()},
         )
         self.processes["scheduler"] = scheduler.start()
+
+    # -- reload ---------------------------------------------------------------------------------
+    def reload(self) -> str:
+        """Re-read ``config_path``; restart the functions, the Monitoring stand-in (if it runs
+        policies) and the Scheduler stand-in with it. A config that does not validate raises
+        :class:`~warden.errors.ConfigError` before anything is restarted. Returns a summary."""
+        from warden.config.schedules import job_specs
+
+        config = load_config(self.config_path)
+        self.config = config
+        say = self.progress
+        say(f"reloading {self.config_path}")
+        self.processes["scheduler"].stop()  # no tick while the functions restart
+        for spec in self.functions:
+            say(f"restarting function {spec.name}")
+            key = f"function:{spec.name}"
+            self.processes[key].stop()
+            port = int(self.function_urls[spec.name].rsplit(":", 1)[1])
+            self.processes[key] = self._function_server(spec, port).start(timeout=60)
+        router = "route_alerts" if self.alert_channel == "webhook" else "route_alert_events"
+        if router in self.function_urls:
+            self._restart_monitoring_with_policies()
+        if self.speed > 60:
+            self._pause_flush_job(keep=True)
+        say("restarting the Cloud Scheduler stand-in")
+        self._start_scheduler(resume=True)
+        return (
+            f"{len(config.models)} model(s), {len(self.functions)} function(s) restarted, "
+            f"{len(job_specs(config))} scheduler job(s)"
+        )
+
+    def _reload_and_record(self) -> None:
+        generation = int(self.reload_status.get("generation", 0)) + 1
+        try:
+            detail = self.reload()
+            self.reload_status = {"generation": generation, "status": "ok", "detail": detail}
+            self.progress(f"reloaded: {detail}")
+        except Exception as exc:  # reported in stack.json; a process left dead stops the stack
+            self.reload_status = {"generation": generation, "status": "error", "detail": str(exc)}
+            print(f"error: reload failed: {exc}", file=sys.stderr)
         self._write_state()
 
     def _restart_monitoring_with_policies(self) -> None:
@@ -372,15 +452,20 @@ class LocalStack:
         )
         self.processes["monitoring"] = monitoring.start()
 
-    def _pause_flush_job(self) -> None:
+    def _pause_flush_job(self, *, keep: bool = False) -> None:
         """At a fast clock a per-minute flush tick would fire many times a second; flushing
-        still happens on every router invocation."""
+        still happens on every router invocation. ``keep``: the other jobs' saved states stay
+        (a reload), instead of starting afresh."""
         from warden.config.schedules import ALERT_FLUSH
 
         name = ALERT_FLUSH.name(self.project, self.location)
-        (self.run_dir / "scheduler-state.json").write_text(
-            json.dumps({"version": 1, "jobs": {name: {"state": "PAUSED"}}})
-        )
+        path = self.run_dir / "scheduler-state.json"
+        jobs: dict[str, Any] = {}
+        if keep and path.exists():
+            with contextlib.suppress(ValueError, AttributeError):
+                jobs = dict(json.loads(path.read_text()).get("jobs", {}))
+        jobs[name] = {**jobs.get(name, {}), "state": "PAUSED"}
+        path.write_text(json.dumps({"version": 1, "jobs": jobs}))
 
     def _base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
@@ -440,8 +525,15 @@ class LocalStack:
             "speed": self.speed,
             "clock": str(self.clock) if self.clock is not None else None,
             "pids": {name: p.pid for name, p in self.processes.items()},
+            "storage_root": str(self.storage_root) if self.storage_root is not None else None,
+            "supervisor_pid": self.supervisor_pid,
+            "reload": self.reload_status,
         }
-        (self.run_dir / "stack.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        # Atomically: `warden local env` / `reload` may read it while a reload rewrites it.
+        path = self.run_dir / "stack.json"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, path)
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.processes.items() if not proc.alive()]
@@ -469,14 +561,23 @@ class LocalStack:
         self.stop()
 
     def serve_forever(self, poll: float = 1.0) -> int:
-        """Run until SIGINT/SIGTERM; stop everything; non-zero if a process died on its own."""
+        """Run until SIGINT/SIGTERM; stop everything; non-zero if a process died on its own.
+        SIGUSR1 reloads the config (:meth:`reload`; the outcome goes to stack.json). Not SIGHUP:
+        a closed terminal sends that."""
         stop = threading.Event()
+        reload = threading.Event()
         previous = {
             sig: signal.signal(sig, lambda *_: stop.set())
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda *_: reload.set())
+        self.supervisor_pid = os.getpid()  # only now: SIGUSR1's default action kills
+        self._write_state()
         try:
             while not stop.wait(poll):
+                if reload.is_set():
+                    reload.clear()
+                    self._reload_and_record()
                 dead = self.dead()
                 if dead:
                     print(
@@ -487,9 +588,12 @@ class LocalStack:
                     return 1
             return 0
         finally:
+            self.supervisor_pid = None
+            usr1 = previous.pop(signal.SIGUSR1)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.stop()
+            self.stop()  # removes stack.json, then SIGUSR1's handler goes: a late one harms not
+            signal.signal(signal.SIGUSR1, usr1)
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
@@ -497,6 +601,42 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no running stack in {run_dir} (start one: warden local up)")
     return json.loads(path.read_text())
+
+
+def request_reload(run_dir: Path, *, timeout: float = 300.0) -> dict[str, Any]:
+    """Ask the stack supervised in ``run_dir`` to reload its config (SIGUSR1) and wait for the
+    outcome: stack.json's ``reload`` entry, ``{"generation", "status": "ok"|"error",
+    "detail"}``. FileNotFoundError: no stack there; RuntimeError: it takes no reloads or its
+    supervisor is gone; TimeoutError: no outcome within ``timeout`` seconds."""
+    state = read_state(run_dir)
+    if not state.get("supervisor_pid"):  # stack.json is written once before serving starts
+        try:
+            state = wait_until(
+                lambda: (s := read_state(run_dir)).get("supervisor_pid") and s,
+                timeout=10,
+                what="the stack's supervisor",
+            )
+        except TimeoutError:
+            raise RuntimeError(
+                f"the stack in {run_dir} takes no reloads: it is not supervised by "
+                "`warden local up` (an in-process stack: call LocalStack.reload())"
+            ) from None
+    pid = int(state["supervisor_pid"])
+    before = int(state.get("reload", {}).get("generation", 0))
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        raise RuntimeError(
+            f"the stack's supervisor (pid {pid}) is gone; {run_dir}/stack.json is stale"
+        ) from None
+
+    def answered() -> dict[str, Any] | None:
+        if not (Path(run_dir) / "stack.json").exists():
+            raise RuntimeError(f"the stack in {run_dir} stopped while reloading (see its logs)")
+        outcome = read_state(run_dir).get("reload", {})
+        return outcome if int(outcome.get("generation", 0)) > before else None
+
+    return wait_until(answered, timeout=timeout, what=f"the reload of the stack in {run_dir}")
 
 
 def wait_until(

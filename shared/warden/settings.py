@@ -174,3 +174,74 @@ class Settings:
 def secret(name: str) -> str | None:
     """A receiver secret (webhook URL or HMAC key) named in the alerting config, or None."""
     return os.environ.get(name) or None
+
+
+#: What :func:`operator_identity` reads, in order (the CLI records it as the actor of a move).
+OPERATOR_SOURCES = (
+    "CLOUDSDK_CORE_ACCOUNT (gcloud's account override)",
+    "GOOGLE_APPLICATION_CREDENTIALS: a service-account key file's client_email",
+    "gcloud's active configuration: [core] account (CLOUDSDK_CONFIG, default ~/.config/gcloud)",
+    "the login name (LOGNAME, USER, LNAME, USERNAME, then the password database)",
+)
+
+
+def operator_identity(environ: Mapping[str, str] | None = None, *, home: Path | None = None) -> str:
+    """Who runs the CLI, for the registry's history and the events of a move: the first of
+    :data:`OPERATOR_SOURCES` that names someone, else ``"unknown"``. Local files only (no
+    metadata server, no token refresh), so it costs nothing when nobody is found."""
+    env = os.environ if environ is None else environ
+    account = env.get("CLOUDSDK_CORE_ACCOUNT", "").strip()
+    if account:
+        return account
+    email = _key_file_email(env.get("GOOGLE_APPLICATION_CREDENTIALS", "").strip())
+    if email:
+        return email
+    config_dir = env.get("CLOUDSDK_CONFIG", "").strip()
+    gcloud = Path(config_dir) if config_dir else (home or Path.home()) / ".config" / "gcloud"
+    account = _gcloud_account(gcloud, env.get("CLOUDSDK_ACTIVE_CONFIG_NAME", "").strip())
+    if account:
+        return account
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass.getuser() reads
+        if env.get(name, "").strip():
+            return env[name].strip()
+    import getpass
+
+    try:
+        return getpass.getuser()  # the password database
+    except (OSError, KeyError, ImportError):
+        return "unknown"
+
+
+def _key_file_email(path: str) -> str:
+    """``client_email`` of a service-account key file; "" for anything else or unreadable."""
+    if not path:
+        return ""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(data, dict) or data.get("type") != "service_account":
+        return ""
+    email = data.get("client_email")
+    return email.strip() if isinstance(email, str) else ""
+
+
+def _gcloud_account(config_dir: Path, active: str) -> str:
+    """``[core] account`` of gcloud's active configuration (what ``gcloud config get-value
+    account`` prints); "" when there is none or it cannot be read."""
+    import configparser
+
+    if not active:
+        try:
+            active = (config_dir / "active_config").read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            active = ""
+    try:
+        name = active or "default"
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(config_dir / "configurations" / f"config_{name}")
+        return parser.get("core", "account", fallback="").strip()
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return ""

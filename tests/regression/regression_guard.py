@@ -5,9 +5,10 @@ Shared by ``test_regression.py`` (the guard) and ``refresh.py`` (the deliberate 
 The path is production's, step for step (see ``warden.jobs.retrain._run``): the example data is laid
 out as daily ``dt=`` partitions by ``warden_local.examples.write_partitions`` and read back by
 ``warden.store.data.read_training_frame`` (the same parquet/CSV serialisation and column
-coercion), then ``warden.ml.training.split`` / ``fit`` and ``warden.ml.evaluation.evaluate`` score
-the candidate on the seeded held-out rows, with the estimator and evaluation settings of the root
-``warden.yaml``. Only the storage client is an in-memory stand-in: it holds bytes, nothing else.
+coercion, with each row's partition day), then ``warden.ml.training.split`` / ``fit`` and
+``warden.ml.evaluation.evaluate`` score the candidate on the held-out rows (the newest days, by
+default), with the estimator and evaluation settings of the root ``warden.yaml``. Only the
+storage client is an in-memory stand-in: it holds bytes, nothing else.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def train(name: str, config: Any | None = None) -> Trained:
     from warden.config import load_config
     from warden.ml.evaluation import evaluate
     from warden.ml.training import fit, split
-    from warden.store.data import read_training_frame
+    from warden.store.data import ROW_DAY, read_training_frame
     from warden_local.examples import seed_examples
 
     config = config or load_config(CONFIG)
@@ -137,8 +138,9 @@ def train(name: str, config: Any | None = None) -> Trained:
         as_of=DATA_END,
         target=cfg.target,
         categorical=cfg.categorical_features,
+        row_days=True,
     )
-    parts = split(frame, cfg)
+    parts = split(frame, cfg, days=frame[ROW_DAY])
     candidate = fit(cfg, parts)
     result = evaluate(
         candidate,

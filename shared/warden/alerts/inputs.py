@@ -268,8 +268,24 @@ def _parse_at(value: Any) -> float:
     return ts.timestamp()
 
 
+#: How much of a ``failed`` event's error text its alert carries (summary and ``error``).
+ERROR_SUMMARY_MAX = 500
+_JOB = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def _bounded(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # one line: Slack titles, log lines
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def alert_from_model_event(payload: Any, attributes: Mapping[str, Any] | None = None) -> Alert:
-    """A ``model-events`` message as a firing alert that resolves by timing out after 1 h."""
+    """A ``model-events`` message as a firing alert that resolves by timing out after 1 h.
+
+    Labels: alertname (``Model`` + the kind in CamelCase), model, kind, severity, and version
+    and job when the event names them. A ``failed`` event's summary is
+    ``MODEL: JOB failed: ERROR`` with the error's first :data:`ERROR_SUMMARY_MAX` characters
+    (also in the ``error`` annotation); other events summarize their ``reason`` or ``detail``.
+    """
     attributes = attributes or {}
     if not isinstance(payload, dict):
         raise EventError(f"payload must be a JSON object, got {type(payload).__name__}")
@@ -289,6 +305,8 @@ def alert_from_model_event(payload: Any, attributes: Mapping[str, Any] | None = 
     version = payload.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int | str)):
         raise EventError(f"version must be an integer or string, got {type(version).__name__}")
+    job = payload.get("job")
+    job = job if isinstance(job, str) and _JOB.match(job) else ""
     starts_at = _parse_at(payload.get("at"))
     vtext = "" if version is None else str(version)
     labels = {
@@ -299,13 +317,25 @@ def alert_from_model_event(payload: Any, attributes: Mapping[str, Any] | None = 
     }
     if vtext:
         labels["version"] = vtext[:MAX_VALUE]
-    summary = str(payload.get("reason") or payload.get("detail") or f"{model}: {kind}")
+    annotations: dict[str, str] = {}
+    if job:
+        labels["job"] = job  # what inhibits the run-failed metric policy's page (warden.yaml)
+    if kind == "failed":
+        error = _bounded(_scalar(payload.get("error")) or "no error text given", ERROR_SUMMARY_MAX)
+        summary = f"{model}: {job or 'run'} failed: {error}"
+        annotations["error"] = error
+        run_id = _scalar(payload.get("run_id"))
+        if run_id:
+            annotations["run_id"] = run_id[:MAX_VALUE]
+    else:
+        summary = str(payload.get("reason") or payload.get("detail") or f"{model}: {kind}")
     return Alert(
         labels=labels,
-        annotations={"summary": summary[:MAX_VALUE]},
+        annotations={"summary": summary[:MAX_VALUE], **annotations},
         status="firing",
         starts_at=starts_at,
         ends_at=starts_at + RESOLVE_TIMEOUT,
-        fingerprint=_fp("model-events", kind, model, vtext),
+        # A job's failure is its own alert: a monitor failing beside a retrain is not a repeat.
+        fingerprint=_fp("model-events", kind, model, vtext, *([job] if job else [])),
         source="model-events",
     )

@@ -37,6 +37,7 @@ from warden.alerts import (
     expire,
     group_id,
     inhibited,
+    next_due,
     render_message,
     route_alert,
     to_send,
@@ -611,6 +612,85 @@ class AlertState:
                 drop(name, gen)
         return out
 
+    # -- read-only query (`warden alerts`) -------------------------------------------------------
+    def groups_view(self, *, config: AlertingConfig, now: float) -> list[GroupView]:
+        """Every group as a flush at ``now`` would see it, writing nothing: model events past
+        their timeout resolved, each alert's muting re-evaluated against the silences active at
+        ``now`` and ``config``'s inhibit rules (what a flush records before deciding), with the
+        silences and the firing alerts that mute it, and when and why the group will next
+        notify. Sorted by group labels, then receiver and route."""
+        silences = self.list_silences(now)
+        groups = self._groups()
+        firing = [
+            alert_from_state(fp, rec)
+            for _, data, _ in groups
+            for fp, rec in expire(copy.deepcopy(data), now)["alerts"].items()
+            if rec["status"] == "firing"
+        ]
+        out = []
+        for name, data, _ in groups:
+            state = expire(copy.deepcopy(data), now)
+            notified = state.get("notified") or {}
+            views = []
+            for fp, rec in state["alerts"].items():
+                a = alert_from_state(fp, rec)
+                silenced_by = tuple(s.id for s in silences if s.matches(a, now))
+                inhibited_by: tuple[str, ...] = ()
+                if inhibited(a, firing, config.rules):
+                    # ``inhibited`` asks "any source?"; asked per source it names them.
+                    inhibited_by = tuple(
+                        sorted({s.fingerprint for s in firing if inhibited(a, [s], config.rules)})
+                    )
+                rec["silenced"], rec["inhibited"] = bool(silenced_by), bool(inhibited_by)
+                views.append((a, silenced_by, inhibited_by, notified.get(fp) == "firing"))
+            sending = to_send(state)
+            alerts = tuple(
+                AlertView(
+                    fingerprint=a.fingerprint,
+                    status=a.status,
+                    labels=a.labels,
+                    annotations=a.annotations,
+                    starts_at=a.starts_at,
+                    ends_at=a.ends_at,
+                    source=a.source,
+                    silenced_by=sil,
+                    inhibited_by=inh,
+                    notified=was,
+                    will_send=sending.get(a.fingerprint),
+                )
+                for a, sil, inh, was in sorted(views, key=_alert_order)
+            )
+            at, reason = next_notification(state, now, self.lease)
+            pending = state.get("pending")
+            out.append(
+                GroupView(
+                    id=name.removeprefix(GROUPS).removesuffix(".json"),
+                    key=str(state.get("key", "")),
+                    route_id=str(state.get("route_id", "")),
+                    receiver=str(state.get("receiver", "")),
+                    group_labels=dict(state.get("group_labels") or {}),
+                    alerts=alerts,
+                    tombstones={k: float(v) for k, v in (state.get("tombstones") or {}).items()},
+                    first_seen=_opt_float(state.get("first_seen")),
+                    last_notified_at=_opt_float(state.get("last_notified_at")),
+                    last_failure=state.get("last_failure"),
+                    pending=None
+                    if not pending
+                    else {
+                        "seq": pending.get("seq"),
+                        "claimed_at": pending.get("claimed_at"),
+                        "claimed_by": pending.get("claimed_by"),
+                        "alerts": pending.get("view", {}),
+                    },
+                    group_wait=float(state.get("group_wait", 0.0)),
+                    group_interval=float(state.get("group_interval", 0.0)),
+                    repeat_interval=float(state.get("repeat_interval", 0.0)),
+                    next_at=at,
+                    next_reason=reason,
+                )
+            )
+        return sorted(out, key=lambda g: (sorted(g.group_labels.items()), g.receiver, g.route_id))
+
 
 def _muting(state: Mapping[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
     return {
@@ -668,3 +748,148 @@ def _apply(state: dict[str, Any], a: Alert, sil: bool, inh: bool, now: float) ->
         rec["starts_at"] = min(float(existing["starts_at"]), a.starts_at)
     alerts[a.fingerprint] = rec
     return "new" if existing is None else "updated"
+
+
+# -- the read-only query's views (AlertState.groups_view) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert of a group as a flush would see it now."""
+
+    fingerprint: str
+    status: str  # firing | resolved
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    source: str
+    silenced_by: tuple[str, ...]  # ids of the active silences matching it
+    inhibited_by: tuple[str, ...]  # fingerprints of the firing alerts inhibiting it
+    notified: bool  # the receiver was last told it fires
+    will_send: str | None  # what the group's next notification says of it (None: nothing)
+
+    @property
+    def silenced(self) -> bool:
+        return bool(self.silenced_by)
+
+    @property
+    def inhibited(self) -> bool:
+        return bool(self.inhibited_by)
+
+    @property
+    def state(self) -> str:
+        """``active``, ``silenced``, ``inhibited`` or ``silenced+inhibited``."""
+        muted = [n for n, on in (("silenced", self.silenced), ("inhibited", self.inhibited)) if on]
+        return "+".join(muted) or "active"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "state": self.state,
+            "silenced": self.silenced,
+            "silenced_by": list(self.silenced_by),
+            "inhibited": self.inhibited,
+            "inhibited_by": list(self.inhibited_by),
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "source": self.source,
+            "notified": self.notified,
+            "will_send": self.will_send,
+        }
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """One aggregation group, read-only: its alerts (firing first), receiver, what was sent,
+    and ``next_at``/``next_reason`` from :func:`next_notification`."""
+
+    id: str
+    key: str
+    route_id: str
+    receiver: str
+    group_labels: dict[str, str]
+    alerts: tuple[AlertView, ...]
+    tombstones: dict[str, float]
+    first_seen: float | None
+    last_notified_at: float | None
+    last_failure: dict[str, Any] | None
+    pending: dict[str, Any] | None
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    next_at: float | None
+    next_reason: str
+
+    @property
+    def firing(self) -> int:
+        return sum(1 for a in self.alerts if a.status == "firing")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "route_id": self.route_id,
+            "receiver": self.receiver,
+            "group_labels": self.group_labels,
+            "alerts": [a.to_json() for a in self.alerts],
+            "tombstones": self.tombstones,
+            "first_seen": self.first_seen,
+            "last_notified_at": self.last_notified_at,
+            "last_failure": self.last_failure,
+            "pending": self.pending,
+            "timings": {
+                "group_wait": self.group_wait,
+                "group_interval": self.group_interval,
+                "repeat_interval": self.repeat_interval,
+            },
+            "next_notification_at": self.next_at,
+            "next_notification_reason": self.next_reason,
+        }
+
+
+#: Why a group notifies next (:func:`next_notification`).
+NEXT_REASONS = (
+    "group_wait",  # the first notification, first_seen + group_wait
+    "group_interval",  # changes to send, last_notified_at + group_interval
+    "repeat_interval",  # unchanged and firing, last_notified_at + repeat_interval
+    "pending_claim",  # being sent: claimed_at + lease is when it is taken over if unconfirmed
+    "stale_claim",  # claimed, unconfirmed past the lease: the next flush re-sends it
+    "nothing_to_send",  # nothing unmuted fires and no resolve is owed
+)
+
+
+def next_notification(
+    state: Mapping[str, Any], now: float, lease: float
+) -> tuple[float | None, str]:
+    """When a group (refreshed as a flush would) next notifies, and why (:data:`NEXT_REASONS`).
+    A time at or before ``now`` means due: the next flush (on the minute tick, or when an alert
+    arrives) sends it. Follows :meth:`AlertState.flush_due`: a claim comes first, then
+    :func:`~warden.alerts.rules.next_due`."""
+    pending = state.get("pending")
+    if pending:
+        at = float(pending["claimed_at"]) + lease
+        return at, "stale_claim" if now >= at else "pending_claim"
+    when = next_due(state, now)
+    if when is None:
+        return None, "nothing_to_send"
+    if state.get("last_notified_at") is None:
+        return when, "group_wait"
+    view = to_send(state)
+    notified = state.get("notified") or {}
+    changed = any(notified.get(fp) != s for fp, s in view.items()) or any(
+        fp not in view for fp in notified
+    )
+    return when, "group_interval" if changed else "repeat_interval"
+
+
+def _alert_order(item: tuple[Alert, Any, Any, Any]) -> tuple[bool, str, float, str]:
+    a = item[0]
+    return (a.status != "firing", a.labels.get("alertname", ""), a.starts_at, a.fingerprint)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -23,10 +23,12 @@ from warden.errors import (
 )
 
 __all__ = [
+    "EXIT_CREDENTIALS",
     "EXIT_ERROR",
     "EXIT_INTEGRITY",
     "EXIT_NOT_FOUND",
     "EXIT_RETRYABLE",
+    "NO_CREDENTIALS",
     "configured",
     "emit",
     "handled",
@@ -34,6 +36,13 @@ __all__ = [
 ]
 
 EXIT_ERROR, EXIT_NOT_FOUND, EXIT_INTEGRITY, EXIT_RETRYABLE = 1, 3, 4, 5
+#: No Google credentials and no emulator: the client libraries found nothing to talk to.
+EXIT_CREDENTIALS = 6
+NO_CREDENTIALS = (
+    "error: no Google credentials and no emulator (STORAGE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST): "
+    'run `eval "$(warden local env)"` for the local stack, or '
+    "`gcloud auth application-default login` for a real project"
+)
 
 
 def runtime_for(ctx: click.Context):
@@ -66,8 +75,15 @@ def emit(ctx: click.Context, data: Any, text: str) -> None:
         click.echo(text)
 
 
+def _no_credentials(exc: Exception) -> bool:
+    from google.auth.exceptions import DefaultCredentialsError  # only on the error path
+
+    return isinstance(exc, DefaultCredentialsError)
+
+
 def handled(fn):
-    """Turn Warden errors into a message on stderr and a meaningful exit code."""
+    """Turn Warden errors into a message on stderr and a meaningful exit code; so too a client
+    library finding neither credentials nor an emulator (one sentence, exit 6, no traceback)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -85,5 +101,10 @@ def handled(fn):
         except WardenError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_ERROR)
+        except Exception as exc:
+            if not _no_credentials(exc):
+                raise
+            click.echo(NO_CREDENTIALS, err=True)
+            sys.exit(EXIT_CREDENTIALS)
 
     return wrapper

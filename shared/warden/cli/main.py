@@ -4,7 +4,12 @@ Local vs real GCP is configuration only: with ``STORAGE_EMULATOR_HOST`` set the 
 talk to the emulator; without it, to Cloud Storage with Application Default Credentials.
 
 Exit codes: 0 ok, 1 a Warden error, 2 usage, 3 not found (a version, alias, job or silence, or a
-model warden.yaml does not declare), 4 integrity failure, 5 retryable.
+model warden.yaml does not declare), 4 integrity failure, 5 retryable, 6 no Google credentials
+and no emulator (one sentence says what to set).
+
+``retrain --wait`` and ``monitor --wait`` follow the requested run to its end (the run ledger's
+marker, :mod:`warden.cli.runs`): 0 done, 7 the run failed (its error text on stderr), 8 gave up
+waiting after ``--timeout`` seconds (the run may still finish: ``warden runs MODEL``).
 
 Commands that take a MODEL check it against warden.yaml before they touch storage: a name the
 config does not declare is refused, never looked up in (or written to) the registry.
@@ -12,7 +17,6 @@ config does not declare is refused, never looked up in (or written to) the regis
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,12 +26,13 @@ import click
 from warden.cli.common import (
     EXIT_ERROR,
     EXIT_INTEGRITY,
-    EXIT_NOT_FOUND,
+    EXIT_NOT_FOUND,  # noqa: F401 (re-exported: tests and scripts read the codes here)
     configured,
     emit,
     handled,
     runtime_for,
 )
+from warden.cli.runs import check_as_of, finish_wait, publish_request, wait_options
 from warden.errors import VersionNotFound
 
 
@@ -65,29 +70,14 @@ def models(ctx: click.Context) -> None:
 @click.pass_context
 @handled
 def versions(ctx: click.Context, model: str) -> None:
-    """List the registered versions of MODEL."""
-    rt = runtime_for(ctx)
-    rt.config.model(model)
-    champion = rt.registry().alias(model)
-    rows = []
-    for m in rt.registry().versions(model):
-        metric = m.get("gate", {}).get("metric")
-        rows.append(
-            {
-                "version": m["version"],
-                "created_at": m.get("created_at"),
-                "metric": metric,
-                "value": (m.get("metrics", {}).get("candidate") or {}).get(metric),
-                "gate_passed": m.get("gate", {}).get("passed"),
-                "champion": bool(champion and champion.version == m["version"]),
-            }
-        )
-    lines = [
-        f"{'*' if r['champion'] else ' '} v{r['version']:<5} {r['created_at']}  "
-        f"{r['metric']}={r['value']:.4f}  gate={'pass' if r['gate_passed'] else 'FAIL'}"
-        for r in rows
-    ]
-    emit(ctx, rows, "\n".join(lines) or f"{model}: no versions yet")
+    """List the registered versions of MODEL: each one's gate metric beside the champion's it
+    was compared with, the gate outcome, and * on the current champion."""
+    from warden.cli.format import version_rows, versions_text
+
+    registry = configured(ctx, model).registry()
+    champion = registry.alias(model)
+    rows = version_rows(registry.versions(model), champion.version if champion else None)
+    emit(ctx, rows, versions_text(model, rows))
 
 
 @main.command()
@@ -95,26 +85,85 @@ def versions(ctx: click.Context, model: str) -> None:
 @click.pass_context
 @handled
 def show(ctx: click.Context, ref: str) -> None:
-    """Show a version's manifest: MODEL, MODEL@VERSION or MODEL@ALIAS."""
+    """Summarise a version (MODEL, MODEL@VERSION or MODEL@ALIAS): gate verdict and reasons,
+    metrics beside the champion's, data window, files. --json prints the whole manifest."""
+    from warden.cli.format import show_text
+
     model, _, version = ref.partition("@")
-    manifest = configured(ctx, model).registry().manifest(model, version or "champion")
-    emit(ctx, manifest, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    registry = configured(ctx, model).registry()
+    manifest = registry.manifest(model, version or "champion")
+    if ctx.obj.get("json"):
+        emit(ctx, manifest, "")
+        return
+    champion = registry.alias(model)
+    emit(ctx, manifest, show_text(manifest, champion=champion.version if champion else None))
 
 
 @main.command()
 @click.argument("model")
 @click.argument("version", type=int)
-@click.option("--reason", default="manual promote", show_default=True)
+@click.option(
+    "--reason",
+    default=None,
+    help="Why (history and the promoted event); required with --force. [default: manual promote]",
+)
+@click.option(
+    "--force", is_flag=True, help="Promote a version that failed its gate (with --reason)."
+)
 @click.pass_context
 @handled
-def promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
-    """Point MODEL's champion at VERSION (after verifying its artifact)."""
-    state = configured(ctx, model).registry().promote(model, version, reason=reason, actor="cli")
+def promote(ctx: click.Context, model: str, version: int, reason: str | None, force: bool) -> None:
+    """Point MODEL's champion at VERSION (after verifying its artifact); publishes `promoted`.
+
+    A version that failed its gate needs --force and --reason. Promoting the champion again
+    changes nothing: "already champion", exit 0, no event. History records the operator
+    (warden.settings.operator_identity)."""
+    from warden.settings import operator_identity
+
+    rt = configured(ctx, model)
+    registry = rt.registry()
+    current = registry.alias(model)
+    if current is not None and current.version == version:
+        emit(
+            ctx, {**current.to_json(), "changed": False}, f"{model}: v{version} is already champion"
+        )
+        return
+    gate = registry.manifest(model, version).get("gate") or {}
+    forced = gate.get("passed") is False
+    if forced and not (force and reason):
+        why = "; ".join(str(r) for r in gate.get("reasons", [])) or "gate.passed is false"
+        raise click.UsageError(
+            f"{model}: v{version} failed its gate ({why}). To promote it anyway, say why: "
+            f"warden promote {model} {version} --force --reason '...'"
+        )
+    recorded = f"forced past a failed gate: {reason}" if forced else (reason or "manual promote")
+    actor = operator_identity()
+    moved: list[bool] = [False]
+
+    def decide(now: Any) -> int:
+        moved[0] = now is None or now.version != version  # the last attempt's view decides
+        return version
+
+    state = registry.move_alias(model, decide, action="promote", reason=recorded, actor=actor)
     assert state is not None
+    if not moved[0]:  # someone promoted it meanwhile
+        emit(ctx, {**state.to_json(), "changed": False}, f"{model}: v{version} is already champion")
+        return
+    rt.events().try_publish(
+        "promoted",
+        model,
+        version=state.version,
+        previous_version=state.previous_version,
+        reason=recorded,
+        actor=actor,
+        forced=forced,
+        source="cli",
+    )
     emit(
         ctx,
-        state.to_json(),
-        f"{model}: champion is now v{state.version} (was v{state.previous_version})",
+        {**state.to_json(), "changed": True, "forced": forced},
+        f"{model}: champion is now v{state.version} (was v{state.previous_version})"
+        + (" — forced past its failed gate" if forced else ""),
     )
 
 
@@ -125,11 +174,37 @@ def promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
 @click.pass_context
 @handled
 def rollback(ctx: click.Context, model: str, to: int | None, reason: str) -> None:
-    """Point MODEL's champion back at the previous champion (or --to VERSION)."""
-    state = configured(ctx, model).registry().rollback(model, to=to, reason=reason, actor="cli")
+    """Point MODEL's champion back at the previous champion (or --to VERSION); publishes
+    `rolled_back`. Rolling back --to the champion changes nothing (exit 0, no event)."""
+    from warden.settings import operator_identity
+
+    rt = configured(ctx, model)
+    registry = rt.registry()
+    before = registry.alias(model)
+    if before is not None and to == before.version:
+        emit(ctx, {**before.to_json(), "changed": False}, f"{model}: v{to} is already champion")
+        return
+    actor = operator_identity()
+    state = registry.rollback(model, to=to, reason=reason, actor=actor)
+    if before is not None and state.seq == before.seq:  # nothing moved (a race made it so)
+        emit(
+            ctx,
+            {**state.to_json(), "changed": False},
+            f"{model}: v{state.version} is already champion",
+        )
+        return
+    rt.events().try_publish(
+        "rolled_back",
+        model,
+        version=state.version,
+        previous_version=state.previous_version,
+        reason=reason,
+        actor=actor,
+        source="cli",
+    )
     emit(
         ctx,
-        state.to_json(),
+        {**state.to_json(), "changed": True},
         f"{model}: rolled back to v{state.version} (from v{state.previous_version})",
     )
 
@@ -151,32 +226,41 @@ def history(ctx: click.Context, model: str) -> None:
 
 @main.command("retrain")
 @click.argument("model")
-@click.option("--as-of", default=None, help="Last day of the data window (YYYY-MM-DD).")
+@click.option(
+    "--as-of",
+    default=None,
+    callback=check_as_of,
+    help="Last day of the data window (YYYY-MM-DD).",
+)
 @click.option(
     "--reason",
     default="manual",
     show_default=True,
     type=click.Choice(["manual", "backfill", "drift", "degradation", "alert"]),
 )
+@wait_options
 @click.pass_context
 @handled
-def retrain_cmd(ctx: click.Context, model: str, as_of: str | None, reason: str) -> None:
-    """Ask for a retrain of MODEL: publish a request on the retrain topic."""
-    rt = runtime_for(ctx)
-    rt.config.model(model)
+def retrain_cmd(
+    ctx: click.Context, model: str, as_of: str | None, reason: str, wait: bool, timeout: float
+) -> None:
+    """Ask for a retrain of MODEL: publish a request on the retrain topic (--wait: follow the
+    run to its end; exit 7 if it failed, 8 if --timeout passed first)."""
+    rt = configured(ctx, model)
     payload: dict[str, Any] = {"schema": 1, "model": model, "reason": reason}
     if as_of:
         payload["as_of"] = as_of
-    publisher = rt.clients.publisher
-    topic = publisher.topic_path(rt.settings.project, rt.settings.retrain_topic)
-    message_id = publisher.publish(
-        topic, json.dumps(payload).encode(), model=model, kind="retrain"
-    ).result(timeout=30)
-    emit(
-        ctx,
-        {"message_id": message_id, "topic": topic, "payload": payload},
-        f"{model}: retrain requested (message {message_id} on {topic})",
-    )
+    request = publish_request(rt, "retrain", model, payload)
+    if not wait:
+        emit(
+            ctx,
+            request,
+            f"{model}: retrain requested (message {request['message_id']} on "
+            f"{request['topic']}); follow it with: warden runs {model} --kind retrain",
+        )
+        return
+    click.echo(f"{model}: retrain requested (message {request['message_id']})", err=True)
+    finish_wait(ctx, rt, request, model, "retrain", timeout=timeout)
 
 
 @main.command()
@@ -511,123 +595,6 @@ def restore(ctx: click.Context, snapshot_id: str, model: str | None, dry_run: bo
     emit(ctx, data, "\n".join(lines))
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
-
-
-@main.group()
-def local() -> None:
-    """The local cloud: emulators, stand-ins and the functions on this machine."""
-
-
-@local.command("up")
-@click.option(
-    "--run-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".warden/run"),
-    show_default=True,
-    help="Logs and state go here.",
-)
-@click.option(
-    "--speed",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Scheduler clock speed (3600: an hour a second).",
-)
-@click.option("--clock-start", default=None, help="Scheduler clock start (RFC 3339).")
-@click.option(
-    "--shared-clock",
-    is_flag=True,
-    help="Functions and CLI read the scheduler's virtual clock too (leases, staleness, retention).",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("warden.yaml"),
-    show_default=True,
-)
-@click.option(
-    "--only",
-    default=None,
-    help="Comma-separated functions to run (default: all), for a lighter stack.",
-)
-@click.option(
-    "--alert-channel",
-    type=click.Choice(["webhook", "pubsub"]),
-    default="webhook",
-    show_default=True,
-    help="How the Monitoring stand-in sends incidents (Terraform's alert_channel).",
-)
-def local_up(
-    run_dir: Path,
-    speed: float,
-    clock_start: str | None,
-    shared_clock: bool,
-    config_path: Path,
-    only: str | None,
-    alert_channel: str,
-) -> None:
-    """Start the whole stack and supervise it until Ctrl-C."""
-    from datetime import datetime
-
-    from warden_local.stack import FUNCTIONS, LocalStack
-
-    functions = FUNCTIONS
-    if only:
-        wanted = {name.strip() for name in only.split(",") if name.strip()}
-        known = {f.name for f in FUNCTIONS}
-        if wanted - known:
-            raise click.BadParameter(
-                f"unknown {sorted(wanted - known)}; known: {', '.join(sorted(known))}",
-                param_hint="--only",
-            )
-        functions = tuple(f for f in FUNCTIONS if f.name in wanted)
-    start = datetime.fromisoformat(clock_start.replace("Z", "+00:00")) if clock_start else None
-    stack = LocalStack(
-        config_path=config_path,
-        run_dir=run_dir,
-        speed=speed,
-        clock_start=start,
-        shared_clock=shared_clock,
-        functions=functions,
-        progress=lambda m: click.echo(f"  … {m}", err=True),
-        alert_channel=alert_channel,
-    )
-    try:
-        stack.start()
-    except (RuntimeError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
-    click.echo("Warden local stack is up:")
-    for name, value in sorted(stack.endpoints.items()):
-        click.echo(f"  {name:<12} {value}")
-    for name, url in sorted(stack.function_urls.items()):
-        click.echo(f"  {name:<12} {url}  (function)")
-    click.echo(f"logs in {stack.run_dir}; point a shell at it: eval $(warden local env)")
-    click.echo("Ctrl-C to stop.", err=True)
-    sys.exit(stack.serve_forever())
-
-
-@local.command("env")
-@click.option(
-    "--run-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".warden/run"),
-    show_default=True,
-)
-def local_env(run_dir: Path) -> None:
-    """Print `export` lines that point clients (and this CLI) at the running stack."""
-    import shlex
-
-    from warden_local.stack import read_state
-
-    try:
-        state = read_state(run_dir)
-    except FileNotFoundError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
-    for key, value in sorted(state["env"].items()):
-        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 @main.command()

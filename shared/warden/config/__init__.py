@@ -5,6 +5,7 @@
 * :mod:`~warden.config.alerting` — the ``alerting`` section (receivers, routes, inhibit rules).
 * :mod:`~warden.config.estimators` — the scikit-learn allow-list and pipeline building.
 * :mod:`~warden.config.schedules` — the Scheduler jobs and topics a config implies.
+* :mod:`~warden.config.reference` — the JSON Schema and ``docs/config.md``, from the models.
 
 Pure core: no I/O beyond reading the YAML file, no Google imports, scikit-learn only inside
 :func:`build_estimator`. May import :mod:`warden.errors` only.

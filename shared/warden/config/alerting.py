@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from warden.config.base import Strict, loc
 from warden.errors import ConfigError
@@ -106,40 +113,63 @@ def parse_duration(value: Any) -> float | None:
 
 
 MatcherStr = Annotated[str, AfterValidator(_check_matcher)]
-Duration = Annotated[float | None, BeforeValidator(parse_duration)]
+#: In JSON Schema (docs/warden.schema.json) a duration is a string like "5m" or seconds.
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w))+\s*$"},
+        {"type": "number", "minimum": 0},
+        {"type": "null"},
+    ]
+}
+Duration = Annotated[float | None, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
 
 # -- configuration ------------------------------------------------------------------------------
 
 
 class SlackReceiver(Strict):
+    """A Slack-compatible incoming webhook."""
+
     url_env: str = Field(min_length=1, description="env var holding the incoming-webhook URL")
-    channel: str | None = None
-    max_attempts: int = Field(default=3, ge=1, le=10)
+    channel: str | None = Field(
+        default=None, description="channel to post to; null: the webhook's own channel"
+    )
+    max_attempts: int = Field(default=3, ge=1, le=10, description="delivery attempts, in all")
 
 
 class WebhookReceiver(Strict):
-    url_env: str = Field(min_length=1)
+    """A JSON webhook, signed with HMAC-SHA256 (docs/alerting.md)."""
+
+    url_env: str = Field(min_length=1, description="env var holding the webhook's URL")
     secret_env: str = Field(min_length=1, description="env var holding the HMAC secret")
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="delivery attempts, in all")
+    timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="seconds to wait for each attempt's answer"
+    )
 
 
 class PubSubReceiver(Strict):
+    """A Pub/Sub topic."""
+
     topic: str = Field(min_length=1, description="topic id in the settings project")
-    action: Literal["retrain", "forward"]
-    max_attempts: int = Field(default=3, ge=1, le=10)
+    action: Literal["retrain", "forward"] = Field(
+        description="'retrain': a retrain request for each firing alert's model; 'forward': "
+        "the notification as it is"
+    )
+    max_attempts: int = Field(default=3, ge=1, le=10, description="delivery attempts, in all")
 
 
 class LogReceiver(Strict):
-    pass
+    """The function's log: no settings (``log: {}``)."""
 
 
 class Receiver(Strict):
-    name: str = Field(min_length=1)
-    slack: SlackReceiver | None = None
-    webhook: WebhookReceiver | None = None
-    pubsub: PubSubReceiver | None = None
-    log: LogReceiver | None = None
+    """A named destination of notifications: exactly one of slack, webhook, pubsub, log."""
+
+    name: str = Field(min_length=1, description="the name routes refer to; unique")
+    slack: SlackReceiver | None = Field(default=None, description="post to Slack")
+    webhook: WebhookReceiver | None = Field(default=None, description="POST signed JSON")
+    pubsub: PubSubReceiver | None = Field(default=None, description="publish to Pub/Sub")
+    log: LogReceiver | None = Field(default=None, description="write to the log")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Receiver:
@@ -160,14 +190,44 @@ class Receiver(Strict):
 
 
 class Route(Strict):
-    receiver: str | None = None
-    matchers: list[MatcherStr] = Field(default_factory=list)
-    group_by: list[str] | None = None
-    group_wait: Duration = None
-    group_interval: Duration = None
-    repeat_interval: Duration = None
-    continue_: bool = Field(default=False, alias="continue")
-    routes: list[Route] = Field(default_factory=list)
+    """A node of the route tree (like Alertmanager's); unset settings inherit the parent's."""
+
+    receiver: str | None = Field(
+        default=None, description="receiver name; null: the parent's (the root needs one)"
+    )
+    matchers: list[MatcherStr] = Field(
+        default_factory=list,
+        description='label matchers, all must match: label OP "value" with OP = != =~ !~ '
+        "(the root has none)",
+    )
+    group_by: list[str] | None = Field(
+        default=None,
+        description="labels alerts are grouped by; ['...']: every label; null: the parent's",
+    )
+    group_wait: Duration = Field(
+        default=None,
+        description="wait before a new group's first notification, e.g. 30s; null: the "
+        "parent's (root: 30s)",
+    )
+    group_interval: Duration = Field(
+        default=None,
+        description="wait before notifying a group's changes, e.g. 5m; null: the parent's "
+        "(root: 5m)",
+    )
+    repeat_interval: Duration = Field(
+        default=None,
+        description="wait before repeating an unchanged notification, e.g. 4h; null: the "
+        "parent's (root: 4h)",
+    )
+    continue_: bool = Field(
+        default=False,
+        alias="continue",
+        description="after a match, also try the next sibling routes",
+    )
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="child routes, tried in order; the first match wins unless it continues",
+    )
 
     @model_validator(mode="after")
     def _group_by(self) -> Route:
@@ -177,9 +237,17 @@ class Route(Strict):
 
 
 class InhibitRule(Strict):
-    source_matchers: list[MatcherStr] = Field(min_length=1)
-    target_matchers: list[MatcherStr] = Field(min_length=1)
-    equal: list[str] = Field(default_factory=list)
+    """While an alert matching the source is firing, alerts matching the target are muted."""
+
+    source_matchers: list[MatcherStr] = Field(
+        min_length=1, description="matchers of the inhibiting (firing) alert"
+    )
+    target_matchers: list[MatcherStr] = Field(
+        min_length=1, description="matchers of the alerts it mutes"
+    )
+    equal: list[str] = Field(
+        default_factory=list, description="labels that must have equal values in both"
+    )
 
 
 @dataclass(frozen=True)
@@ -213,10 +281,17 @@ class IncidentSettings(Strict):
 
 
 class AlertingConfig(Strict):
-    receivers: list[Receiver] = Field(min_length=1)
-    route: Route
-    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
-    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    """The ``alerting`` section: where alerts go (docs/alerting.md)."""
+
+    receivers: list[Receiver] = Field(min_length=1, description="where notifications go")
+    route: Route = Field(description="the root of the route tree: matches every alert")
+    inhibit_rules: list[InhibitRule] = Field(
+        default_factory=list, description="alerts that mute others while they fire"
+    )
+    incidents: IncidentSettings = Field(
+        default_factory=IncidentSettings,
+        description="how Cloud Monitoring incidents enter routing",
+    )
 
     def receiver(self, name: str) -> Receiver:
         for r in self.receivers:

@@ -35,9 +35,22 @@ DEFAULT_FLOOR = {"silhouette": 0.0, "roc_auc": 0.5, "f1": 0.0, "accuracy": 0.5}
 
 
 class Step(Strict):
-    cls: str = Field(alias="class", description="An allow-listed scikit-learn class name.")
-    params: dict[str, Any] = Field(default_factory=dict)
-    name: str | None = None
+    """One step of the estimator pipeline: an allow-listed scikit-learn class and its parameters."""
+
+    cls: str = Field(
+        alias="class",
+        description="allow-listed scikit-learn class, e.g. StandardScaler, KMeans, "
+        "LogisticRegression; transformers first, the clusterer or classifier last",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the class (scikit-learn's names; unset ones keep "
+        "scikit-learn's defaults); checked when the pipeline is built",
+    )
+    name: str | None = Field(
+        default=None,
+        description="the step's name in the pipeline; null: the class name, lower case",
+    )
 
     @field_validator("cls")
     @classmethod
@@ -50,11 +63,20 @@ class Step(Strict):
 
 
 class EstimatorSpec(Strict):
-    steps: list[Step] = Field(default_factory=list)
-    factory: str | None = Field(
-        default=None, description="'module:function' of a module under warden.factories"
+    """What is trained: a pipeline of allow-listed ``steps``, or a ``factory``; exactly one."""
+
+    steps: list[Step] = Field(
+        default_factory=list,
+        description="the pipeline, in order: transformers, then one clusterer or classifier",
     )
-    factory_params: dict[str, Any] = Field(default_factory=dict)
+    factory: str | None = Field(
+        default=None,
+        description="'warden.factories.MODULE:FUNCTION' returning an unfitted estimator "
+        "(instead of steps)",
+    )
+    factory_params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments passed to the factory function"
+    )
 
     @field_validator("factory")
     @classmethod
@@ -70,11 +92,27 @@ class EstimatorSpec(Strict):
 
 
 class DataSpec(Strict):
-    bucket: str | None = Field(default=None, description="default: the data bucket setting")
-    prefix: str = Field(min_length=1, description="folder holding dt=YYYY-MM-DD/ partitions")
-    format: Literal["csv", "parquet"] = "parquet"
-    window_days: int = Field(default=30, ge=1, le=3660)
-    min_rows: int = Field(default=50, ge=10)
+    """Where the training data is: ``gs://BUCKET/PREFIX/dt=YYYY-MM-DD/*.{parquet,csv}``."""
+
+    bucket: str | None = Field(
+        default=None, description="bucket of the training data; null: WARDEN_DATA_BUCKET"
+    )
+    prefix: str = Field(
+        min_length=1,
+        description="folder in the bucket holding the dt=YYYY-MM-DD/ partitions, e.g. customers",
+    )
+    format: Literal["csv", "parquet"] = Field(
+        default="parquet", description="file format of the partitions' files"
+    )
+    window_days: int = Field(
+        default=30,
+        ge=1,
+        le=3660,
+        description="days of partitions a retrain reads, ending with the run's as_of day",
+    )
+    min_rows: int = Field(
+        default=50, ge=10, description="fewest rows a training window may have; fewer fail the run"
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -86,8 +124,10 @@ class DataSpec(Strict):
 
 
 class Schedule(Strict):
-    cron: str
-    timezone: str = "Etc/UTC"
+    """When a Cloud Scheduler job fires."""
+
+    cron: str = Field(description="5-field cron expression, e.g. '0 3 * * 1' (Mondays, 03:00)")
+    timezone: str = Field(default="Etc/UTC", description="IANA time zone the cron is read in")
 
     @field_validator("cron")
     @classmethod
@@ -109,25 +149,77 @@ class Schedule(Strict):
 
 
 class Schedules(Strict):
-    retrain: Schedule | None = None
-    monitor: Schedule | None = None
-    housekeeping: Schedule | None = None
+    """The model's Scheduler jobs; a kind left out (null) is not scheduled."""
+
+    retrain: Schedule | None = Field(
+        default=None, description="when to retrain; null: only on request (warden retrain)"
+    )
+    monitor: Schedule | None = Field(
+        default=None, description="when to check drift and performance; null: never scheduled"
+    )
+    housekeeping: Schedule | None = Field(
+        default=None,
+        description="when to run the integrity sweep, backup and retention; null: never scheduled",
+    )
 
 
 class GateSpec(Strict):
-    metric: Metric | None = None
-    min: float | None = Field(default=None, description="absolute floor for the metric")
+    """What a candidate must achieve on the held-out rows to become the champion."""
+
+    metric: Metric | None = Field(
+        default=None,
+        description="metric the gate judges; null: silhouette (clustering), roc_auc "
+        "(classification)",
+    )
+    min: float | None = Field(
+        default=None,
+        description="absolute floor for the metric; null: 0.0 for silhouette and f1, 0.5 for "
+        "roc_auc and accuracy",
+    )
     max_relative_drop: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="largest allowed drop vs the champion, relative"
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="largest allowed drop below the champion, as a fraction of its value "
+        "(0.05 = 5%)",
     )
 
 
 class EvaluationSpec(Strict):
-    holdout_fraction: float = Field(default=0.25, gt=0.0, le=0.5)
-    seed: int = 0
-    silhouette_exact_max_rows: int = Field(default=10_000, ge=100, le=200_000)
-    silhouette_sample_size: int = Field(default=10_000, ge=100, le=200_000)
-    silhouette_confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
+    """How candidate and champion are scored on the same held-out rows (docs/evaluation.md)."""
+
+    holdout: Literal["time", "random"] = Field(
+        default="time",
+        description=(
+            "time: hold out the newest days, at least holdout_fraction of the rows; random: a"
+            " seeded random sample (a champion can then have trained on most of it: a warning)"
+        ),
+    )
+    holdout_fraction: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=0.5,
+        description="share of the rows held out to score candidate and champion (0.25 = 25%)",
+    )
+    seed: int = Field(default=0, description="random seed of the split and the silhouette sample")
+    silhouette_exact_max_rows: int = Field(
+        default=10_000,
+        ge=100,
+        le=200_000,
+        description="held-out rows up to which silhouette is exact; above, it is sampled",
+    )
+    silhouette_sample_size: int = Field(
+        default=10_000,
+        ge=100,
+        le=200_000,
+        description="rows sampled for silhouette above silhouette_exact_max_rows",
+    )
+    silhouette_confidence: float = Field(
+        default=0.99,
+        gt=0.5,
+        lt=1.0,
+        description="probability that a sampled silhouette is within its stated error bound",
+    )
 
 
 DRIFT_STATS = {"psi", "js", "wasserstein", "ks", "linf", "cramers_v", "missing_rate"}
@@ -136,12 +228,24 @@ DRIFT_STATS = {"psi", "js", "wasserstein", "ks", "linf", "cramers_v", "missing_r
 class DriftSpec(Strict):
     """How ``monitor_model`` judges recent data against the champion's reference profile."""
 
-    window_days: int = Field(default=7, ge=1, le=366, description="recent data to compare")
-    thresholds: dict[str, float] = Field(
-        default_factory=dict, description="effect-size thresholds: psi, js, wasserstein, linf..."
+    window_days: int = Field(
+        default=7, ge=1, le=366, description="days of recent data compared with the reference"
     )
-    per_feature: dict[str, dict[str, float]] = Field(default_factory=dict)
-    dataset_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="effect-size thresholds replacing the built-in ones, by statistic: psi, js, "
+        "wasserstein, ks, linf, cramers_v, missing_rate (docs/drift.md)",
+    )
+    per_feature: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="FEATURE: {statistic: threshold} for one feature (new_category_share too)",
+    )
+    dataset_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of the features that must drift for the dataset to drift",
+    )
     # docs/drift.md: a categorical feature drifts when at least this share of its current values
     # are categories the reference never had; null turns the check off (the share is still
     # reported). per_feature can set it for one feature.
@@ -149,18 +253,45 @@ class DriftSpec(Strict):
         default=0.05,
         gt=0.0,
         le=1.0,
-        description="share of values never seen in the reference that makes a category drift",
+        description="share of values never seen in the reference that makes a categorical "
+        "feature drift; null: check off (the share is still reported)",
     )
     # Calibrated in docs/drift.md: below ~1k rows, heavy-tailed columns alarm too often.
-    min_rows: int = Field(default=1000, ge=10)
-    alert_on: Literal["dataset", "any"] = Field(
-        default="dataset", description="publish drift_detected on dataset drift or any feature"
+    min_rows: int = Field(
+        default=1000,
+        ge=10,
+        description="fewest recent (and reference) rows for a drift verdict; fewer: "
+        "'insufficient data'",
     )
-    performance_margin: float = Field(default=0.05, ge=0.0, le=1.0)
-    retrain_on_drift: bool = False
-    retrain_on_degradation: bool = False
-    retrain_cooldown_hours: float = Field(default=24.0, ge=0.0, le=24 * 90)
-    max_eval_rows: int = Field(default=200_000, ge=1_000, description="rows kept for scoring")
+    alert_on: Literal["dataset", "any"] = Field(
+        default="dataset",
+        description="publish drift_detected when the dataset drifts, or when any feature does",
+    )
+    performance_margin: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="relative drop of the gate metric on recent rows that counts as degraded "
+        "(0.05 = 5%)",
+    )
+    retrain_on_drift: bool = Field(
+        default=False, description="request a retrain when the data drifts (once per cooldown)"
+    )
+    retrain_on_degradation: bool = Field(
+        default=False,
+        description="request a retrain when performance degrades (once per cooldown)",
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24.0,
+        ge=0.0,
+        le=24 * 90,
+        description="hours after a monitor-requested retrain before it requests another",
+    )
+    max_eval_rows: int = Field(
+        default=200_000,
+        ge=1_000,
+        description="recent rows sampled (uniformly) to score the champion on",
+    )
 
     @field_validator("thresholds")
     @classmethod
@@ -182,40 +313,88 @@ class RetentionSpec(Strict):
     """Which versions housekeeping keeps: the newest ``keep_last``, every version an alias
     pointed to within ``alias_window_days``, and always the current champion."""
 
-    keep_last: int = Field(default=10, ge=1, le=10_000)
-    alias_window_days: int = Field(default=30, ge=0, le=3650)
+    keep_last: int = Field(default=10, ge=1, le=10_000, description="newest versions kept")
+    alias_window_days: int = Field(
+        default=30, ge=0, le=3650, description="days back in which every champion is kept"
+    )
 
 
 class HousekeepingSpec(Strict):
-    retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    """The daily upkeep: integrity sweep, snapshot, retention, expiry (docs/RUNBOOKS.md)."""
+
+    retention: RetentionSpec = Field(
+        default_factory=RetentionSpec, description="which versions retention keeps"
+    )
     marker_ttl_days: int = Field(
-        default=30, ge=1, le=3650, description="finished run-ledger markers older than this go"
+        default=30,
+        ge=1,
+        le=3650,
+        description="days after which finished run-ledger markers are deleted",
     )
     backup: bool = Field(default=True, description="snapshot the model on each housekeeping run")
-    backup_retention_days: int = Field(default=7, ge=1, le=3650)
+    backup_retention_days: int = Field(
+        default=7,
+        ge=1,
+        le=3650,
+        description="days a snapshot is kept (the newest one of each model always stays)",
+    )
     orphan_grace_hours: int = Field(
-        default=24, ge=1, le=720, description="age after which an unmanifested version is swept"
+        default=24,
+        ge=1,
+        le=720,
+        description="hours after which a version without a manifest is swept",
     )
 
 
 class ModelConfig(Strict):
-    name: str
-    task: Task
-    description: str = ""
-    estimator: EstimatorSpec
-    data: DataSpec
-    features: list[str] = Field(min_length=1)
-    categorical_features: list[str] = Field(
-        default_factory=list, description="features that are labels, one-hot encoded"
+    """One model Warden looks after; its key under ``models`` is its name."""
+
+    name: str = Field(
+        description="1-40 characters of a-z, 0-9 and '-', starting with a letter; filled in "
+        "from the key under models (give it only to repeat the key)"
     )
-    target: str | None = None
-    positive_label: int | str = 1
-    schedules: Schedules = Field(default_factory=Schedules)
-    gate: GateSpec = Field(default_factory=GateSpec)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    drift: DriftSpec = Field(default_factory=DriftSpec)
-    housekeeping: HousekeepingSpec = Field(default_factory=HousekeepingSpec)
-    labels: dict[str, str] = Field(default_factory=dict)
+    task: Task = Field(description="what the model does; decides the metrics and final step")
+    description: str = Field(default="", description="free text for the people reading it")
+    estimator: EstimatorSpec = Field(description="what is trained")
+    data: DataSpec = Field(description="where the training data is")
+    features: list[str] = Field(
+        min_length=1, description="the input columns, in the order the model sees them"
+    )
+    categorical_features: list[str] = Field(
+        default_factory=list,
+        description="features holding labels, not numbers: one-hot encoded, a missing value is "
+        "a category of its own; each must be listed in features",
+    )
+    numeric_missing: Literal["impute", "refuse"] = Field(
+        default="impute",
+        description="missing values (NaN) in the numeric features: 'impute' fills them with "
+        "the training rows' median in front of the configured steps; 'refuse' fails the run, "
+        "naming the columns",
+    )
+    target: str | None = Field(
+        default=None,
+        description="the label column: required for classification, absent for clustering",
+    )
+    positive_label: int | str = Field(
+        default=1, description="target value of the positive class (ROC AUC, F1)"
+    )
+    schedules: Schedules = Field(
+        default_factory=Schedules, description="when Cloud Scheduler runs this model's jobs"
+    )
+    gate: GateSpec = Field(default_factory=GateSpec, description="the promotion gate")
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="how candidate and champion are scored"
+    )
+    drift: DriftSpec = Field(
+        default_factory=DriftSpec, description="how the monitor judges recent data"
+    )
+    housekeeping: HousekeepingSpec = Field(
+        default_factory=HousekeepingSpec, description="retention, backups and expiry"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="free-form labels for people and tools, e.g. team: the owning team",
+    )
 
     @field_validator("name")
     @classmethod
@@ -290,14 +469,32 @@ class AlertPolicy(Strict):
     """A threshold on one of Warden's custom metrics (Terraform makes a Cloud Monitoring alert
     policy of it; the local Monitoring stand-in evaluates it and posts 1.2 incidents)."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
-    metric: str = Field(pattern=r"^[a-z_]+(/[a-z_]+)+$", description="e.g. drift/share")
-    comparison: Literal[">", ">=", "<", "<="] = ">="
-    threshold: float
-    duration_s: int = Field(default=0, ge=0, le=86_400)
-    severity: Literal["critical", "error", "warning", "info"] = "warning"
-    filter: dict[str, str] = Field(default_factory=dict, description="metric label equality")
-    runbook: str = ""
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{0,62}$",
+        description="the policy's name (the alertname label): a-z, 0-9 and '-', at most 63",
+    )
+    metric: str = Field(
+        pattern=r"^[a-z_]+(/[a-z_]+)+$",
+        description="a Warden metric under custom.googleapis.com/warden/, e.g. drift/share",
+    )
+    comparison: Literal[">", ">=", "<", "<="] = Field(
+        default=">=", description="how the metric's value is compared with the threshold"
+    )
+    threshold: float = Field(description="the value that breaches, in the metric's unit")
+    duration_s: int = Field(
+        default=0,
+        ge=0,
+        le=86_400,
+        description="seconds the breach must last before an incident opens (0: at once)",
+    )
+    severity: Literal["critical", "error", "warning", "info"] = Field(
+        default="warning", description="the incident's severity label"
+    )
+    filter: dict[str, str] = Field(
+        default_factory=dict,
+        description="metric labels that must be equal, e.g. {model: customer-segments}",
+    )
+    runbook: str = Field(default="", description="link to the runbook, shown in the incident")
 
     def breached(self, value: float) -> bool:
         return {
@@ -309,11 +506,18 @@ class AlertPolicy(Strict):
 
 
 class WardenConfig(Strict):
-    version: Literal[1] = 1
-    models: dict[str, ModelConfig]
-    alert_policies: list[AlertPolicy] = Field(default_factory=list)
+    """``warden.yaml``: the models, alert policies and alert routing."""
+
+    version: Literal[1] = Field(default=1, description="version of this file's format")
+    models: dict[str, ModelConfig] = Field(description="the models, keyed by name (at least one)")
+    alert_policies: list[AlertPolicy] = Field(
+        default_factory=list,
+        description="threshold policies on Warden's metrics (Cloud Monitoring alert policies)",
+    )
     alerting: dict[str, Any] | None = Field(
-        default=None, description="route tree, receivers, inhibit rules (warden.alerts)"
+        default=None,
+        description="alert routing: receivers, route tree, inhibit rules (docs/alerting.md); "
+        "null: no routing",
     )
 
     def model(self, name: str) -> ModelConfig:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 JOB = "monitor"
 MIN_LABELED_ROWS = 50
 HISTORY_RUNS = 30
+#: Of those, the latest runs whose per-feature scores the report's trend section draws.
+FEATURE_TREND_RUNS = 10
 
 
 @dataclass
@@ -331,7 +333,11 @@ def _performance(
 
 
 def _history(rt: Runtime, model: str) -> list[dict[str, Any]]:
-    """The last runs' summaries (oldest first), for the report's history chart."""
+    """The last runs' summaries (oldest first), for the report's history chart; the latest
+    :data:`FEATURE_TREND_RUNS` also carry each feature's score and the drifted features, read
+    from the same ``drift.json`` objects, for its per-feature trend."""
+    from warden.report.html import feature_score
+
     client = rt.clients.storage
     bucket = rt.settings.registry_bucket
     names = sorted(
@@ -340,23 +346,26 @@ def _history(rt: Runtime, model: str) -> list[dict[str, Any]]:
         if b.name.endswith("/drift.json")
     )[-HISTORY_RUNS:]
     out = []
-    for name in names:
+    for i, name in enumerate(names):
         try:
             run = json.loads(client.bucket(bucket).blob(name).download_as_bytes())
         except ValueError:
             continue
         perf = run.get("performance") or {}
-        out.append(
-            {
-                "at": run.get("at"),
-                "version": run.get("version"),
-                "drift_share": run.get("drift", {}).get("drift_share", 0.0),
-                "dataset_drift": run.get("drift", {}).get("dataset_drift", False),
-                "metrics": (
-                    {perf["metric"]: perf["current"]} if perf.get("current") is not None else {}
-                ),
-            }
-        )
+        entry = {
+            "at": run.get("at"),
+            "version": run.get("version"),
+            "drift_share": run.get("drift", {}).get("drift_share", 0.0),
+            "dataset_drift": run.get("drift", {}).get("dataset_drift", False),
+            "metrics": (
+                {perf["metric"]: perf["current"]} if perf.get("current") is not None else {}
+            ),
+        }
+        if i >= len(names) - FEATURE_TREND_RUNS:
+            features = run.get("drift", {}).get("features") or {}
+            entry["feature_scores"] = {f: feature_score(v) for f, v in features.items()}
+            entry["drifted"] = list(run.get("drift", {}).get("drifted") or [])
+        out.append(entry)
     return out
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,9 +167,9 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
     from warden.ml.evaluation import evaluate
     from warden.ml.gate import decide
     from warden.ml.profiles import build_profile
-    from warden.ml.training import dump, fit, library_versions, split
+    from warden.ml.training import champion_rows, dump, fit, library_versions, split
     from warden.report.version import render_report
-    from warden.store.data import clip_text, read_training_frame
+    from warden.store.data import ROW_DAY, clip_text, read_training_frame
     from warden.store.registry import ARTIFACT
 
     cfg = rt.config.model(request.model)
@@ -183,8 +183,9 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
         as_of=request.as_of,
         target=cfg.target,
         categorical=cfg.categorical_features,
+        row_days=True,
     )
-    parts = split(frame, cfg)
+    parts = split(frame, cfg, days=frame[ROW_DAY])
     candidate = fit(cfg, parts)
     cand_eval = evaluate(
         candidate,
@@ -198,20 +199,48 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
     champion = registry.alias(cfg.name)
     champ_eval = None
     champ_error = None
+    champ_rows = None
+    # The gate scores both models on the same rows: the held-out rows dated after the
+    # champion's training data (docs/evaluation.md, "The holdout"). Usually the whole holdout;
+    # when only part of it, the candidate is scored on that part too for the gate.
+    gate_eval = cand_eval
     if champion is not None:
         try:
             champ_model, champ_manifest = registry.load(cfg.name, champion.version)
             if list(champ_manifest.get("features", [])) != list(cfg.features):
                 raise DataError("its feature list differs from the configured one")
-            champ_eval = evaluate(
-                champ_model,
-                cfg.task,
-                parts.X_holdout,
-                parts.y_holdout,
-                spec=cfg.evaluation,
-                positive_label=cfg.positive_label,
-            )
+            champ_rows = champion_rows(parts, champ_manifest)
+            if champ_rows.problem is not None:
+                champ_error = clip_text(
+                    f"champion v{champion.version} could not be scored on unseen rows: "
+                    f"{champ_rows.problem}"
+                )
+                log.warning(champ_error, extra=fields(model=cfg.name, version=champion.version))
+            else:
+                X_cmp, y_cmp = (
+                    (parts.X_holdout, parts.y_holdout)
+                    if champ_rows.everything
+                    else parts.holdout_subset(champ_rows.mask)
+                )
+                champ_eval = evaluate(
+                    champ_model,
+                    cfg.task,
+                    X_cmp,
+                    y_cmp,
+                    spec=cfg.evaluation,
+                    positive_label=cfg.positive_label,
+                )
+                if not champ_rows.everything:
+                    gate_eval = evaluate(
+                        candidate,
+                        cfg.task,
+                        X_cmp,
+                        y_cmp,
+                        spec=cfg.evaluation,
+                        positive_label=cfg.positive_label,
+                    )
         except (IntegrityError, DataError) as exc:
+            champ_eval, gate_eval = None, cand_eval
             champ_error = clip_text(f"champion v{champion.version} could not be evaluated: {exc}")
             log.error(champ_error, extra=fields(model=cfg.name, version=champion.version))
 
@@ -219,11 +248,15 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
         metric=cfg.gate_metric,
         floor=cfg.gate_floor,
         max_relative_drop=cfg.gate.max_relative_drop,
-        candidate=cand_eval,
+        candidate=gate_eval,
         champion=champ_eval,
         champion_error=champ_error,
         champion_version=champion.version if champion else None,
     )
+    for warning in parts.warnings:
+        log.warning(warning, extra=fields(model=cfg.name))
+    if parts.warnings:
+        decision = replace(decision, reasons=[*decision.reasons, *parts.warnings])
 
     version = registry.claim_version(cfg.name, run_id)
     run.checkpoint(version=version)  # before anything of the version is written
@@ -248,6 +281,9 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
             **window.to_dict(),
             "train_rows": len(parts.X_train),
             "holdout_rows": len(parts.X_holdout),
+            # The days of the rows it was fitted on: a later retrain scores it only on rows
+            # dated after train_range.last.
+            "train_range": parts.train_range.to_dict() if parts.train_range else None,
         },
         "metrics": {
             "candidate": cand_eval.metrics,
@@ -257,6 +293,11 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
             "candidate": cand_eval.details,
             "champion": champ_eval.details if champ_eval else None,
             "candidate_problems": cand_eval.problems,
+            "holdout": parts.describe(cfg.evaluation.holdout_fraction),
+            "champion_rows": champ_rows.to_dict() if champ_rows else None,
+            # The candidate on the champion's rows, when the gate compared on part of the holdout.
+            "candidate_on_champion_rows": None if gate_eval is cand_eval else gate_eval.metrics,
+            "warnings": list(parts.warnings),
         },
         "champion_version": champion.version if champion else None,
         "gate": decision.to_dict(),

@@ -10,6 +10,10 @@ be scored on a uniform sample with a stated error bound instead of an O(N²) pas
 values behind a silhouette travel with its :class:`Evaluation` (never serialised), so that
 :func:`paired_difference` can compare a candidate with the champion row by row over the same
 sampled rows (docs/evaluation.md).
+
+A classifier's details also carry what its version report draws (:func:`classifier_diagnostics`):
+ROC and precision-recall curves, the confusion matrix at the model's decision rule, a reliability
+curve and feature importance, each bounded to a few KB of JSON.
 """
 
 from __future__ import annotations
@@ -482,6 +486,257 @@ def positive_scores(model: Any, X: Any, positive_label: Any) -> np.ndarray:
     raise DataError(f"{type(model).__name__} has neither predict_proba nor decision_function")
 
 
+# ------------------------------------------------------------------ classifier diagnostics
+#
+# What the version report draws for a classifier (ROC and precision-recall curves, the confusion
+# matrix at the model's own decision rule, a reliability curve, feature importance), computed on
+# the held-out rows at evaluation time and stored in the manifest's evaluation details: small,
+# bounded JSON (each curve at most CURVE_POINTS points, values rounded to DIGITS decimals).
+
+#: Most points kept per stored curve (ROC, precision-recall).
+CURVE_POINTS = 100
+#: Decimals kept for curve coordinates: far below a pixel of any chart.
+DIGITS = 4
+#: Equal-width bins over [0, 1] of the reliability (calibration) curve.
+CALIBRATION_BINS = 10
+#: Features listed in the stored importance, largest magnitude first.
+IMPORTANCE_FEATURES = 30
+#: Permutation importance (estimators without their own) costs one prediction on the sample per
+#: shuffle: at most PERMUTATION_ROWS held-out rows, up to PERMUTATION_REPEATS shuffles per feature
+#: within a budget of PERMUTATION_PREDICTIONS predictions (at least one shuffle each), and not
+#: attempted beyond PERMUTATION_MAX_FEATURES input features.
+PERMUTATION_ROWS = 300
+PERMUTATION_REPEATS = 3
+PERMUTATION_PREDICTIONS = 60
+PERMUTATION_MAX_FEATURES = 60
+#: Longest feature name stored (names of one-hot columns carry category values).
+NAME_CHARS = 200
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), DIGITS) for v in values]
+
+
+def thin_curve(xs: Any, ys: Any, max_points: int = CURVE_POINTS) -> tuple[list[float], list[float]]:
+    """At most ``max_points`` points of a curve, spread evenly along its length (both ends kept),
+    rounded to :data:`DIGITS` decimals. A curve with few points comes back whole."""
+    x, y = np.asarray(xs, dtype=np.float64).ravel(), np.asarray(ys, dtype=np.float64).ravel()
+    n = x.shape[0]
+    if n > max_points >= 2:
+        along = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+        targets = np.linspace(0.0, along[-1], max_points - 1)
+        idx = np.clip(np.searchsorted(along, targets, side="left"), 0, n - 1)
+        keep = np.unique(np.concatenate([[0], idx, [n - 1]]))
+        x, y = x[keep], y[keep]
+    return _rounded(x), _rounded(y)
+
+
+def decision_rule(model: Any) -> tuple[float | None, str]:
+    """The threshold on the positive class's score behind ``model.predict``, as far as the model
+    says, and the rule in words. The confusion matrix itself always comes from ``predict``."""
+    for attr, what in (("best_threshold_", "tuned"), ("threshold", "fixed")):
+        value = getattr(model, attr, None)
+        if isinstance(value, int | float | np.floating) and not isinstance(value, bool):
+            return float(value), f"predict: {what} threshold {float(value):g} ({attr})"
+    if hasattr(model, "predict_proba"):
+        return 0.5, "predict: the more probable class (probability threshold 0.5)"
+    return 0.0, "predict: the sign of decision_function (threshold 0)"
+
+
+def confusion_at_rule(
+    truth: np.ndarray, pred: np.ndarray, *, positive_label: Any, negative_label: Any
+) -> dict[str, Any]:
+    """Counts of the 2×2 confusion matrix of ``pred`` (the model's decisions) against ``truth``."""
+    actual, said = truth == positive_label, pred == positive_label
+    return {
+        "positive_label": _plain(positive_label),
+        "negative_label": _plain(negative_label),
+        "tp": int(np.count_nonzero(actual & said)),
+        "fp": int(np.count_nonzero(~actual & said)),
+        "fn": int(np.count_nonzero(actual & ~said)),
+        "tn": int(np.count_nonzero(~actual & ~said)),
+    }
+
+
+def reliability(
+    is_pos: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS
+) -> dict[str, Any]:
+    """Reliability curve over equal-width probability bins: per non-empty bin, the mean predicted
+    probability, the observed share of positives and the row count; and the Brier score."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+    hit = np.asarray(is_pos, dtype=np.float64)
+    # Bin i holds (edge_i, edge_i+1], the first [0, edge_1]: sklearn's calibration_curve bins.
+    which = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], p, side="left")
+    count = np.bincount(which, minlength=bins)
+    predicted = np.bincount(which, weights=p, minlength=bins)
+    observed = np.bincount(which, weights=hit, minlength=bins)
+    keep = count > 0
+    return {
+        "bins": bins,
+        "predicted": _rounded(predicted[keep] / count[keep]),
+        "observed": _rounded(observed[keep] / count[keep]),
+        "count": [int(c) for c in count[keep]],
+        "brier": round(float(np.mean((p - hit) ** 2)), 6),
+    }
+
+
+def _input_names(X: Any) -> list[str]:
+    columns = getattr(X, "columns", None)
+    if columns is not None:
+        return [str(c) for c in columns]
+    return [f"x{i}" for i in range(np.shape(X)[1])]
+
+
+def _final_step(model: Any) -> tuple[Any, Any]:
+    """The last estimator of a pipeline (else the model itself) and the transforms before it."""
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list) and steps:
+        return steps[-1][1], (model[:-1] if len(steps) > 1 else None)
+    return model, None
+
+
+def _names_after(transforms: Any, names: list[str], width: int) -> list[str] | None:
+    """The names of the columns the final estimator sees, when the pipeline can say."""
+    if transforms is None:
+        return names if len(names) == width else None
+    try:
+        out = [str(n) for n in transforms.get_feature_names_out(names)]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return out if len(out) == width else None
+
+
+def _importance_entries(
+    names: list[str], values: np.ndarray, stds: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    order = np.argsort(-np.abs(values), kind="stable")[:IMPORTANCE_FEATURES]
+    out = []
+    for i in order:
+        entry: dict[str, Any] = {
+            "name": names[i][:NAME_CHARS],
+            "value": round(float(values[i]), 6),
+        }
+        if stds is not None:
+            entry["std"] = round(float(stds[i]), 6)
+        out.append(entry)
+    return out
+
+
+def _permutation_importance(
+    model: Any, X: Any, is_pos: np.ndarray, positive_label: Any, seed: int
+) -> dict[str, Any] | None:
+    """Mean drop in ROC AUC when one input column is shuffled, on a small seeded sample."""
+    from sklearn.metrics import roc_auc_score
+
+    names = _input_names(X)
+    if len(names) > PERMUTATION_MAX_FEATURES:
+        return None
+    rng = np.random.default_rng(seed)
+    n = int(is_pos.shape[0])
+    take = np.sort(rng.choice(n, size=min(n, PERMUTATION_ROWS), replace=False))
+    hits = is_pos[take]
+    if hits.all() or not hits.any():
+        return None
+    frame = hasattr(X, "iloc")
+    sample: Any = X.iloc[take] if frame else np.asarray(X)[take]
+    base = roc_auc_score(hits, positive_scores(model, sample, positive_label))
+    repeats = max(1, min(PERMUTATION_REPEATS, PERMUTATION_PREDICTIONS // len(names)))
+    drops = np.zeros((len(names), repeats))
+    keys = list(X.columns) if frame else [(slice(None), j) for j in range(len(names))]
+    for j, key in enumerate(keys):
+        column = sample[key].to_numpy() if frame else sample[key]
+        for r in range(repeats):
+            shuffled = sample.copy()
+            shuffled[key] = column[rng.permutation(len(column))]
+            score = positive_scores(model, shuffled, positive_label)
+            drops[j, r] = base - roc_auc_score(hits, score)
+    return {
+        "kind": "permutation",
+        "n_features": len(names),
+        "rows": int(take.shape[0]),
+        "repeats": repeats,
+        "features": _importance_entries(names, drops.mean(axis=1), drops.std(axis=1)),
+    }
+
+
+def feature_importance(
+    model: Any, X: Any, is_pos: np.ndarray, positive_label: Any, *, seed: int = 0
+) -> dict[str, Any] | None:
+    """What drives the model, largest first (at most :data:`IMPORTANCE_FEATURES` entries).
+
+    The final estimator's ``feature_importances_`` (kind ``impurity``) or, for a linear model, its
+    ``coef_`` (kind ``coefficient``, signed toward ``positive_label``, on the scale of the
+    estimator's own inputs), named through the pipeline (``get_feature_names_out``). A model with
+    neither, or whose columns cannot be named, gets permutation importance on a small sample of
+    the held-out rows (kind ``permutation``). None when nothing can be computed.
+    """
+    names = _input_names(X)
+    final, transforms = _final_step(model)
+    raw = getattr(final, "feature_importances_", None)
+    kind = "impurity"
+    if raw is None:
+        coef = getattr(final, "coef_", None)
+        if coef is not None and (np.ndim(coef) == 1 or np.shape(coef)[0] == 1):
+            raw, kind = coef, "coefficient"
+    if raw is not None:
+        values = np.asarray(raw, dtype=np.float64).ravel()
+        classes = list(getattr(final, "classes_", []))
+        if kind == "coefficient" and classes[:1] == [positive_label]:
+            values = -values  # a binary coef_ points toward classes_[1]
+        labels = _names_after(transforms, names, values.shape[0])
+        if labels is not None and np.isfinite(values).all():
+            return {
+                "kind": kind,
+                "n_features": int(values.shape[0]),
+                "features": _importance_entries(labels, values),
+            }
+    try:
+        return _permutation_importance(model, X, is_pos, positive_label, seed)
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
+def classifier_diagnostics(
+    model: Any,
+    X: Any,
+    truth: np.ndarray,
+    score: np.ndarray,
+    pred: np.ndarray,
+    *,
+    positive_label: Any,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The report's classifier sections, as JSON-ready details (the module's comment above):
+    ``roc``, ``pr``, ``confusion``, ``calibration`` (None unless the scores are probabilities)
+    and ``importance`` (None when it cannot be computed)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+    is_pos = truth == positive_label
+    fpr, tpr, _ = roc_curve(is_pos, score)
+    precision, recall, _ = precision_recall_curve(is_pos, score)
+    roc_x, roc_y = thin_curve(fpr, tpr)
+    # sklearn lists precision-recall by rising threshold (recall falling): store recall rising.
+    pr_x, pr_y = thin_curve(recall[::-1], precision[::-1])
+    classes = [c for c in getattr(model, "classes_", []) if c != positive_label]
+    negative = classes[0] if classes else next((v for v in truth if v != positive_label), None)
+    threshold, rule = decision_rule(model)
+    confusion = confusion_at_rule(
+        truth, pred, positive_label=positive_label, negative_label=negative
+    )
+    return {
+        "roc": {"fpr": roc_x, "tpr": roc_y},
+        "pr": {
+            "recall": pr_x,
+            "precision": pr_y,
+            "average_precision": round(float(average_precision_score(is_pos, score)), 6),
+            "prevalence": round(float(is_pos.mean()), 6),
+        },
+        "confusion": {**confusion, "threshold": threshold, "rule": rule},
+        "calibration": reliability(is_pos, score) if hasattr(model, "predict_proba") else None,
+        "importance": feature_importance(model, X, is_pos, positive_label, seed=seed),
+    }
+
+
 # -------------------------------------------------------------------------------- evaluate
 
 
@@ -588,7 +843,9 @@ def _digest(matrix: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _evaluate_classification(model: Any, X: Any, y: Any, positive_label: Any) -> Evaluation:
+def _evaluate_classification(
+    model: Any, X: Any, y: Any, positive_label: Any, *, seed: int = 0
+) -> Evaluation:
     if y is None:
         raise DataError("classification evaluation needs the held-out target values")
     pred = np.asarray(model.predict(X)).ravel()
@@ -615,6 +872,11 @@ def _evaluate_classification(model: Any, X: Any, y: Any, positive_label: Any) ->
     details["predicted_classes"] = int(computed.pop("predicted_classes"))
     if len(pred_values) == 1:
         problems.append(f"all predictions are {_plain(pred_values[0])!r}")
+    details.update(
+        classifier_diagnostics(
+            model, X, truth, score, pred, positive_label=positive_label, seed=seed
+        )
+    )
     return Evaluation(metrics=computed, details=details, sane=not problems, problems=problems)
 
 
@@ -631,10 +893,17 @@ def evaluate(
 
     ``X`` goes to the model as given (DataFrame or array). A model whose output makes the metric
     meaningless (one cluster, one predicted class, NaN scores) comes back with ``sane=False`` and
-    a problem message; bad *data* (e.g. a hold-out with a single class) raises DataError.
+    a problem message; bad *data* (e.g. a hold-out with a single class) raises DataError. A
+    classifier's details include :func:`classifier_diagnostics` (curves, confusion, importance).
     """
-    if task == "clustering":
-        return _evaluate_clustering(model, X, spec)
-    if task == "classification":
-        return _evaluate_classification(model, X, y, positive_label)
-    raise ConfigError(f"unknown task {task!r}; expected 'clustering' or 'classification'")
+    if task not in ("clustering", "classification"):
+        raise ConfigError(f"unknown task {task!r}; expected 'clustering' or 'classification'")
+    try:
+        if task == "clustering":
+            return _evaluate_clustering(model, X, spec)
+        return _evaluate_classification(model, X, y, positive_label, seed=spec.seed)
+    except ValueError as exc:
+        # scikit-learn refuses rows the model cannot take (NaN into a pipeline trained without
+        # an imputer, an unseen column layout): the same rows fail the same way every time, so
+        # a permanent DataError (a champion then "could not be evaluated"), never a retry loop.
+        raise DataError(f"the model cannot score these rows: {exc}"[:2000]) from exc

@@ -572,6 +572,176 @@ def _line_svg(
     return _svg(width, height, title, parts)
 
 
+def _spark_svg(
+    title: str,
+    stamps: Sequence[Any],
+    ys: Sequence[float | None],
+    flags: Sequence[bool | None],
+    *,
+    width: int = 460,
+    height: int = 62,
+) -> Markup:
+    """A compact line of one feature's score (a multiple of its threshold) over runs, in run
+    order, with the threshold (1×) dashed. Red points: drifted in that run; the last, larger
+    point is this run. Scores beyond the top of the axis are drawn at the top (tooltip exact)."""
+    finite = [y for y in ys if y is not None]
+    if not finite:
+        return _no_chart(f"{DASH} no scores")
+    top = min(4.0, max(1.5, max(finite) * 1.1))
+    left, right, pad = 30, 10, 6
+    plot_w, plot_h = width - left - right, height - 2 * pad
+    n = len(ys)
+
+    def xp(i: int) -> float:
+        return left + (i / (n - 1) if n > 1 else 0.5) * plot_w
+
+    def yp(v: float) -> float:
+        return pad + plot_h - min(v, top) / top * plot_h
+
+    parts = [
+        Markup(
+            '<line class="axis" x1="{x1}" x2="{x2}" y1="{y0:.1f}" y2="{y0:.1f}"/>'
+            '<line class="thr" x1="{x1}" x2="{x2}" y1="{y1:.1f}" y2="{y1:.1f}"/>'
+            '<text class="thr-label" x="{tx}" y="{ty:.1f}" text-anchor="end">1×</text>'
+        ).format(x1=left, x2=left + plot_w, y0=yp(0.0), y1=yp(1.0), tx=left - 4, ty=yp(1.0) + 4)
+    ]
+    pts = [(xp(i), yp(y)) for i, y in enumerate(ys) if y is not None]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(pts))
+    parts.append(Markup('<path class="line" d="{d}"/>').format(d=path))
+    for i, y in enumerate(ys):
+        if y is None:
+            continue
+        flag = flags[i] if i < len(flags) else None
+        last = i == n - 1
+        parts.append(
+            Markup(
+                '<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{r}">'
+                "<title>{stamp}{note}: {value:.2f}× threshold{state}</title></circle>"
+            ).format(
+                cls="pt" if flag is None else ("pt-bad" if flag else "pt-ok"),
+                x=xp(i),
+                y=yp(y),
+                r=4.5 if last else 3,
+                stamp=_stamp(stamps[i]) if i < len(stamps) else DASH,
+                note=" (this run)" if last else "",
+                value=y,
+                state="" if flag is None else (" · drifted" if flag else " · stable"),
+            )
+        )
+    return _svg(width, height, title, parts)
+
+
+#: One line of a curve chart: (css class, name, xs, ys, point tooltips or None for no points).
+Curve = tuple[str, str, Sequence[Any], Sequence[Any], Sequence[str] | None]
+
+
+def _curve_svg(
+    title: str,
+    curves: Sequence[Curve],
+    *,
+    x_label: str,
+    y_label: str,
+    diagonal: str | None = None,
+    baseline: tuple[float, str] | None = None,
+    marks: Sequence[tuple[float, float, str]] = (),
+    width: int = 440,
+    height: int = 380,
+) -> Markup:
+    """Lines on the unit square (ROC, precision-recall, reliability): ``diagonal`` names the
+    dashed y = x line, ``baseline`` a dashed horizontal one, ``marks`` are highlighted points
+    (x, y, tooltip) such as the operating point. Values outside [0, 1] are clipped."""
+    drawn = []
+    for cls, name, xs, ys, tips in curves:
+        pairs = zip([_float(v) for v in xs], [_float(v) for v in ys], strict=False)
+        pts = [
+            (min(1.0, max(0.0, x)), min(1.0, max(0.0, y)), k)
+            for k, (x, y) in enumerate(pairs)
+            if x is not None and y is not None
+        ]
+        if pts:
+            drawn.append((cls, name, pts, tips))
+    if not drawn:
+        return _no_chart(f"{DASH} no curve recorded")
+    left, right, top, bottom = 46, 14, 12, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def xp(v: float) -> float:
+        return left + v * plot_w
+
+    def yp(v: float) -> float:
+        return top + (1.0 - v) * plot_h
+
+    parts = []
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            Markup(
+                '<line class="{cls}" x1="{x1}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                '<line class="{cls}" x1="{x:.1f}" x2="{x:.1f}" y1="{y1}" y2="{y2}"/>'
+                '<text x="{tx}" y="{ty:.1f}" text-anchor="end">{label}</text>'
+                '<text x="{x:.1f}" y="{bx}" text-anchor="middle">{label}</text>'
+            ).format(
+                cls="axis" if tick == 0 else "grid",
+                x1=left,
+                x2=left + plot_w,
+                y=yp(tick),
+                x=xp(tick),
+                y1=top,
+                y2=top + plot_h,
+                tx=left - 6,
+                ty=yp(tick) + 4,
+                bx=top + plot_h + 15,
+                label=f"{tick:g}",
+            )
+        )
+    parts.append(
+        Markup(
+            '<text x="{cx:.1f}" y="{by}" text-anchor="middle">{xl}</text>'
+            '<text transform="translate(12,{cy:.1f}) rotate(-90)" text-anchor="middle">{yl}</text>'
+        ).format(cx=left + plot_w / 2, by=height - 6, xl=x_label, cy=top + plot_h / 2, yl=y_label)
+    )
+    if diagonal is not None:
+        parts.append(
+            Markup(
+                '<line class="chance" x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}">'
+                "<title>{name}</title></line>"
+            ).format(x0=xp(0), y0=yp(0), x1=xp(1), y1=yp(1), name=diagonal)
+        )
+    if baseline is not None:
+        level = min(1.0, max(0.0, baseline[0]))
+        parts.append(
+            Markup(
+                '<line class="chance" x1="{x1}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}">'
+                "<title>{name}</title></line>"
+            ).format(x1=left, x2=left + plot_w, y=yp(level), name=baseline[1])
+        )
+    for cls, name, pts, tips in drawn:
+        path = " ".join(
+            f"{'M' if i == 0 else 'L'}{xp(x):.1f},{yp(y):.1f}" for i, (x, y, _) in enumerate(pts)
+        )
+        parts.append(
+            Markup('<path class="curve {cls}" d="{d}"><title>{name}</title></path>').format(
+                cls=cls, d=path, name=name
+            )
+        )
+        if tips is not None:
+            for x, y, k in pts:
+                parts.append(
+                    Markup(
+                        '<circle class="dot {cls}" cx="{x:.1f}" cy="{y:.1f}" r="4">'
+                        "<title>{name}: {tip}</title></circle>"
+                    ).format(
+                        cls=cls, x=xp(x), y=yp(y), name=name, tip=tips[k] if k < len(tips) else ""
+                    )
+                )
+    for x, y, tip in marks:
+        parts.append(
+            Markup(
+                '<circle class="op" cx="{x:.1f}" cy="{y:.1f}" r="6"><title>{tip}</title></circle>'
+            ).format(x=xp(min(1.0, max(0.0, x))), y=yp(min(1.0, max(0.0, y))), tip=tip)
+        )
+    return _svg(width, height, title, parts)
+
+
 def _stamp(value: Any) -> str:
     """A short, readable time: '2026-11-20 06:00 UTC' rather than a full ISO string."""
     t = _parse_time(value)
@@ -634,14 +804,51 @@ def _stat_rows(feature: Mapping[str, Any]) -> list[Data]:
     return rows
 
 
+def feature_score(feature: Any) -> float:
+    """One number per feature of a drift result: its largest statistic-to-threshold ratio
+    (>= 1: a statistic reached its threshold), 0.0 when none can be computed. The same number
+    the monitor writes as the ``drift/score`` metric; the drift report's trends draw it."""
+    f = _map(feature)
+    stats, thresholds = _map(f.get("stats")), _map(f.get("thresholds"))
+    ratios = []
+    for name, limit in thresholds.items():
+        v, t = _float(stats.get(name)), _float(limit)
+        if v is not None and t:
+            ratios.append(v / t)
+    return float(max(ratios, default=0.0))
+
+
+def _drifted(result: Mapping[str, Any]) -> list[str]:
+    """The drifted features: the result's list, else the features flagged drifted."""
+    features = _map(result.get("features"))
+    return [str(d) for d in _seq(result.get("drifted"))] or [
+        str(n) for n, f in features.items() if _map(f).get("drifted")
+    ]
+
+
 def _verdict(result: Mapping[str, Any]) -> tuple[str, str]:
+    """The banner's verdict and colour. Never green while a feature drifted: drifted features
+    short of the dataset share give an amber "Features drifted"."""
     if result.get("insufficient"):
         return "Insufficient data", "warn"
     if result.get("dataset_drift"):
         return "Dataset drift", "bad"
+    if _drifted(result):
+        return "Features drifted", "warn"
     if "dataset_drift" not in result:
         return "No verdict", "none"
     return "No dataset drift", "ok"
+
+
+def _drift_lead(result: Mapping[str, Any], drifted: int, total: int) -> str:
+    """'3 of 15 features drifted' and where that stands against the dataset share."""
+    lead = f"{drifted} of {total} feature{'s' if total != 1 else ''} drifted"
+    thr = _float(result.get("dataset_share_threshold"))
+    if thr is None or "dataset_drift" not in result:
+        return lead
+    if result.get("dataset_drift"):
+        return f"{lead}; dataset drift at or above the {_pct(thr)} share"
+    return f"{lead}; dataset verdict below the {_pct(thr)} share"
 
 
 def _drift_summary(
@@ -652,9 +859,7 @@ def _drift_summary(
 ) -> Data:
     verdict, cls = _verdict(result)
     share, thr = _float(result.get("drift_share")), _float(result.get("dataset_share_threshold"))
-    drifted = [str(d) for d in _seq(result.get("drifted"))] or [
-        str(n) for n, f in features.items() if _map(f).get("drifted")
-    ]
+    drifted = _drifted(result)
     names: list[str] = []
     if result.get("insufficient"):
         detail = (
@@ -697,7 +902,7 @@ def _drift_summary(
         "verdict": verdict,
         "cls": cls,
         "names": names,
-        "count": len(drifted),
+        "lead": _drift_lead(result, len(drifted), len(features)),
         "more": f" and {len(drifted) - 6} more" if len(drifted) > 6 else "",
         "detail": detail,
         "kpis": kpis,
@@ -849,6 +1054,52 @@ def _drift_history(
     return {"chart": chart, "metrics": metrics}
 
 
+#: Most runs (this one included) and most features the trend section draws.
+TREND_RUNS = 11
+TREND_FEATURES = 50
+
+
+def _drift_trends(
+    ordered: list[tuple[str, Mapping[str, Any]]], history: Sequence[Any], at: str
+) -> Data | None:
+    """Each feature's score (:func:`feature_score`) over the latest earlier runs that recorded
+    per-feature scores, then this run; features in the table's order (drifted first). None when
+    no earlier run recorded them."""
+    runs = [_map(h) for h in history if isinstance(_map(h).get("feature_scores"), Mapping)]
+    runs = runs[-(TREND_RUNS - 1) :]
+    if not runs or not ordered:
+        return None
+    stamps = [r.get("at", DASH) for r in runs] + [at]
+    drifted_in = [{str(d) for d in _seq(r.get("drifted"))} for r in runs]
+    rows = []
+    for name, f in ordered[:TREND_FEATURES]:
+        ys = [_float(_map(r.get("feature_scores")).get(name)) for r in runs]
+        flags: list[bool | None] = [
+            None if y is None else name in d for y, d in zip(ys, drifted_in, strict=True)
+        ]
+        now = feature_score(f)
+        ys.append(now)
+        flags.append(bool(f.get("drifted")))
+        seen = [flag for flag in flags if flag is not None]
+        rows.append(
+            {
+                "name": name,
+                "drifted": bool(f.get("drifted")),
+                "chart": _spark_svg(
+                    f"{name}: score over the last {len(ys)} runs", stamps, ys, flags
+                ),
+                "count": f"{sum(seen)} of {len(seen)} runs",
+                "now": f"{now:.2f}×",
+            }
+        )
+    more = len(ordered) - TREND_FEATURES
+    return {
+        "runs": len(stamps),
+        "rows": rows,
+        "more": f"… and {more} more features (the most stable) not drawn" if more > 0 else "",
+    }
+
+
 def render_drift_report(
     result: dict[str, Any],
     *,
@@ -863,7 +1114,8 @@ def render_drift_report(
     """One drift monitoring run as a self-contained HTML page (template ``drift.html.j2``).
 
     ``result`` is the drift module's output (schema 1); ``history`` lists earlier runs, oldest
-    first; ``performance`` is None when the window has no labels.
+    first (``feature_scores`` and ``drifted`` in a run feed the per-feature trends);
+    ``performance`` is None when the window has no labels.
     """
     result = dict(_map(result))
     features = _map(result.get("features"))
@@ -881,6 +1133,7 @@ def render_drift_report(
         distributions=_drift_distributions(ordered),
         performance=_drift_performance(performance),
         history=_drift_history(result, _seq(history), at, performance),
+        trends=_drift_trends(ordered, _seq(history), at),
     )
 
 
@@ -1089,6 +1342,247 @@ def _version_scores(manifest: Mapping[str, Any], profile: Mapping[str, Any] | No
     return {"empty": None, "chart": chart}
 
 
+_DIAGNOSTICS = ("roc", "pr", "confusion", "calibration", "importance")
+
+
+def _rate(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _confusion_counts(details: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    c = _map(details.get("confusion"))
+    counts = [_float(c.get(k)) for k in ("tp", "fp", "fn", "tn")]
+    if any(v is None for v in counts):
+        return None
+    tp, fp, fn, tn = (v or 0.0 for v in counts)
+    return tp, fp, fn, tn
+
+
+def _version_curves(
+    cand: Mapping[str, Any], champ: Mapping[str, Any], champ_name: str, metrics: Mapping[str, Any]
+) -> Data:
+    """The ROC and precision-recall charts, candidate over champion (same held-out rows), with
+    the candidate's operating point (its confusion matrix) marked on both."""
+    counts = _confusion_counts(cand)
+    roc_marks, pr_marks = [], []
+    if counts is not None:
+        tp, fp, fn, tn = counts
+        tpr, fpr, precision = _rate(tp, tp + fn), _rate(fp, fp + tn), _rate(tp, tp + fp)
+        if tpr is not None and fpr is not None:
+            roc_marks.append((fpr, tpr, f"operating point: FPR {fpr:.3f}, TPR {tpr:.3f}"))
+        if tpr is not None and precision is not None:
+            tip = f"operating point: recall {tpr:.3f}, precision {precision:.3f}"
+            pr_marks.append((tpr, precision, tip))
+    series = [("candidate", "cand", cand)] + ([(champ_name, "champ", champ)] if champ else [])
+    roc: list[Curve] = []
+    pr: list[Curve] = []
+    for name, cls, details in series:
+        r, p = _map(details.get("roc")), _map(details.get("pr"))
+        if _seq(r.get("fpr")):
+            roc.append((cls, name, _seq(r.get("fpr")), _seq(r.get("tpr")), None))
+        if _seq(p.get("recall")):
+            pr.append((cls, name, _seq(p.get("recall")), _seq(p.get("precision")), None))
+    cand_pr = _map(cand.get("pr"))
+    prevalence = _float(cand_pr.get("prevalence"))
+    auc = _map(metrics.get("candidate")).get("roc_auc")
+    champ_auc = _map(metrics.get("champion")).get("roc_auc")
+    roc_facts = f"ROC AUC {_num(auc)} (candidate)"
+    if len(roc) > 1:
+        roc_facts += f" · {_num(champ_auc)} ({champ_name})"
+    ap = [_num(_map(d.get("pr")).get("average_precision")) for _, _, d in series]
+    pr_facts = f"average precision {ap[0]} (candidate)"
+    if len(pr) > 1:
+        pr_facts += f" · {ap[1]} ({champ_name})"
+    if prevalence is not None:
+        pr_facts += f" · positives {_pct(prevalence, 1)} of rows (the dashed line: a random model)"
+    return {
+        "legend": [("candidate", "var(--cur)")]
+        + ([(champ_name, "var(--ref)")] if len(roc) > 1 or len(pr) > 1 else []),
+        "roc": _curve_svg(
+            "ROC curve: true positive rate against false positive rate",
+            roc,
+            x_label="false positive rate",
+            y_label="true positive rate",
+            diagonal="a random model",
+            marks=roc_marks,
+        ),
+        "roc_facts": roc_facts + " · ◯ the model's operating point",
+        "pr": _curve_svg(
+            "Precision-recall curve",
+            pr,
+            x_label="recall",
+            y_label="precision",
+            baseline=None if prevalence is None else (prevalence, "a random model"),
+            marks=pr_marks,
+        ),
+        "pr_facts": pr_facts,
+    }
+
+
+def _version_confusion(details: Mapping[str, Any]) -> Data | None:
+    """The 2×2 matrix of the model's decisions on the held-out rows, and the rates it gives."""
+    counts = _confusion_counts(details)
+    if counts is None:
+        return None
+    tp, fp, fn, tn = counts
+    c = _map(details.get("confusion"))
+    pos, neg = _text(c.get("positive_label")), _text(c.get("negative_label"))
+
+    threshold = _float(c.get("threshold"))
+    precision, recall = _rate(tp, tp + fp), _rate(tp, tp + fn)
+    rows = [
+        _row("Decision rule", _text(c.get("rule"))),
+        _row("Threshold", DASH if threshold is None else f"{threshold:g}"),
+        _row("Precision", _num(precision)),
+        _row("Recall (true positive rate)", _num(recall)),
+        _row("Specificity (true negative rate)", _num(_rate(tn, tn + fp))),
+        _row("False positive rate", _num(_rate(fp, fp + tn))),
+    ]
+
+    def cell(count: float, actual: float, what: str, right: bool) -> Data:
+        share = _pct(_rate(count, actual), 1)
+        return {"count": _int(count), "text": f"{what} · {share} of the row", "right": right}
+
+    return {
+        "positive": pos,
+        "negative": neg,
+        "matrix": [
+            {
+                "actual": pos,
+                "cells": [
+                    cell(tp, tp + fn, "true positives", True),
+                    cell(fn, tp + fn, "false negatives", False),
+                ],
+            },
+            {
+                "actual": neg,
+                "cells": [
+                    cell(fp, fp + tn, "false positives", False),
+                    cell(tn, fp + tn, "true negatives", True),
+                ],
+            },
+        ],
+        "rows": rows,
+    }
+
+
+def _calibration_curve(name: str, cls: str, details: Mapping[str, Any]) -> Curve | None:
+    cal = _map(details.get("calibration"))
+    predicted, observed = _seq(cal.get("predicted")), _seq(cal.get("observed"))
+    if not predicted:
+        return None
+    counts = _seq(cal.get("count"))
+    tips = [
+        f"predicted {_num(p)}, observed {_num(o)} over {_int(n)} rows"
+        for p, o, n in zip(predicted, observed, [*counts, *[None] * len(predicted)], strict=False)
+    ]
+    return (cls, name, predicted, observed, tips)
+
+
+def _version_calibration(
+    cand: Mapping[str, Any], champ: Mapping[str, Any], champ_name: str
+) -> Data | None:
+    """The reliability curve (None unless the candidate's scores were probabilities)."""
+    own = _calibration_curve("candidate", "cand", cand)
+    if own is None:
+        return None
+    other = _calibration_curve(champ_name, "champ", champ) if champ else None
+    curves = [own] + ([other] if other is not None else [])
+    cal = _map(cand.get("calibration"))
+    facts = f"Brier score {_num(cal.get('brier'))} (candidate; lower is better)"
+    if other is not None:
+        facts += f" · {_num(_map(champ.get('calibration')).get('brier'))} ({champ_name})"
+    return {
+        "chart": _curve_svg(
+            "Reliability: observed share of positives against the predicted probability",
+            curves,
+            x_label="mean predicted probability",
+            y_label="observed share of positives",
+            diagonal="perfect calibration",
+        ),
+        "facts": facts + f" · {_int(cal.get('bins'))} equal-width bins, empty ones left out",
+    }
+
+
+_IMPORTANCE_KINDS = {
+    "impurity": "Impurity-based importance of the final estimator (feature_importances_): "
+    "how much each feature's splits reduce impurity, summed over the trees.",
+    "coefficient": "Coefficients of the final estimator, on its own inputs (after the "
+    "pipeline's transforms): positive pushes toward {pos}, negative away from it. Magnitudes "
+    "compare only when the inputs share a scale (e.g. after a StandardScaler).",
+    "permutation": "Drop in ROC AUC when one feature's values are shuffled, on {rows} held-out "
+    "rows, mean of {repeats} shuffle(s): the model has no importances of its own.",
+}
+
+
+def _version_importance(details: Mapping[str, Any]) -> Data | None:
+    imp = _map(details.get("importance"))
+    entries = [_map(e) for e in _seq(imp.get("features"))]
+    values = [_float(e.get("value")) for e in entries]
+    if not entries or all(v is None for v in values):
+        return None
+    kind = str(imp.get("kind") or "")
+    signed = kind == "coefficient"
+    scale = max((abs(v) for v in values if v is not None), default=0.0) or 1.0
+    bars = []
+    for e, v in zip(entries, values, strict=True):
+        size = 0.0 if v is None else abs(v) / scale
+        if signed:
+            width, left = size * 50, 50.0 if (v or 0.0) >= 0 else 50 - size * 50
+        else:
+            width, left = (size * 100 if (v or 0.0) > 0 else 0.0), 0.0
+        std = _float(e.get("std"))
+        bars.append(
+            {
+                "name": _clip(str(e.get("name")), LABEL_CHARS),
+                "left": left,
+                "width": width,
+                "neg": v is not None and v < 0,
+                "value": _num(v, 4) + (f" ± {_num(std, 4)}" if std is not None else ""),
+            }
+        )
+    total = _float(imp.get("n_features"))
+    shown = f"The {len(bars)} largest of {_int(total)} features." if total else ""
+    text = _IMPORTANCE_KINDS.get(kind, f"Importance ({kind or DASH}).").format(
+        pos=_text(details.get("positive_label")),
+        rows=_int(imp.get("rows")),
+        repeats=_int(imp.get("repeats")),
+    )
+    return {"kind": kind or DASH, "signed": signed, "text": text, "shown": shown, "bars": bars}
+
+
+def _version_classifier(manifest: Mapping[str, Any]) -> Data:
+    """The classifier sections (curves, confusion matrix, calibration, importance), drawn from
+    the evaluation details stored at retrain time. ``empty`` says why there are none."""
+    task = manifest.get("task")
+    evaluation = _map(manifest.get("evaluation"))
+    cand, champ = _map(evaluation.get("candidate")), _map(evaluation.get("champion"))
+    champ_no = manifest.get("champion_version")
+    champ_name = f"champion v{champ_no}" if champ_no is not None else "champion"
+    if not any(k in champ for k in _DIAGNOSTICS):
+        champ = {}
+    empty = None
+    if task not in (None, "classification"):
+        empty = f"Not a classifier ({task}): no curves, confusion matrix or calibration."
+    elif not any(k in cand for k in _DIAGNOSTICS):
+        empty = f"{DASH} not recorded for this version (registered before reports drew them)."
+    if empty is not None:
+        return {
+            "empty": empty,
+            "curves": None,
+            "confusion": None,
+            "calibration": None,
+            "importance": None,
+        }
+    return {
+        "empty": None,
+        "curves": _version_curves(cand, champ, champ_name, _map(manifest.get("metrics"))),
+        "confusion": _version_confusion(cand),
+        "calibration": _version_calibration(cand, champ, champ_name),
+        "importance": _version_importance(cand),
+    }
+
+
 _DATA_LABELS = {
     "start": "Window start",
     "end": "Window end",
@@ -1183,8 +1677,9 @@ def _bytes(size: float) -> str:
 
 
 def render_version_report(manifest: dict[str, Any], profile: dict[str, Any] | None = None) -> str:
-    """One registered version: gate decision, metrics, reference data, scores, provenance
-    (template ``version.html.j2``)."""
+    """One registered version: gate decision, metrics, a classifier's curves, confusion matrix,
+    calibration and feature importance, reference data, scores, provenance (template
+    ``version.html.j2``)."""
     m = _map(manifest)
     gate = _map(m.get("gate"))
     model, version = m.get("model", DASH), m.get("version", DASH)
@@ -1203,5 +1698,6 @@ def render_version_report(manifest: dict[str, Any], profile: dict[str, Any] | No
         metrics=_version_metrics(m, gate),
         features=_version_features(_map(profile) if profile is not None else None),
         scores=_version_scores(m, profile),
+        classifier=_version_classifier(m),
         data=_version_data(m),
     )

@@ -68,6 +68,9 @@ ERROR_NAME_CHARS = 80
 MAX_ERROR_CHARS = 2000
 #: Folders scanned, on the "nothing in the window" error path only, to name the latest one.
 LATEST_SCAN_FOLDERS = 10_000
+#: The column :func:`read_training_frame` adds with ``row_days=True``: each row's ``dt=`` day.
+#: Not a column name data files use; models select their configured features only.
+ROW_DAY = "__warden_partition_day__"
 
 
 def clip_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -166,6 +169,7 @@ class _Object:
     leaf: str  # the path below the dt= folder
     generation: int
     size: int
+    day: date | None = None  # the dt= partition it is in
 
 
 class WindowReader:
@@ -191,6 +195,7 @@ class WindowReader:
         categorical: Sequence[str] = (),
         window_days: int | None = None,
         target_required: bool = True,
+        day_column: str | None = None,
     ) -> None:
         if isinstance(as_of, datetime):  # a datetime is a date too; the window is whole days
             as_of = as_of.date()
@@ -204,6 +209,9 @@ class WindowReader:
         self.categorical = frozenset(categorical)
         self.target_required = target_required
         self.wanted = [*columns, *([target] if target and target not in columns else [])]
+        if day_column is not None and day_column in self.wanted:
+            raise ValueError(f"day_column {day_column!r} is also a data column")
+        self.day_column = day_column
         days_back = window_days or spec.window_days
         self.start = as_of - timedelta(days=days_back - 1)
         self.end = as_of
@@ -239,6 +247,8 @@ class WindowReader:
         self._missing = dict.fromkeys(self.wanted, 0)
 
     def frames(self) -> Iterator[pd.DataFrame]:
+        import numpy as np
+
         optional = () if self.target_required or not self.target else (self.target,)
         for obj in self._chosen:
             uri = f"gs://{self.bucket}/{obj.name}"
@@ -250,6 +260,8 @@ class WindowReader:
             part = _coerce(
                 part, uri, self.columns, self.target, self.categorical, self.target_required
             )
+            if self.day_column is not None and obj.day is not None:
+                part[self.day_column] = np.datetime64(obj.day, "D")
             self.rows += len(part)
             for col in self.wanted:
                 self._missing[col] += int(part[col].isna().sum())
@@ -354,12 +366,15 @@ def read_training_frame(
     as_of: date,
     target: str | None = None,
     categorical: Sequence[str] = (),
+    row_days: bool = False,
 ) -> tuple[pd.DataFrame, DataWindow]:
     """Read ``columns`` (and ``target``) from the partitions ``as_of - window_days + 1 .. as_of``.
 
     Feature columns come back as float64 with NaN for missing values (imputation belongs to the
     pipeline), ``categorical`` ones as strings with <NA>. ``target`` keeps its dtype but may not
-    be null; it is appended to the frame when it is not already one of ``columns``.
+    be null; it is appended to the frame when it is not already one of ``columns``. With
+    ``row_days``, the frame also carries each row's partition day (datetime64) in
+    :data:`ROW_DAY`, last: the time-based holdout splits on it; no model selects it as a feature.
     """
     import pandas as pd
 
@@ -371,6 +386,7 @@ def read_training_frame(
         as_of=as_of,
         target=target,
         categorical=categorical,
+        day_column=ROW_DAY if row_days else None,
     )
     frames = list(reader.frames())
     if reader.rows == 0:
@@ -442,7 +458,7 @@ def _list_window(
                     if len(listing.others) < 5:
                         listing.others.append(leaf)
                     continue
-                obj = _Object(blob.name, leaf, int(blob.generation or 0), int(blob.size or 0))
+                obj = _Object(blob.name, leaf, int(blob.generation or 0), int(blob.size or 0), day)
                 if obj.size > limit:
                     raise _data_error(
                         f"gs://{bucket}/{obj.name}#{obj.generation}: {obj.size:,} bytes, over "

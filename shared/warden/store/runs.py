@@ -12,7 +12,9 @@ One small JSON marker per request key (message id or scheduled time), under
   over inherits that progress (:attr:`Run.resumed`), so a redelivery carries on from the version
   its own request registered instead of registering another.
 * ``finish`` moves it to its final state by compare-and-swap; losing that race means another
-  instance took over a lease we overran, and its outcome wins.
+  instance took over a lease we overran, and its outcome wins. It keeps ``started_at``, so a
+  finished marker tells how long its run took.
+* ``marker`` and ``recent`` read them back for operators (``warden runs``, ``--wait``).
 
 Every read, create-only and compare-and-swap write goes through :mod:`warden.store.gcs` (which
 also tells our own retried write from a lost race).
@@ -59,6 +61,8 @@ class RunClaim:
     generation: int
     #: What earlier attempts of this request recorded with :meth:`RunLedger.checkpoint`.
     progress: dict[str, Any] = field(default_factory=dict)
+    #: When this attempt began (the marker's ``started_at``); :meth:`RunLedger.finish` keeps it.
+    started_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,16 @@ class RunLedger:
                 },
             )
         progress = got.data.get("progress") if isinstance(got.data, dict) else None
-        return RunClaim(model, kind, key, run_id, name, got.generation, dict(progress or {}))
+        return RunClaim(
+            model,
+            kind,
+            key,
+            run_id,
+            name,
+            got.generation,
+            dict(progress or {}),
+            started_at=str(got.data.get("started_at") or record["started_at"]),
+        )
 
     def checkpoint(self, claim: RunClaim, progress: Mapping[str, Any]) -> RunClaim:
         """Record ``progress`` (merged into what is there) in the running marker, by
@@ -199,6 +212,8 @@ class RunLedger:
             "finished_at": _iso(self._clock()),
             "result": result,
         }
+        if claim.started_at:  # kept, so a finished run still tells how long it took
+            record["started_at"] = claim.started_at
         if claim.progress:  # an aborted run's redelivery carries on from here
             record["progress"] = claim.progress
         written = gcs.write_if(
@@ -215,6 +230,61 @@ class RunLedger:
             )
             return False
         return True
+
+    # -- reading (the CLI: warden runs, --wait) -----------------------------------------------
+    def marker(self, model: str, kind: str, key: str) -> dict[str, Any] | None:
+        """The marker of request ``key``, or None while no attempt has claimed it."""
+        got = gcs.read_json(self.bucket, self.marker_name(model, kind, key))
+        if got is None or not isinstance(got.data, dict):
+            return None
+        record: dict[str, Any] = got.data
+        return record
+
+    def recent(
+        self, model: str, *, kind: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The ``limit`` most recently written markers of ``model`` (of one ``kind``, or all),
+        newest first by ``started_at``; each with ``marker`` (its object name) added.
+
+        Cost: one listing of ``MODEL/runs/[KIND/]`` (a page per 1,000 markers; housekeeping
+        expires them after ``housekeeping.marker_ttl_days``, so a model keeps a few per job and
+        day), then one read per marker returned: the listing's write times pick the newest before
+        anything is read. A marker that vanished meanwhile (expired) or does not parse is
+        skipped.
+        """
+        if limit <= 0:
+            return []
+        prefix = f"{model}/runs/{kind}/" if kind else f"{model}/runs/"
+        blobs = [
+            b
+            for b in self._client.list_blobs(self.bucket_name, prefix=prefix)
+            if b.name.endswith(".json")
+        ]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        blobs.sort(key=lambda b: b.updated or b.time_created or epoch, reverse=True)
+        rows: list[dict[str, Any]] = []
+        for blob in blobs[:limit]:
+            try:
+                got = gcs.read_json(self.bucket, blob.name)
+            except IntegrityError:
+                log.warning(
+                    "unreadable run marker skipped",
+                    extra={"json_fields": {"model": model, "marker": blob.name}},
+                )
+                continue
+            if got is None or not isinstance(got.data, dict):
+                continue
+            rows.append({**got.data, "marker": blob.name})
+
+        def started(row: dict[str, Any]) -> datetime:
+            try:
+                at = _parse(str(row.get("started_at") or row.get("finished_at")))
+            except ValueError:
+                return epoch
+            return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+        rows.sort(key=started, reverse=True)
+        return rows
 
     # -- expiry (housekeeping) ----------------------------------------------------------------
     def purge(self, model: str, *, older_than: datetime, dry_run: bool = False) -> list[str]:

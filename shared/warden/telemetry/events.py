@@ -3,6 +3,16 @@
 Payload: ``{"schema": 1, "kind": ..., "model": ..., "at": ..., ...}``; attributes ``model`` and
 ``kind`` so subscriptions can filter without decoding. With no topic configured, events are only
 logged (still one structured line each, so nothing is silently dropped).
+
+What each kind adds (the router turns every event into an alert, ``warden.alerts.inputs``):
+
+* ``failed`` (a run's permanent error; retrain, monitor, housekeeping): ``job``, ``run_id`` and
+  ``error``, the error text (at most :data:`ERROR_MAX` characters; the alert's summary shows
+  its first 500).
+* ``promoted`` / ``rolled_back``: ``version``, ``previous_version``; from the CLI also
+  ``actor`` (the operator), ``reason`` and, for a promote past a failed gate, ``forced``.
+* ``version_registered``, ``rejected``, ``drift_detected``, ``performance_degraded``,
+  ``integrity_failed``: see the jobs that publish them.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ KINDS = (
     "integrity_failed",
 )
 SCHEMA = 1
+#: The longest error text a ``failed`` event carries (the run marker keeps as much).
+ERROR_MAX = 2000
 
 
 class EventPublisher:
@@ -49,6 +61,8 @@ class EventPublisher:
         """Publish one event; return its message id (None when only logged)."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
+        if kind == "failed":  # the error text is what the page shows: always there, bounded
+            payload["error"] = str(payload.get("error") or "no error text given")[:ERROR_MAX]
         body = {
             "schema": SCHEMA,
             "kind": kind,
