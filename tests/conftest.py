@@ -172,6 +172,7 @@ SLOW_FIRST = (
     "test_local_drift_loop.py",
     "test_local_workflow.py",
     "test_router_concurrency.py",
+    "test_onboarding_e2e.py",
 )
 
 
