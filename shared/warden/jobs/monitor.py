@@ -303,6 +303,7 @@ def _performance(
             y,
             spec=cfg.evaluation,
             positive_label=cfg.positive_label,
+            diagnostics=False,  # metrics only: the curves belong to the version report
         )
     except DataError as exc:
         return {

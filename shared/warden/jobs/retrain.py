@@ -238,6 +238,7 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
                         y_cmp,
                         spec=cfg.evaluation,
                         positive_label=cfg.positive_label,
+                        diagnostics=False,  # for the gate only
                     )
         except (IntegrityError, DataError) as exc:
             champ_eval, gate_eval = None, cand_eval

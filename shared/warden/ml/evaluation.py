@@ -844,7 +844,7 @@ def _digest(matrix: np.ndarray) -> str:
 
 
 def _evaluate_classification(
-    model: Any, X: Any, y: Any, positive_label: Any, *, seed: int = 0
+    model: Any, X: Any, y: Any, positive_label: Any, *, seed: int = 0, diagnostics: bool = True
 ) -> Evaluation:
     if y is None:
         raise DataError("classification evaluation needs the held-out target values")
@@ -872,11 +872,12 @@ def _evaluate_classification(
     details["predicted_classes"] = int(computed.pop("predicted_classes"))
     if len(pred_values) == 1:
         problems.append(f"all predictions are {_plain(pred_values[0])!r}")
-    details.update(
-        classifier_diagnostics(
-            model, X, truth, score, pred, positive_label=positive_label, seed=seed
+    if diagnostics:
+        details.update(
+            classifier_diagnostics(
+                model, X, truth, score, pred, positive_label=positive_label, seed=seed
+            )
         )
-    )
     return Evaluation(metrics=computed, details=details, sane=not problems, problems=problems)
 
 
@@ -888,8 +889,12 @@ def evaluate(
     *,
     spec: EvaluationSpec,
     positive_label: Any = 1,
+    diagnostics: bool = True,
 ) -> Evaluation:
     """Score a fitted ``model`` on held-out ``X`` (and ``y`` for classification).
+
+    ``diagnostics=False`` leaves out the report's curves, confusion matrix and importances (the
+    monitor only needs the metrics).
 
     ``X`` goes to the model as given (DataFrame or array). A model whose output makes the metric
     meaningless (one cluster, one predicted class, NaN scores) comes back with ``sane=False`` and
@@ -901,7 +906,9 @@ def evaluate(
     try:
         if task == "clustering":
             return _evaluate_clustering(model, X, spec)
-        return _evaluate_classification(model, X, y, positive_label, seed=spec.seed)
+        return _evaluate_classification(
+            model, X, y, positive_label, seed=spec.seed, diagnostics=diagnostics
+        )
     except ValueError as exc:
         # scikit-learn refuses rows the model cannot take (NaN into a pipeline trained without
         # an imputer, an unseen column layout): the same rows fail the same way every time, so
