@@ -142,7 +142,11 @@ class AlertState:
 
     def _list(self, prefix: str) -> list[tuple[str, State, int]]:
         """Every object under ``prefix`` with its content and generation: one listing, and a
-        read only for the objects whose generation this instance has not read yet."""
+        read only for the objects whose generation this instance has not read yet.
+
+        The content returned is the instance's cached copy, shared between calls: callers
+        read it, or copy it before changing it (``expire(copy.deepcopy(...))``; the
+        compare-and-swap loop copies what it hands to ``change``)."""
         out = []
         seen = set()
         for blob in self._client.list_blobs(self.bucket_name, prefix=prefix):
@@ -150,11 +154,11 @@ class AlertState:
             seen.add(name)
             held = self._listed.get(name)
             if held is not None and held[0] == generation:
-                out.append((name, copy.deepcopy(held[1]), generation))
+                out.append((name, held[1], generation))
                 continue
             data, generation = self._read(name)
             if data is not None:
-                self._listed[name] = (generation, copy.deepcopy(data))
+                self._listed[name] = (generation, data)
                 out.append((name, data, generation))
         for name in [n for n in self._listed if n.startswith(prefix) and n not in seen]:
             self._listed.pop(name, None)  # gone (purged, expired)
