@@ -151,6 +151,20 @@ def alert_from_state(fingerprint: str, rec: Mapping[str, Any]) -> Alert:
     )
 
 
+def alerts_now(group_state: Mapping[str, Any], now: float) -> list[Alert]:
+    """The group's alerts as :func:`expire` would leave them at ``now``, without changing (or
+    copying) the stored state: a firing alert past its ``ends_at`` comes back resolved."""
+    from dataclasses import replace
+
+    out = []
+    for fp, rec in group_state.get("alerts", {}).items():
+        a = alert_from_state(fp, rec)
+        if a.status == "firing" and a.ends_at is not None and a.ends_at <= now:
+            a = replace(a, status="resolved")
+        out.append(a)
+    return out
+
+
 def expire(group_state: dict[str, Any], now: float) -> dict[str, Any]:
     """Firing alerts whose ends_at has passed (model events' timeout) become resolved."""
     for rec in group_state.get("alerts", {}).values():

@@ -32,6 +32,7 @@ from warden.alerts import (
     RouteMatch,
     Silence,
     alert_from_state,
+    alerts_now,
     digest,
     due,
     expire,
@@ -242,10 +243,10 @@ class AlertState:
         listed = self._groups() if config.rules else None
         known = {name: (data, gen) for name, data, gen in listed or []}
         stored = [
-            alert_from_state(fp, rec)
+            a
             for data, _ in known.values()
-            for fp, rec in expire(copy.deepcopy(data), now)["alerts"].items()
-            if fp not in batch
+            for a in alerts_now(data, now)
+            if a.fingerprint not in batch
         ]
         firing = [a for a in stored + list(batch.values()) if a.status == "firing"]
         per_group: dict[str, list[tuple[Alert, Any, bool, bool]]] = {}
@@ -346,12 +347,7 @@ class AlertState:
         result = FlushResult()
         silences = self.list_silences(now) if snapshot is None else snapshot.silences
         groups = self._groups() if snapshot is None or snapshot.groups is None else snapshot.groups
-        firing = [
-            alert_from_state(fp, rec)
-            for _, data, _ in groups
-            for fp, rec in expire(copy.deepcopy(data), now)["alerts"].items()
-            if rec["status"] == "firing"
-        ]
+        firing = [a for _, data, _ in groups for a in alerts_now(data, now) if a.status == "firing"]
 
         def refresh(state: State) -> State:
             expire(state, now)
@@ -625,12 +621,7 @@ class AlertState:
         notify. Sorted by group labels, then receiver and route."""
         silences = self.list_silences(now)
         groups = self._groups()
-        firing = [
-            alert_from_state(fp, rec)
-            for _, data, _ in groups
-            for fp, rec in expire(copy.deepcopy(data), now)["alerts"].items()
-            if rec["status"] == "firing"
-        ]
+        firing = [a for _, data, _ in groups for a in alerts_now(data, now) if a.status == "firing"]
         out = []
         for name, data, _ in groups:
             state = expire(copy.deepcopy(data), now)
