@@ -166,6 +166,8 @@ class LandThen503Proxy:
                                 proxy.hits.append(fragment)
                                 break
                 if fired is not None and upstream.status_code < 300:
+                    # Cloud Storage's JSON error shape for a 503 ("backendError"):
+                    # https://cloud.google.com/storage/docs/json_api/v1/status-codes#503_Service_Unavailable
                     payload = b'{"error": {"code": 503, "message": "Service Unavailable"}}'
                     self.send_response(503)
                     self.send_header("Content-Type", "application/json")
