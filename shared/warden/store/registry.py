@@ -553,6 +553,26 @@ class Registry:
                 "application/json",
             )
 
+    def _update_alias(
+        self,
+        model: str,
+        alias: str,
+        change: Callable[[gcs.Stored[Any] | None], dict[str, Any] | None],
+        *,
+        doing: str,
+    ) -> gcs.Updated:
+        """The alias object's compare-and-swap loop (moves and retirement marks alike)."""
+        return gcs.update_json(
+            self.bucket,
+            f"{model}/aliases/{alias}.json",
+            change,
+            attempts=self._max_attempts,
+            encode=self._dumps,
+            conflict=(
+                f"{model}: alias {alias!r} kept changing {doing} ({self._max_attempts} attempts)"
+            ),
+        )
+
     def _verify_target(self, model: str, version: int, verified: dict[int, int]) -> None:
         """Raise unless ``version`` verifies now. A version verified earlier in the same move is
         not hashed again while its manifest keeps the generation it had (files are never
@@ -626,16 +646,7 @@ class Registry:
                 new["retiring"] = stored.data["retiring"]  # housekeeping's marks stay
             return new
 
-        got = gcs.update_json(
-            self.bucket,
-            f"{model}/aliases/{alias}.json",
-            change,
-            attempts=self._max_attempts,
-            encode=self._dumps,
-            conflict=(
-                f"{model}: alias {alias!r} kept changing under us ({self._max_attempts} attempts)"
-            ),
-        )
+        got = self._update_alias(model, alias, change, doing="under us")
         if got.written is None:
             return kept[0]
         new = AliasState.from_json(got.data, got.generation)
@@ -731,14 +742,7 @@ class Registry:
                 marks[str(v)] = {"until": until, "by": by}
             return {**data, "retiring": marks}
 
-        gcs.update_json(
-            self.bucket,
-            f"{model}/aliases/{alias}.json",
-            change,
-            attempts=self._max_attempts,
-            encode=self._dumps,
-            conflict=f"{model}: alias {alias!r} kept changing while marking retirements",
-        )
+        self._update_alias(model, alias, change, doing="while marking retirements")
         return list(marked)
 
     def clear_retiring(
@@ -762,14 +766,7 @@ class Registry:
                 data["retiring"] = marks
             return data
 
-        gcs.update_json(
-            self.bucket,
-            f"{model}/aliases/{alias}.json",
-            change,
-            attempts=self._max_attempts,
-            encode=self._dumps,
-            conflict=f"{model}: alias {alias!r} kept changing while clearing retirements",
-        )
+        self._update_alias(model, alias, change, doing="while clearing retirements")
 
     def history(self, model: str, alias: str = "champion") -> list[AliasState]:
         """Every move of ``alias``, oldest first."""
