@@ -386,7 +386,14 @@ def test_pubsub_retrain_action_publishes(env, topic_sink) -> None:
     assert pull(1, timeout=2) == []
 
 
-def test_purge_and_secret(env, monkeypatch) -> None:
+def test_resolved_state_expires_to_nothing_but_the_mutes_object(env, monkeypatch) -> None:
+    """Once an incident is resolved and said, the tick deletes its group when the tombstone
+    expires and housekeeping sweeps the notification log and the ended silence: no object is
+    left behind but ``mutes.json`` (emptied)."""
+    from datetime import timedelta
+
+    from warden.alerts.state import MUTES, TOMBSTONE_TTL
+
     state, send, _ = env
     config = _config()
     state.add_silence(['a="b"'], starts_at=T, ends_at=T + 10, created_by="me")
@@ -394,9 +401,15 @@ def test_purge_and_secret(env, monkeypatch) -> None:
     state.flush_due(config=config, now=T + 31, instance="a", send=send)
     state.ingest([incident(1, "closed")], config=config, now=T + 40, instance="a")
     state.flush_due(config=config, now=T + 400, instance="a", send=send)
-    counts = state.purge(now=T + 2 * 86400, older_than=86400)
-    assert counts == {"silences": 1, "nflog": 2, "groups": 1}
-    assert list(state._client.list_blobs(state.bucket_name, prefix="_alerting/")) == []
+    assert len(state.nflog()) == 2
+    later = T + 400 + TOMBSTONE_TTL + 60
+    flushed = state.flush_due(config=config, now=later, instance="a", send=send)
+    assert flushed.deleted_groups == 1
+    swept = state.purge_expired(now=later, older_than=timedelta(hours=1))
+    assert len(swept) == 3  # two notification records and the silence
+    names = [b.name for b in state._client.list_blobs(state.bucket_name, prefix="_alerting/")]
+    assert names == [MUTES]
+    assert state.list_silences() == []
     monkeypatch.setenv("WARDEN_TEST_SECRET", "x")
     assert secret("WARDEN_TEST_SECRET") == "x"
     assert secret("WARDEN_TEST_MISSING") is None
@@ -407,29 +420,36 @@ def test_alert_type_is_what_ingest_takes() -> None:
 
 
 class _CountingSession:
-    """Counts the media reads (object contents) a storage client makes."""
+    """Counts the object requests a storage client makes (method and URL)."""
 
     def __init__(self) -> None:
         import requests
 
-        self.media: list[str] = []
+        self.calls: list[str] = []
         session = requests.Session()
         original = session.request
 
         def request(method: str, url: str, *args: Any, **kwargs: Any):
-            if "alt=media" in url:
-                self.media.append(url)
+            # Object requests only: the client library also checks the bucket itself, once and
+            # from a background thread (its bucket metadata cache).
+            if "/o/" in url or "/o?" in url:
+                self.calls.append(f"{method} {url}")
             return original(method, url, *args, **kwargs)
 
         session.request = request  # type: ignore[method-assign]
         self.session = session
 
 
-def test_a_listing_reads_only_what_changed_and_sees_other_instances_writes(
-    env, bucket_names
-) -> None:
-    """Groups and silences are read once per generation: a flush with nothing changed reads no
-    content, and a group another instance changed is read again (its generation moved)."""
+def _count_calls(state: AlertState, counting: _CountingSession, act) -> int:
+    before = len(counting.calls)
+    act(state)
+    return len(counting.calls) - before
+
+
+def test_work_per_call_does_not_grow_with_the_number_of_groups(env, bucket_names) -> None:
+    """A new alert, the tick that sends it, and a duplicate of it cost the same whether 3 or 60
+    other groups exist (nothing lists or reads them); the duplicate costs two reads (the mutes
+    object's generation, its group) and no write."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -438,26 +458,34 @@ def test_a_listing_reads_only_what_changed_and_sees_other_instances_writes(
     client = storage.Client(
         project="warden-test", credentials=AnonymousCredentials(), _http=counting.session
     )
+    config = _config()
     ours = AlertState(client, bucket_names["registry"], lease=60)
     other = AlertState(env[0]._client, bucket_names["registry"], lease=60)
-    config = _config()
-    for n in range(5):
-        other.ingest([incident(n, policy=f"policy {n}")], config=config, now=T, instance="i2")
-    ours.add_silence(['alertname="nothing"'], starts_at=T, ends_at=T + 10_000, created_by="t")
 
-    ours.flush_due(config=config, now=T + 1, instance="i1", send=send)  # nothing due yet
-    first = len(counting.media)
-    assert first == 6  # five groups and one silence, each read once
-    ours.flush_due(config=config, now=T + 2, instance="i1", send=send)
-    assert len(counting.media) == first  # nothing changed: the listing was enough
+    def call(alert: Alert, now: float):
+        def act(st: AlertState) -> None:
+            got = st.ingest([alert], config=config, now=now, instance="i1")
+            st.flush_groups(got.due, config=config, now=now, instance="i1", send=send)
 
-    other.ingest(
-        [incident(3, "closed", policy="policy 3")], config=config, now=T + 3, instance="i2"
-    )
-    ours.flush_due(config=config, now=T + 4, instance="i1", send=send)
-    assert len(counting.media) == first + 1
-    assert "groups" in counting.media[-1]
-    groups = {data["key"]: data for _, data, _ in ours._groups()}
-    closed = [g for g in groups.values() if g["group_labels"].get("alertname") == "policy 3"]
-    assert len(closed) == 1
-    assert [a["status"] for a in closed[0]["alerts"].values()] == ["resolved"]
+        return act
+
+    costs = []
+    for size, base in ((3, 0), (60, 1000)):
+        for n in range(base, base + size):  # idle groups, flushed once
+            other.ingest([incident(n, policy=f"p{n}")], config=config, now=T, instance="i2")
+        other.flush_due(config=config, now=T + 31, instance="i2", send=send)
+        fresh = incident(base + 500, policy=f"fresh{base}")
+        new = _count_calls(ours, counting, call(fresh, T + 40))
+        tick = _count_calls(
+            ours,
+            counting,
+            lambda st: st.flush_due(config=config, now=T + 80, instance="i1", send=send),
+        )
+        dup = _count_calls(ours, counting, call(fresh, T + 81))
+        costs.append((new, tick, dup))
+        if size == 3:
+            assert dup == 2, "\n".join(counting.calls[-dup:])
+            assert not [c for c in counting.calls[-dup:] if not c.startswith("GET ")]
+    assert costs[0] == costs[1], (costs, "\n".join(counting.calls))
+
+

@@ -42,7 +42,7 @@ SLACK_HEADER_LIMIT = 150  # a header block's plain_text
 _SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _LONGEST_ENTITY = len("&amp;")
 
-__all__ = ["DeliveryResult", "deliver", "sign", "slack_escape", "verify"]
+__all__ = ["DeliveryResult", "deliver", "send_budget", "sign", "slack_escape", "verify"]
 
 
 def _host(url: str) -> str:
@@ -51,6 +51,26 @@ def _host(url: str) -> str:
 
 #: Between delivery attempts (the package's one policy, :class:`warden.retry.Backoff`).
 BACKOFF = Backoff(base=BACKOFF_BASE, cap=BACKOFF_CAP, floor=0.5)  # equal jitter
+
+#: Each Slack attempt's answer wait, and one Pub/Sub attempt's wait for all its publishes.
+SLACK_TIMEOUT = 10.0
+PUBLISH_TIMEOUT = 30.0
+
+
+def send_budget(receiver: Receiver) -> float:
+    """The longest :func:`deliver` takes for ``receiver`` as configured: every attempt's timeout
+    plus the longest backoff between attempts. A notification claim's lease covers it (see
+    :mod:`warden.alerts.state`), so no second router takes over a send still in flight."""
+    per_attempt = {
+        "slack": SLACK_TIMEOUT,
+        "webhook": receiver.webhook.timeout_s if receiver.webhook else 0.0,
+        "pubsub": PUBLISH_TIMEOUT,
+    }.get(receiver.kind)
+    if per_attempt is None:  # log: no I/O beyond the function's own log
+        return 1.0
+    attempts = receiver.max_attempts
+    pauses = sum(min(BACKOFF.cap, BACKOFF.base * 2.0**n) for n in range(attempts - 1))
+    return attempts * per_attempt + pauses
 
 
 def _default_post(url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:
@@ -158,7 +178,7 @@ def deliver(
                 body,
                 lambda: {"Content-Type": "application/json"},
                 max_attempts=receiver.slack.max_attempts,
-                timeout=10.0,
+                timeout=SLACK_TIMEOUT,
                 http_post=post,
                 sleep=sleep,
             )
@@ -232,8 +252,11 @@ def _publish(
     error: str | None = None
     for attempt in range(1, cfg.max_attempts + 1):
         try:
-            for data, attrs in batches:
-                publisher.publish(path, data, **attrs).result(timeout=30)
+            # One deadline for the attempt, however many models it publishes for.
+            futures = [publisher.publish(path, data, **attrs) for data, attrs in batches]
+            deadline = time.monotonic() + PUBLISH_TIMEOUT
+            for future in futures:
+                future.result(timeout=max(0.1, deadline - time.monotonic()))
             return DeliveryResult(receiver.name, True, attempt, None, None)
         except Exception as exc:  # Pub/Sub client errors are transient more often than not
             error = f"{type(exc).__name__}: {exc}"

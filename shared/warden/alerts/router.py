@@ -35,7 +35,8 @@ def _instance() -> str:
 
 
 def route(rt: Runtime, alerts: Iterable[Any], *, now: float | None = None) -> dict[str, Any]:
-    """Ingest ``alerts`` and flush every due group; return a summary."""
+    """Ingest ``alerts`` and flush the groups they touched that are due; with no alerts (the
+    scheduler's tick), flush every group whose ``due`` marker has come. Returns a summary."""
     from warden.alerts.receivers import deliver
 
     config = rt.alerting
@@ -43,7 +44,7 @@ def route(rt: Runtime, alerts: Iterable[Any], *, now: float | None = None) -> di
         raise ConfigError(f"{rt.settings.config_path}: alerting: no routing configured")
     now = time.time() if now is None else now
     state = rt.alert_state()
-    ingested = state.ingest(list(alerts), config=config, now=now, instance=_instance())
+    instance = _instance()
 
     def send(receiver: Any, message: dict[str, Any]) -> Any:
         return deliver(
@@ -54,19 +55,29 @@ def route(rt: Runtime, alerts: Iterable[Any], *, now: float | None = None) -> di
             project=rt.settings.project,
         )
 
-    flushed = state.flush_due(
-        config=config, now=now, instance=_instance(), send=send, snapshot=ingested.snapshot
-    )
-    summary = {
-        "new": ingested.new,
-        "updated": ingested.updated,
-        "unchanged": ingested.unchanged,
-        "silenced": ingested.silenced,
-        "inhibited": ingested.inhibited,
-        "ignored": ingested.ignored,
-        "notified": len(flushed.sent),
-        "failed": len(flushed.failed),
-    }
+    batch = list(alerts)
+    if not batch:
+        flushed = state.flush_due(config=config, now=now, instance=instance, send=send)
+        summary = {"tick": True, "groups": flushed.groups, "folded": flushed.folded}
+    else:
+        ingested = state.ingest(batch, config=config, now=now, instance=instance)
+        flushed = state.flush_groups(
+            ingested.due,
+            config=config,
+            now=now,
+            instance=instance,
+            send=send,
+            mutes=ingested.mutes,
+        )
+        summary = {
+            "new": ingested.new,
+            "updated": ingested.updated,
+            "unchanged": ingested.unchanged,
+            "silenced": ingested.silenced,
+            "inhibited": ingested.inhibited,
+            "ignored": ingested.ignored,
+        }
+    summary.update(notified=len(flushed.sent), failed=len(flushed.failed))
     log.info("routed alerts", extra=fields(**summary))
     return summary
 

@@ -2,14 +2,40 @@
 
 Layout under ``_alerting/`` in one bucket::
 
-    groups/<sha256(group_key)[:32]>.json   one aggregation group: its alerts, what was last sent,
-                                           and a claimed-but-unconfirmed notification (pending)
-    silences/<id>.json                     create-only; expired by CAS setting ends_at = now
-    nflog/<group>-<seq>.json               create-only record of each sent notification
+    groups/<gid>.json           one aggregation group (gid = sha256(group_key)[:32]): its alerts,
+                                what was last sent, a claimed-but-unconfirmed notification
+                                (``pending``) and tombstones of resolved alerts
+    inbox/<gid>/<fp>-<h>.json   create-only: one alert change not yet folded into its group
+                                (``h`` digests the change, so a duplicate is a 412, not a write)
+    due/<minute>/<gid>          create-only, empty: look at this group by this minute
+    mutes.json                  the silences and the firing inhibition sources, changed by CAS;
+                                each call revalidates its cached copy with one metadata read
+    nflog/<gid>-<epoch>-<seq>.json   create-only record of each sent notification
+
+Work per call does not grow with the number of groups:
+
+* **Ingest** reads each touched group (one read) and only for a new or changed alert creates an
+  inbox object and a ``due`` marker for the current minute. The group itself is not written, so
+  writers of a hot group never queue on one object (Cloud Storage sustains about one write per
+  second to an object). A duplicate costs the read and no write.
+* **Flush** of one group folds its inbox into it and claims the due notification in one
+  compare-and-swap, then sends and confirms. A request flushes only the groups it touched, and
+  only when due. The tick (:meth:`AlertState.flush_due`) lists the ``due`` markers up to the
+  current minute (``endOffset``): O(due groups). Every flush leaves a marker at the group's next
+  wake-up (group_wait/interval/repeat, a model event's timeout, a claim's lease, a tombstone's
+  expiry), so nothing waits on a listing of all groups.
 
 Notifications go claim → send → confirm. The claim is a CAS that sets ``pending``, so of any
-number of concurrent instances exactly one sends; a claim older than the lease is taken over
-and re-sent (the one allowed repeat, after a crash between send and confirm).
+number of concurrent instances exactly one sends. The claim holds until ``lease_until``: the
+longest send the receiver's settings allow (:func:`~warden.alerts.receivers.send_budget`) plus
+:data:`CLAIM_MARGIN`, counted from the claim; only then is it taken over and re-sent (the one
+allowed repeat, after a crash between send and confirm). A sender that reaches its send more than
+half the margin after the claim does not send (the lease may no longer cover it).
+
+State stays small: a resolved alert leaves its group once said; its tombstone (kept so that a late
+redelivery is ignored) expires after :data:`TOMBSTONE_TTL`; the tick deletes a group left with
+nothing; housekeeping sweeps old notification records and silences
+(:meth:`AlertState.purge_expired`). Storage holds O(active alerts).
 
 Reads, create-only writes, compare-and-swap and conditional deletes all go through
 :mod:`warden.store.gcs`, with its one backoff policy and its owner read-back after a 412.
@@ -17,9 +43,12 @@ Reads, create-only writes, compare-and-swap and conditional deletes all go throu
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import functools
+import hashlib
+import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,8 +72,8 @@ from warden.alerts import (
     route_alert,
     to_send,
 )
-from warden.config.alerting import AlertingConfig, Receiver
-from warden.errors import ConflictError
+from warden.config.alerting import AlertingConfig, Receiver, Rule, matches_all
+from warden.errors import ConfigError, ConflictError
 from warden.logs import fields
 from warden.store import gcs
 
@@ -55,23 +84,83 @@ log = logging.getLogger(__name__)
 
 PREFIX = "_alerting/"
 GROUPS = PREFIX + "groups/"
-SILENCES = PREFIX + "silences/"
+INBOX = PREFIX + "inbox/"
+DUE = PREFIX + "due/"
+MUTES = PREFIX + "mutes.json"
 NFLOG = PREFIX + "nflog/"
+#: Before 2026-12-07 each silence was its own object here; housekeeping folds them into MUTES.
+LEGACY_SILENCES = PREFIX + "silences/"
+
+#: How long a resolved alert's tombstone is kept (a redelivery later than this opens it again).
+TOMBSTONE_TTL = 86400.0
+#: Added to a receiver's send budget in a claim's lease: the time between the call's clock
+#: reading and its send (ingest, fold, claim), and clock skew between instances.
+CLAIM_MARGIN = 30.0
+#: Compare-and-swap attempts of a flush on the request path: a lost race means another instance
+#: is flushing this group; the marker left by the change lets the tick finish what is left.
+REQUEST_ATTEMPTS = 3
+#: A group with a muted firing alert is looked at again this often: the silence may have been
+#: expired early, or the inhibiting alert resolved in another group.
+MUTED_RECHECK = 60.0
+
+#: What :func:`_apply` calls a change worth recording.
+CHANGES = ("new", "updated", "closed_early")
 
 Send = Callable[[Receiver, dict[str, Any]], DeliveryResult]
 State = dict[str, Any]
 Change = Callable[[State | None], State | None]
 
 
-@dataclass
-class Snapshot:
-    """What one call read: the active silences and, when inhibition rules made it list them,
-    every group as it stood after the call's own writes. A flush in the same call starts from
-    it instead of listing and reading everything again; its compare-and-swap catches any group
-    changed since (a group created since is flushed by its own call or the next tick)."""
+@dataclass(frozen=True)
+class Mutes:
+    """``mutes.json`` as read at ``generation`` (0: no object yet): the silences, and the firing
+    alerts that match an inhibit rule's source side (``fingerprint → labels, starts_at,
+    ends_at, group``), kept up to date by every fold of their group."""
 
-    silences: list[Silence]
-    groups: list[tuple[str, State, int]] | None = None
+    generation: int = 0
+    silences: tuple[Silence, ...] = ()
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], generation: int) -> Mutes:
+        return cls(
+            generation,
+            tuple(Silence.from_json(s) for s in (data.get("silences") or {}).values()),
+            dict(data.get("sources") or {}),
+        )
+
+    def silenced(self, alert: Alert, now: float) -> bool:
+        return any(s.matches(alert, now) for s in self.silences)
+
+    def firing_sources(self, now: float, *, besides: str | None = None) -> list[Alert]:
+        """The inhibition sources firing at ``now`` (``besides``: leave out this group's)."""
+        out = []
+        for fp, src in self.sources.items():
+            ends = src.get("ends_at")
+            if src.get("group") == besides or (ends is not None and float(ends) <= now):
+                continue
+            out.append(
+                Alert(
+                    labels=dict(src["labels"]),
+                    annotations={},
+                    status="firing",
+                    starts_at=float(src["starts_at"]),
+                    ends_at=None if ends is None else float(ends),
+                    fingerprint=fp,
+                    source=src.get("source", "monitoring"),
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Touched:
+    """A group an ingest touched: as it read it (``stored``; None: no group object yet), and
+    whether the same call should flush it (due now, or holding a claim past its lease)."""
+
+    gid: str
+    stored: gcs.Stored[State] | None
+    flush: bool
 
 
 @dataclass
@@ -85,24 +174,95 @@ class IngestResult:
     ignored: int = 0
     silenced: int = 0
     inhibited: int = 0
-    snapshot: Snapshot | None = None
+    touched: dict[str, Touched] = field(default_factory=dict)
+    mutes: Mutes | None = None
+
+    @property
+    def due(self) -> list[Touched]:
+        return [t for t in self.touched.values() if t.flush]
 
 
 @dataclass
 class FlushResult:
     sent: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
-    skipped_claimed: int = 0  # another instance holds a fresh claim
-    taken_over: int = 0  # stale claims re-sent
+    skipped_claimed: int = 0  # another instance holds a claim within its lease
+    taken_over: int = 0  # claims past their lease, re-sent
     lost_confirm: int = 0  # our claim was taken over before we confirmed
+    folded: int = 0  # inbox objects folded into their groups
+    groups: int = 0  # groups looked at
+    deleted_groups: int = 0  # groups left with nothing, deleted
+    contended: int = 0  # request-path flushes left to the instance that won the race
 
 
-def _on_data(change: Change, stored: gcs.Stored[Any] | None) -> State | None:
-    return change(None if stored is None else stored.data)
+def _lease_until(pending: Mapping[str, Any], default: float) -> float:
+    until = pending.get("lease_until")
+    return float(until) if until is not None else float(pending["claimed_at"]) + default
+
+
+def _alert_json(a: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": a.fingerprint,
+        "status": a.status,
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "starts_at": a.starts_at,
+        "ends_at": a.ends_at,
+        "source": a.source,
+    }
+
+
+def _alert_from_json(data: Mapping[str, Any]) -> Alert:
+    return alert_from_state(str(data["fingerprint"]), data)
+
+
+def _change_digest(a: Alert) -> str:
+    body = json.dumps(_alert_json(a), sort_keys=True, default=str).encode()
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def _group_meta(key: str, match: RouteMatch, first: Alert) -> dict[str, Any]:
+    return {
+        "key": key,
+        "route_id": match.route_id,
+        "receiver": match.receiver,
+        "group_labels": match.group_labels(first),
+        "group_wait": match.group_wait,
+        "group_interval": match.group_interval,
+        "repeat_interval": match.repeat_interval,
+    }
+
+
+def _new_group(meta: Mapping[str, Any], now: float) -> State:
+    return {
+        "key": meta["key"],
+        "route_id": meta["route_id"],
+        "receiver": meta["receiver"],
+        "group_labels": dict(meta["group_labels"]),
+        "alerts": {},
+        "first_seen": None,
+        "last_notified_at": None,
+        "notified": {},
+        "pending": None,
+        "seq": 0,
+        "epoch": int(now),
+        "tombstones": {},
+    }
+
+
+def _set_timings(state: State, meta: Mapping[str, Any]) -> None:
+    # Timings follow the current config; the receiver is fixed by the key's route.
+    for k in ("group_wait", "group_interval", "repeat_interval"):
+        state[k] = meta[k]
+
+
+def _is_source(labels: Mapping[str, str], rules: Iterable[Rule]) -> bool:
+    return any(matches_all(source, labels) for source, _target, _equal in rules)
 
 
 class AlertState:
-    """``client`` is a ``google.cloud.storage.Client``; ``lease`` is how long a claim holds."""
+    """``client`` is a ``google.cloud.storage.Client``; ``lease`` is the shortest a claim holds
+    (a receiver whose send can take longer gets a longer one)."""
 
     def __init__(
         self,
@@ -116,10 +276,8 @@ class AlertState:
         self.bucket_name = bucket
         self.lease = lease
         self.max_attempts = max_attempts
-        # name → (generation, content) of listed objects: a generation's content never changes,
-        # so a listing that shows the generation we hold needs no read (one listing per call
-        # instead of a read per group and silence).
-        self._listed: dict[str, tuple[int, State]] = {}
+        self._mutes: Mutes | None = None  # revalidated by generation on every call
+        self._made: dict[str, bool] = {}  # claim markers made and not yet deleted
 
     @property
     def bucket(self) -> storage.Bucket:
@@ -138,37 +296,23 @@ class AlertState:
         )
         return written is not None
 
-    def _names(self, prefix: str) -> list[str]:
-        return [b.name for b in self._client.list_blobs(self.bucket_name, prefix=prefix)]
+    def _names(self, prefix: str, end: str | None = None) -> list[str]:
+        return [b.name for b in self._listing(prefix, end)]
 
-    def _list(self, prefix: str) -> list[tuple[str, State, int]]:
-        """Every object under ``prefix`` with its content and generation: one listing, and a
-        read only for the objects whose generation this instance has not read yet.
-
-        The content returned is the instance's cached copy, shared between calls: callers
-        read it, or copy it before changing it (``expire(copy.deepcopy(...))``; the
-        compare-and-swap loop copies what it hands to ``change``)."""
-        out = []
-        seen = set()
-        for blob in self._client.list_blobs(self.bucket_name, prefix=prefix):
-            name, generation = blob.name, int(blob.generation or 0)
-            seen.add(name)
-            held = self._listed.get(name)
-            if held is not None and held[0] == generation:
-                out.append((name, held[1], generation))
-                continue
-            data, generation = self._read(name)
-            if data is not None:
-                self._listed[name] = (generation, data)
-                out.append((name, data, generation))
-        for name in [n for n in self._listed if n.startswith(prefix) and n not in seen]:
-            self._listed.pop(name, None)  # gone (purged, expired)
-        return out
+    def _listing(self, prefix: str, end: str | None = None) -> list[Any]:
+        return list(self._client.list_blobs(self.bucket_name, prefix=prefix, end_offset=end))
 
     def _groups(self) -> list[tuple[str, State, int]]:
-        return self._list(GROUPS)
+        """Every group (read one by one): for housekeeping and the read-only query, never on
+        the routing path."""
+        out = []
+        for name in self._names(GROUPS):
+            data, gen = self._read(name)
+            if data is not None:
+                out.append((name, data, gen))
+        return out
 
-    def _update(self, name: str, change: Change) -> State | None:
+    def _update(self, name: str, change: Change, attempts: int | None = None) -> State | None:
         """Read-modify-CAS until it sticks (:func:`warden.store.gcs.update_json`). ``change``
         returns the new object, or None for "no write needed"; it must be pure (it may run
         several times). Returns the object as it now is."""
@@ -176,12 +320,49 @@ class AlertState:
             self.bucket,
             name,
             lambda stored: change(None if stored is None else stored.data),
-            attempts=self.max_attempts,
+            attempts=attempts or self.max_attempts,
         )
         data: State | None = got.data
         return data
 
-    # -- silences -------------------------------------------------------------------------------
+    def _mark(self, gid: str, at: float) -> str:
+        """Leave a ``due`` marker for ``gid`` in ``at``'s minute (create-only; one that exists
+        already is as good). Returns its name."""
+        name = f"{DUE}{int(at // 60):010d}/{gid}"
+        if gcs.create(self.bucket, name, b"", content_type="text/plain", read_back=False):
+            self._made[name] = True
+        return name
+
+    def _unmark(self, name: str) -> None:
+        """Delete a marker this instance made (a claim's, once the claim is confirmed)."""
+        if self._made.pop(name, None):
+            with contextlib.suppress(Exception):  # a hint only: the tick copes with a leftover
+                self.bucket.blob(name).delete()
+
+    # -- silences and inhibition sources: mutes.json --------------------------------------------
+    def mutes(self) -> Mutes:
+        """The silences and inhibition sources: the cached copy if ``mutes.json``'s generation
+        has not moved (one metadata read), else read again."""
+        generation = gcs.generation(self.bucket, MUTES)
+        held = self._mutes
+        if held is not None and held.generation == generation:
+            return held
+        got = gcs.read_json(self.bucket, MUTES) if generation else None
+        mutes = Mutes() if got is None else Mutes.from_json(got.data, got.generation)
+        self._mutes = mutes
+        return mutes
+
+    def _change_mutes(self, change: Change) -> Mutes:
+        got = gcs.update_json(
+            self.bucket,
+            MUTES,
+            lambda stored: change(None if stored is None else stored.data),
+            attempts=self.max_attempts,
+        )
+        mutes = Mutes() if got.data is None else Mutes.from_json(got.data, got.generation)
+        self._mutes = mutes
+        return mutes
+
     def add_silence(
         self,
         matchers: Iterable[str],
@@ -200,38 +381,98 @@ class AlertState:
             created_by=created_by,
             comment=comment,
         )
-        if not self._write(f"{SILENCES}{silence.id}.json", silence.to_json(), 0):
+        clash: list[bool] = []
+
+        def change(data: State | None) -> State | None:
+            clash.clear()
+            data = data or {"silences": {}, "sources": {}}
+            if silence.id in data["silences"]:
+                if data["silences"][silence.id] == silence.to_json():
+                    return None  # our own add, retried
+                clash.append(True)
+                return None
+            data["silences"][silence.id] = silence.to_json()
+            return data
+
+        self._change_mutes(change)
+        if clash:
             raise ConflictError(f"silence {silence.id} already exists")
         return silence
 
     def list_silences(self, now: float | None = None) -> list[Silence]:
         """All silences, or only those active at ``now``."""
-        out = []
-        for _, data, _ in self._list(SILENCES):
-            s = Silence.from_json(data)
-            if now is None or s.active(now):
-                out.append(s)
+        out = [s for s in self.mutes().silences if now is None or s.active(now)]
         return sorted(out, key=lambda s: (s.starts_at, s.id))
 
     def expire_silence(self, silence_id: str, *, now: float) -> bool:
         """End a silence now. False if it does not exist or has already ended."""
-
         ended: list[bool] = []
 
         def change(data: State | None) -> State | None:
             ended.clear()
-            if data is None or data["ends_at"] <= now:
+            found = (data or {}).get("silences", {}).get(silence_id)
+            if found is None or found["ends_at"] <= now:
                 return None  # missing, or over already: nothing to end
+            assert data is not None
             ended.append(True)
-            return {**data, "ends_at": now}
+            data["silences"][silence_id] = {**found, "ends_at": now}
+            return data
 
-        self._update(f"{SILENCES}{silence_id}.json", change)
+        self._change_mutes(change)
         return bool(ended)
+
+    def _sync_sources(
+        self,
+        gid: str,
+        alerts: Iterable[Alert],
+        rules: list[Rule],
+        now: float,
+        *,
+        whole: bool,
+    ) -> None:
+        """Record in ``mutes.json`` which of ``alerts`` (of group ``gid``) are firing inhibition
+        sources, when that changed. ``whole``: ``alerts`` is the whole group (a fold), so a
+        source of the group not among them is gone; else only these alerts' entries change (an
+        ingest, so that inhibition holds across groups before any fold)."""
+        considered = {}
+        wanted = {}
+        for a in alerts:
+            if not _is_source(a.labels, rules):
+                continue
+            considered[a.fingerprint] = True
+            if a.status == "firing" and (a.ends_at is None or a.ends_at > now):
+                wanted[a.fingerprint] = {
+                    "labels": a.labels,
+                    "starts_at": a.starts_at,
+                    "ends_at": a.ends_at,
+                    "source": a.source,
+                    "group": gid,
+                }
+
+        def mine(fp: str, src: Mapping[str, Any]) -> bool:
+            return src.get("group") == gid and (whole or fp in considered)
+
+        held = {fp: s for fp, s in (self._mutes or Mutes()).sources.items() if mine(fp, s)}
+        if held == wanted:
+            return
+
+        def change(data: State | None) -> State | None:
+            data = data or {"silences": {}, "sources": {}}
+            sources = {k: v for k, v in data["sources"].items() if not mine(k, v)}
+            sources.update(wanted)
+            if sources == data["sources"]:
+                return None
+            data["sources"] = sources
+            return data
+
+        self._change_mutes(change)
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(
         self, alerts: Iterable[Alert], *, config: AlertingConfig, now: float, instance: str
     ) -> IngestResult:
+        """Record ``alerts``: one read per touched group, and for each new or changed alert a
+        create-only inbox object and a ``due`` marker. Nothing is sent here."""
         batch: dict[str, Alert] = {}
         for a in alerts:  # the last word on each fingerprint wins within a batch
             batch.pop(a.fingerprint, None)
@@ -239,100 +480,118 @@ class AlertState:
         result = IngestResult()
         if not batch:
             return result
-        silences = self.list_silences(now)
-        listed = self._groups() if config.rules else None
-        known = {name: (data, gen) for name, data, gen in listed or []}
-        stored = [
-            a
-            for data, _ in known.values()
-            for a in alerts_now(data, now)
-            if a.fingerprint not in batch
-        ]
-        firing = [a for a in stored + list(batch.values()) if a.status == "firing"]
-        per_group: dict[str, list[tuple[Alert, Any, bool, bool]]] = {}
-        keys: dict[str, tuple[str, Any, Alert]] = {}
+        mutes = self.mutes()
+        result.mutes = mutes
+        rules = config.rules
+        firing = mutes.firing_sources(now) if rules else []
+        firing += [a for a in batch.values() if a.status == "firing"]
+        per_group: dict[str, list[tuple[Alert, bool, bool]]] = {}
+        metas: dict[str, dict[str, Any]] = {}
         for a in batch.values():
-            sil = any(s.matches(a, now) for s in silences)
-            inh = inhibited(a, firing, config.rules)
+            sil = mutes.silenced(a, now)
+            inh = bool(rules) and inhibited(a, firing, rules)
             for m in route_alert(a, config):
                 key = m.group_key(a)
                 gid = group_id(key)
-                per_group.setdefault(gid, []).append((a, m, sil, inh))
-                keys.setdefault(gid, (key, m, a))
+                per_group.setdefault(gid, []).append((a, sil, inh))
+                metas.setdefault(gid, _group_meta(key, m, a))
 
         for gid, items in per_group.items():
-            key, match, first = keys[gid]
-            counts: dict[str, int] = {}
-
-            def change(
-                data: State | None,
-                items: list[tuple[Alert, Any, bool, bool]] = items,
-                key: str = key,
-                match: RouteMatch = match,
-                first: Alert = first,
-                c: dict[str, int] = counts,
-            ) -> State | None:
-                c.clear()
-                state = data or {
-                    "key": key,
-                    "route_id": match.route_id,
-                    "receiver": match.receiver,
-                    "group_labels": match.group_labels(first),
-                    "alerts": {},
-                    "first_seen": None,
-                    "last_notified_at": None,
-                    "notified": {},
-                    "pending": None,
-                    "seq": 0,
-                    "tombstones": {},
+            meta = metas[gid]
+            stored = gcs.read_json(self.bucket, f"{GROUPS}{gid}.json")
+            state = copy.deepcopy(stored.data) if stored is not None else _new_group(meta, now)
+            _set_timings(state, meta)
+            changed = False
+            for a, sil, inh in items:
+                # _apply replaces records (never changes one in place): a shallow probe will do.
+                probe = {
+                    **state,
+                    "alerts": dict(state["alerts"]),
+                    "tombstones": dict(state.get("tombstones") or {}),
                 }
-                # Timings follow the current config; the receiver is fixed by the key's route.
-                state["group_wait"] = match.group_wait
-                state["group_interval"] = match.group_interval
-                state["repeat_interval"] = match.repeat_interval
-                dirty = data is None
-                for a, _m, sil, inh in items:
+                outcome = _apply(probe, a, sil, inh, now)
+                if outcome in CHANGES:
+                    # A change unless the inbox already holds this alert's later word (say its
+                    # close, overtaking the open): fold this alert's own items in first.
+                    for _n, _g, item in self._inbox(gid, a.fingerprint):
+                        _set_timings(state, item["group"])
+                        was = _alert_from_json(item["alert"])
+                        _apply(state, was, sil, inh, float(item["received_at"]))
+                    _set_timings(state, meta)
                     outcome = _apply(state, a, sil, inh, now)
-                    c[outcome] = c.get(outcome, 0) + 1
-                    if sil:
-                        c["silenced"] = c.get("silenced", 0) + 1
-                    elif inh:
-                        c["inhibited"] = c.get("inhibited", 0) + 1
-                    dirty = dirty or outcome in ("new", "updated", "closed_early")
-                if not dirty or not (state["alerts"] or c.get("closed_early")):
-                    return None
-                state["updated_at"] = now
-                state["updated_by"] = instance
-                return state
-
-            name = GROUPS + gid + ".json"
-            before = known.get(name)
-            got = gcs.update_json(
-                self.bucket,
-                name,
-                functools.partial(_on_data, change),
-                attempts=self.max_attempts,
-                start=None if before is None else gcs.Stored(before[0], before[1]),
-            )
-            if got.data is None:
-                known.pop(name, None)
-            else:
-                known[name] = (got.data, got.generation)
-            if counts.get("new") or counts.get("updated"):
+                else:
+                    state = probe
+                if outcome in CHANGES:
+                    if self._record(gid, a, meta, now, instance):
+                        changed = True
+                    else:  # the same change is in the inbox already: a duplicate
+                        outcome = "unchanged"
+                if outcome == "closed_early":
+                    result.ignored += 1
+                else:
+                    setattr(result, outcome, getattr(result, outcome) + 1)
+                if sil:
+                    result.silenced += 1
+                elif inh:
+                    result.inhibited += 1
+            if changed:
+                self._mark(gid, now)  # after the inbox object: a marker seen implies it
                 result.changed_groups.append(gid)
-            result.new += counts.get("new", 0)
-            result.updated += counts.get("updated", 0)
-            result.unchanged += counts.get("unchanged", 0)
-            result.ignored += counts.get("ignored", 0) + counts.get("closed_early", 0)
-            result.silenced += counts.get("silenced", 0)
-            result.inhibited += counts.get("inhibited", 0)
-        result.snapshot = Snapshot(
-            silences,
-            None if listed is None else [(n, d, g) for n, (d, g) in sorted(known.items())],
-        )
+                if rules:
+                    self._sync_sources(gid, [a for a, _, _ in items], rules, now, whole=False)
+            expire(state, now)
+            pending = state.get("pending")
+            flush = (
+                now >= _lease_until(pending, self.lease)
+                if pending
+                else (changed or stored is not None) and due(state, now)
+            )
+            result.touched[gid] = Touched(gid, stored, flush)
         return result
 
-    # -- flush: claim → send → confirm ------------------------------------------------------------
+    def _record(
+        self, gid: str, a: Alert, meta: Mapping[str, Any], now: float, instance: str
+    ) -> bool:
+        """Create the inbox object of one change; False if the same change is there already."""
+        body = {"alert": _alert_json(a), "group": meta, "received_at": now, "by": instance}
+        name = f"{INBOX}{gid}/{a.fingerprint}-{_change_digest(a)}.json"
+        written = gcs.create(self.bucket, name, gcs.dumps(body), content_type=gcs.JSON_TYPE)
+        return written is not None
+
+    # -- flush: fold → claim → send → confirm ---------------------------------------------------
+    def flush_groups(
+        self,
+        touched: Iterable[Touched],
+        *,
+        config: AlertingConfig,
+        now: float,
+        instance: str,
+        send: Send,
+        mutes: Mutes | None = None,
+    ) -> FlushResult:
+        """Flush the groups an ingest touched and found due (the request path): a lost race is
+        left to the instance that won it, and to the tick."""
+        result = FlushResult()
+        touched = list(touched)
+        if touched and mutes is None:
+            mutes = self.mutes()
+        for t in touched:
+            try:
+                self._flush_one(
+                    t.gid,
+                    t.stored,
+                    config=config,
+                    now=now,
+                    instance=instance,
+                    send=send,
+                    mutes=mutes or Mutes(),
+                    result=result,
+                    attempts=REQUEST_ATTEMPTS,
+                )
+            except ConflictError:
+                result.contended += 1  # another instance is flushing it; the tick follows up
+        return result
+
     def flush_due(
         self,
         *,
@@ -340,116 +599,215 @@ class AlertState:
         now: float,
         instance: str,
         send: Send,
-        snapshot: Snapshot | None = None,
     ) -> FlushResult:
-        """Claim, send and confirm every due group. ``snapshot``: what an ingest in the same
-        call read (at the same ``now``), instead of listing and reading again."""
+        """The tick: every group with a ``due`` marker up to ``now``'s minute is folded, and
+        claimed, sent and confirmed if due. Cost O(markers), never O(all groups)."""
         result = FlushResult()
-        silences = self.list_silences(now) if snapshot is None else snapshot.silences
-        groups = self._groups() if snapshot is None or snapshot.groups is None else snapshot.groups
-        firing = [a for _, data, _ in groups for a in alerts_now(data, now) if a.status == "firing"]
-
-        def refresh(state: State) -> State:
-            expire(state, now)
-            for fp, rec in state["alerts"].items():
-                a = alert_from_state(fp, rec)
-                rec["silenced"] = any(s.matches(a, now) for s in silences)
-                rec["inhibited"] = inhibited(a, firing, config.rules)
-            return state
-
-        for name, data, gen in groups:
-            gid = name.removeprefix(GROUPS).removesuffix(".json")
-            claim = self._claim(name, gid, gcs.Stored(data, gen), refresh, now, instance, result)
-            if claim is None:
-                continue
-            self._send_and_confirm(name, gid, claim, config, now, instance, send, result)
+        mutes = self.mutes()
+        markers: dict[str, list[tuple[str, int]]] = {}
+        for blob in self._listing(DUE, f"{DUE}{int(now // 60) + 1:010d}"):
+            gid = blob.name.rsplit("/", 1)[1]
+            markers.setdefault(gid, []).append((blob.name, int(blob.generation or 0)))
+        for gid, found in markers.items():
+            try:
+                keep = self._flush_one(
+                    gid,
+                    None,
+                    config=config,
+                    now=now,
+                    instance=instance,
+                    send=send,
+                    mutes=mutes,
+                    result=result,
+                    attempts=self.max_attempts,
+                )
+            except ConflictError:
+                continue  # every race lost: the winners flushed it; the marker stays
+            for name, generation in found:
+                if name != keep:
+                    gcs.delete_if(self.bucket, name, generation)
+            # A change recorded after the fold listed the inbox may have found our marker in
+            # place (so left none); look once more after deleting it.
+            if self._names(f"{INBOX}{gid}/"):
+                self._mark(gid, now)
         return result
 
-    def _claim(
+    def _inbox(self, gid: str, fingerprint: str = "") -> list[tuple[str, int, State]]:
+        """The group's unfolded changes (only ``fingerprint``'s, if given), oldest first."""
+        out = []
+        for blob in self._listing(f"{INBOX}{gid}/{fingerprint}"):
+            got = gcs.read_json(self.bucket, blob.name)
+            if got is not None:
+                out.append((blob.name, got.generation, got.data))
+        return sorted(out, key=lambda item: (float(item[2]["received_at"]), item[0]))
+
+    def _fold(
         self,
-        name: str,
+        data: State | None,
+        items: list[tuple[str, int, State]],
+        *,
+        config: AlertingConfig,
+        mutes: Mutes,
         gid: str,
-        start: gcs.Stored[State],
-        refresh: Callable[[State], State],
+        now: float,
+    ) -> State | None:
+        """The group with its inbox folded in, model events past their timeout resolved, muting
+        re-evaluated at ``now``, resolved alerts that were never said dropped, and expired
+        tombstones pruned. Pure (``data`` is not changed); None when there is no group."""
+        if data is None and not items:
+            return None
+        state = copy.deepcopy(data) if data is not None else _new_group(items[0][2]["group"], now)
+        for _name, _gen, item in items:
+            _set_timings(state, item["group"])
+            a = _alert_from_json(item["alert"])
+            prev = state["alerts"].get(a.fingerprint) or {}
+            muted = bool(prev.get("silenced")), bool(prev.get("inhibited"))  # re-evaluated below
+            _apply(state, a, *muted, float(item["received_at"]))
+        expire(state, now)
+        rules = config.rules
+        firing = mutes.firing_sources(now, besides=gid) if rules else []
+        firing += [a for a in alerts_now(state, now) if a.status == "firing"]
+        for fp, rec in state["alerts"].items():
+            a = alert_from_state(fp, rec)
+            rec["silenced"] = mutes.silenced(a, now)
+            rec["inhibited"] = bool(rules) and inhibited(a, firing, rules)
+        pending_view = (state.get("pending") or {}).get("view") or {}
+        _drop_said(state, now, keep=pending_view)
+        tombs = state.get("tombstones") or {}
+        state["tombstones"] = {k: t for k, t in tombs.items() if float(t) > now - TOMBSTONE_TTL}
+        if not state["alerts"] and not state.get("pending"):
+            # An empty group starts over, with group_wait, like a new Alertmanager group.
+            state.update(first_seen=None, last_notified_at=None, notified={})
+        return state
+
+    def _lease_for(self, config: AlertingConfig, receiver: str) -> float:
+        from warden.alerts.receivers import send_budget
+
+        try:
+            budget = send_budget(config.receiver(receiver))
+        except ConfigError:
+            budget = 0.0
+        return max(self.lease, budget + CLAIM_MARGIN)
+
+    def _flush_one(
+        self,
+        gid: str,
+        start: gcs.Stored[State] | None,
+        *,
+        config: AlertingConfig,
         now: float,
         instance: str,
+        send: Send,
+        mutes: Mutes,
         result: FlushResult,
-    ) -> State | None:
-        """Claim a due notification of one group by compare-and-swap (from the state listed,
-        ``start``; fresh state after a lost race). The claimed state, or None: nothing due, a
-        fresh claim held elsewhere, the group gone, or every race lost."""
+        attempts: int,
+    ) -> str | None:
+        """Fold, claim, send and confirm one group; leave a marker at its next wake-up and
+        return that marker's name (None: the group needs no visit)."""
+        began = time.monotonic()
+        name = f"{GROUPS}{gid}.json"
+        items = self._inbox(gid)
+        result.groups += 1
         seen: dict[str, Any] = {}
 
         def change(stored: gcs.Stored[Any] | None) -> State | None:
             seen.clear()
-            if stored is None:
-                return None  # the group is gone (housekeeping)
-            before = _muting(stored.data)
-            state = refresh(stored.data)
+            data = None if stored is None else stored.data
+            state = self._fold(data, items, config=config, mutes=mutes, gid=gid, now=now)
+            if state is None:
+                return None
+            dirty = state != data
             pending = state.get("pending")
-            if pending and now - float(pending["claimed_at"]) < self.lease:
+            if pending and now < _lease_until(pending, self.lease):
                 seen["skipped"] = True
+            elif pending or due(state, now):
+                view = to_send(state)
+                seq = int(pending["seq"]) if pending else int(state.get("seq", 0)) + 1
+                if view:
+                    state["seq"] = seq
+                    state["pending"] = {
+                        "seq": seq,
+                        "claimed_at": now,
+                        "lease_until": now + self._lease_for(config, state["receiver"]),
+                        "claimed_by": instance,
+                        "digest": digest(view),
+                        "view": view,
+                    }
+                    seen["claim"] = state
+                    seen["pending"] = pending
+                    dirty = True
+                elif pending:
+                    state["pending"] = None  # nothing left to say (all since resolved, unsaid)
+                    dirty = True
+            if not dirty:
                 return None
-            if not pending and not due(state, now):
-                if _muting(state) != before:
-                    seen["muting"] = (state, stored.generation)
-                return None
-            view = to_send(state)
-            seq = int(pending["seq"]) if pending else int(state.get("seq", 0)) + 1
-            state["seq"] = seq
-            state["pending"] = (
-                {
-                    "seq": seq,
-                    "claimed_at": now,
-                    "claimed_by": instance,
-                    "digest": digest(view),
-                    "view": view,
-                }
-                if view
-                else None
-            )
-            seen["claim"] = state if view else None
-            seen["pending"] = pending
+            state["updated_at"] = now
+            state["updated_by"] = instance
             return state
 
-        try:
-            got = gcs.update_json(
-                self.bucket, name, change, attempts=self.max_attempts, start=start
-            )
-        except ConflictError:
-            return None  # every race lost: the winners hold the claim
+        got = gcs.update_json(self.bucket, name, change, attempts=attempts, start=start)
+        for item_name, generation, _ in items:  # folded (or already reflected): done with
+            gcs.delete_if(self.bucket, item_name, generation)
+        result.folded += len(items)
         if seen.get("skipped"):
             result.skipped_claimed += 1
-        if "muting" in seen:
-            # Nothing to send, but who is muted changed (an inhibiting alert began firing after
-            # this one arrived): record it, best effort (one try), so the state tells operators
-            # why nothing was sent.
-            state, generation = seen["muting"]
-            self._write(name, state, generation)
-        if got.written is None:
-            return None
-        pending = seen["pending"]
-        if pending:
-            result.taken_over += 1
-            log.warning(
-                "re-sending a stale notification claim",
-                extra=fields(group=gid, seq=got.data["seq"], previous=pending.get("claimed_by")),
+        state: State | None = got.data
+        generation = got.generation
+        claim = seen.get("claim") if got.written is not None else None
+        unmark = None
+        if claim is not None:
+            if seen["pending"]:
+                result.taken_over += 1
+                log.warning(
+                    "re-sending a notification whose claim outlived its lease",
+                    extra=fields(
+                        group=gid, seq=claim["seq"], previous=seen["pending"].get("claimed_by")
+                    ),
+                )
+            # A marker at the lease's end: if we die before confirming, the tick re-sends.
+            lease_marker = self._mark(gid, float(claim["pending"]["lease_until"]))
+            confirmed = self._send_and_confirm(
+                name, gid, claim, config, now, instance, send, result, began
             )
-        claim: State | None = seen["claim"]
-        return claim
+            if confirmed is not None:
+                state, generation = confirmed
+                if not (state or {}).get("pending"):
+                    unmark = lease_marker
+        if rules := config.rules:
+            self._sync_sources(gid, alerts_now(state or {}, now), rules, now, whole=True)
+        if state is None:
+            return None
+        if _empty(state):
+            if generation and gcs.delete_if(self.bucket, name, generation):
+                result.deleted_groups += 1
+            return None
+        wake = _next_wake(state, now, self.lease)
+        marker = None if wake is None else self._mark(gid, max(wake, now))
+        if unmark and unmark != marker:
+            self._unmark(unmark)
+        return marker
 
     def _send_and_confirm(
         self,
         name: str,
         gid: str,
-        claim: dict[str, Any],
+        claim: State,
         config: AlertingConfig,
         now: float,
         instance: str,
         send: Send,
         result: FlushResult,
-    ) -> None:
+        began: float,
+    ) -> tuple[State, int] | None:
+        """Send the claimed notification and confirm it; the group as confirmed, or None when
+        the send did not happen or the confirm was not ours."""
         seq = claim["pending"]["seq"]
+        if time.monotonic() - began > CLAIM_MARGIN / 2:
+            log.warning(
+                "not sending: the claim is too old to be sure its lease covers the send",
+                extra=fields(group=gid, seq=seq),
+            )
+            return None
         message = {**render_message(claim), "seq": seq}
         try:
             delivery = send(config.receiver(claim["receiver"]), message)
@@ -457,7 +815,7 @@ class AlertState:
             # Like a crash: the claim stays, and after the lease another flush re-sends.
             log.exception("sending a notification failed", extra=fields(group=gid, seq=seq))
             result.failed.append({"group": gid, "seq": seq, "error": repr(exc)})
-            return
+            return None
         sent_view: dict[str, str] = claim["pending"]["view"]
 
         applied = [False]
@@ -477,29 +835,25 @@ class AlertState:
             expire(data, now)
             data["last_notified_at"] = now
             data["notified"] = {fp: s for fp, s in sent_view.items() if s == "firing"}
-            tomb = data.setdefault("tombstones", {})
-            for fp, rec in list(data["alerts"].items()):
-                # Resolved alerts go once they were sent as resolved, or if never sent firing.
-                if (
-                    rec["status"] == "resolved"
-                    and data["notified"].get(fp) != "firing"
-                    and (sent_view.get(fp) == "resolved" or fp not in sent_view)
-                ):
-                    del data["alerts"][fp]
-                    tomb[fp] = rec.get("ends_at") or now
+            _drop_said(data, now, keep={})
             if not data["alerts"]:
                 # An empty group starts over, with group_wait, like a new Alertmanager group.
                 data.update(first_seen=None, last_notified_at=None, notified={})
             data["updated_at"] = now
             return data
 
-        self._update(name, confirm)
+        got = gcs.update_json(
+            self.bucket,
+            name,
+            lambda stored: confirm(None if stored is None else stored.data),
+            attempts=self.max_attempts,
+        )
         if not applied[0]:
             result.lost_confirm += 1
             log.warning("our notification claim was taken over", extra=fields(group=gid, seq=seq))
         if not delivery.ok:
             result.failed.append({"group": gid, "seq": seq, **delivery.to_json()})
-            return
+            return (got.data, got.generation) if got.data is not None else None
         record = {
             "group": gid,
             "key": claim["key"],
@@ -511,8 +865,10 @@ class AlertState:
             "alerts": sent_view,
             "result": delivery.to_json(),
         }
-        self._write(f"{NFLOG}{gid}-{seq:08d}.json", record, 0)
+        epoch = int(claim.get("epoch", 0))
+        self._write(f"{NFLOG}{gid}-{epoch:010d}-{seq:08d}.json", record, 0)
         result.sent.append({"group": gid, "seq": seq, "receiver": claim["receiver"]})
+        return (got.data, got.generation) if got.data is not None else None
 
     def nflog(self) -> list[dict[str, Any]]:
         out = []
@@ -523,47 +879,48 @@ class AlertState:
         return sorted(out, key=lambda r: (r["sent_at"], r["group"], r["seq"]))
 
     # -- housekeeping ---------------------------------------------------------------------------
-    def purge(self, *, now: float, older_than: float = 86400.0) -> dict[str, int]:
-        """Delete expired silences, old nflog entries, empty groups and old tombstones."""
-        cutoff = now - older_than
-        counts = {"silences": 0, "nflog": 0, "groups": 0}
+    def _drop_silences(self, over: Callable[[Silence], bool], dry_run: bool = False) -> list[str]:
+        """Remove the silences ``over`` picks from ``mutes.json``; their ids."""
+        picked = sorted(s.id for s in self.mutes().silences if over(s))
+        if not picked or dry_run:
+            return picked
 
-        def delete(name: str, gen: int) -> bool:
-            return gcs.delete_if(self.bucket, name, gen)
+        def change(data: State | None) -> State | None:
+            silences = (data or {}).get("silences") or {}
+            left = {k: v for k, v in silences.items() if k not in picked}
+            if left == silences:
+                return None
+            assert data is not None
+            data["silences"] = left
+            return data
 
-        for name in self._names(SILENCES):
+        self._change_mutes(change)
+        return picked
+
+    def _adopt_legacy_silences(self, dry_run: bool) -> None:
+        """Silences stored one object each (before 2026-12-07) move into ``mutes.json``."""
+        for name in self._names(LEGACY_SILENCES):
             data, gen = self._read(name)
-            if data is not None and data["ends_at"] < cutoff and delete(name, gen):
-                counts["silences"] += 1
-        for name in self._names(NFLOG):
-            data, gen = self._read(name)
-            if data is not None and data["sent_at"] < cutoff and delete(name, gen):
-                counts["nflog"] += 1
-        for name, data, gen in self._groups():
-            if (
-                not data["alerts"]
-                and not data.get("pending")
-                and data.get("updated_at", 0) < cutoff
-                and delete(name, gen)
-            ):
-                counts["groups"] += 1
+            if data is None or dry_run:
                 continue
-            if any(t < cutoff for t in data.get("tombstones", {}).values()):
-
-                def prune(d: State | None) -> State | None:
-                    if d is None:
-                        return None
-                    d["tombstones"] = {k: t for k, t in d["tombstones"].items() if t >= cutoff}
-                    return d
-
-                self._update(name, prune)
-        return counts
+            silence = Silence.from_json(data)
+            with contextlib.suppress(ConflictError):  # moved already, by an earlier sweep
+                self.add_silence(
+                    silence.matchers,
+                    starts_at=silence.starts_at,
+                    ends_at=silence.ends_at,
+                    created_by=silence.created_by,
+                    comment=silence.comment,
+                    silence_id=silence.id,
+                )
+            gcs.delete_if(self.bucket, name, gen)
 
     def purge_expired(
         self, *, now: float, older_than: timedelta, dry_run: bool = False
     ) -> list[str]:
-        """Housekeeping's sweep of router state; returns the object names deleted (or, with
-        ``dry_run``, that would be). Removed, once ``older_than`` has passed:
+        """Housekeeping's sweep of router state; returns what it deleted (or, with ``dry_run``,
+        would): object names, and ``mutes.json#silence=<id>`` for silences. Removed, once
+        ``older_than`` has passed:
 
         * silences that ended more than ``older_than`` ago;
         * notification-log records sent more than ``older_than`` ago;
@@ -572,69 +929,89 @@ class AlertState:
           notification, alert end) is older than ``older_than``. A group still owing a resolve
           after that long is kept: it shows a receiver that has been failing.
 
-        Claims are not separate objects (``pending`` inside a group); a stale one is taken over
-        by the next flush, so the sweep never touches a group holding one. Every delete is
-        conditional on the generation inspected: a router writing the object meanwhile wins.
+        The sweep also re-marks every group it keeps that has a wake-up ahead (or an unfolded
+        inbox), so a marker lost to a crash costs at most a day. Every delete is conditional on
+        the generation inspected: a router writing the object meanwhile wins.
         """
         cutoff = now - older_than.total_seconds()
         out: list[str] = []
 
-        def drop(name: str, gen: int) -> None:
+        def drop(name: str, gen: int) -> bool:
             if dry_run or gcs.delete_if(self.bucket, name, gen):
                 out.append(name)
+                return True
+            return False
 
-        for name in self._names(SILENCES):
-            data, gen = self._read(name)
-            if data is not None and float(data["ends_at"]) < cutoff:
-                drop(name, gen)
+        self._adopt_legacy_silences(dry_run)
+        gone = self._drop_silences(lambda s: s.ends_at < cutoff, dry_run=dry_run)
+        out += [f"{MUTES}#silence={sid}" for sid in gone]
         for name in self._names(NFLOG):
             data, gen = self._read(name)
             if data is not None and float(data["sent_at"]) < cutoff:
                 drop(name, gen)
+        inboxes = {n.removeprefix(INBOX).split("/", 1)[0] for n in self._names(INBOX)}
         for name, data, gen in self._groups():
-            if data.get("pending"):
+            gid = name.removeprefix(GROUPS).removesuffix(".json")
+            if not data.get("pending") and gid not in inboxes:
+                state = expire(copy.deepcopy(data), now)
+                alerts = state.get("alerts", {})
+                firing = any(rec["status"] == "firing" for rec in alerts.values())
+                times = [
+                    data.get("updated_at"),
+                    data.get("last_notified_at"),
+                    data.get("first_seen"),
+                    *(rec.get("ends_at") for rec in alerts.values()),
+                    *(rec.get("updated_at") for rec in alerts.values()),
+                ]
+                last = max((float(t) for t in times if t is not None), default=0.0)
+                if not firing and not to_send(state) and last < cutoff and drop(name, gen):
+                    continue
+            if dry_run:
                 continue
-            state = expire(copy.deepcopy(data), now)
-            alerts = state.get("alerts", {})
-            if any(rec["status"] == "firing" for rec in alerts.values()):
-                continue
-            if to_send(state):
-                continue  # a resolve is still owed
-            times = [
-                data.get("updated_at"),
-                data.get("last_notified_at"),
-                data.get("first_seen"),
-                *(rec.get("ends_at") for rec in alerts.values()),
-                *(rec.get("updated_at") for rec in alerts.values()),
-            ]
-            last = max((float(t) for t in times if t is not None), default=0.0)
-            if last < cutoff:
-                drop(name, gen)
+            wake = now if gid in inboxes else _next_wake(data, now, self.lease)
+            if wake is not None:
+                self._mark(gid, max(wake, now))
         return out
 
     # -- read-only query (`warden alerts`) -------------------------------------------------------
     def groups_view(self, *, config: AlertingConfig, now: float) -> list[GroupView]:
-        """Every group as a flush at ``now`` would see it, writing nothing: model events past
-        their timeout resolved, each alert's muting re-evaluated against the silences active at
-        ``now`` and ``config``'s inhibit rules (what a flush records before deciding), with the
-        silences and the firing alerts that mute it, and when and why the group will next
-        notify. Sorted by group labels, then receiver and route."""
-        silences = self.list_silences(now)
-        groups = self._groups()
-        firing = [a for _, data, _ in groups for a in alerts_now(data, now) if a.status == "firing"]
+        """Every group as a flush at ``now`` would see it, writing nothing: its inbox folded in,
+        model events past their timeout resolved, each alert's muting re-evaluated against the
+        silences active at ``now`` and ``config``'s inhibit rules (what a flush records before
+        deciding), with the silences and the firing alerts that mute it, and when and why the
+        group will next notify. Sorted by group labels, then receiver and route."""
+        mutes = self.mutes()
+        inbox: dict[str, list[tuple[str, int, State]]] = {}
+        for blob in self._listing(INBOX):
+            gid = blob.name.removeprefix(INBOX).split("/", 1)[0]
+            got = gcs.read_json(self.bucket, blob.name)
+            if got is not None:
+                inbox.setdefault(gid, []).append((blob.name, got.generation, got.data))
+        stored = {n.removeprefix(GROUPS).removesuffix(".json"): d for n, d, _ in self._groups()}
+        folded: dict[str, State] = {}
+        for gid in sorted(set(stored) | set(inbox)):
+            items = sorted(inbox.get(gid, []), key=lambda i: (float(i[2]["received_at"]), i[0]))
+            state = self._fold(
+                stored.get(gid), items, config=config, mutes=Mutes(), gid=gid, now=now
+            )
+            if state is not None:
+                folded[gid] = state
+        firing = [
+            a for state in folded.values() for a in alerts_now(state, now) if a.status == "firing"
+        ]
+        rules = config.rules
         out = []
-        for name, data, _ in groups:
-            state = expire(copy.deepcopy(data), now)
+        for gid, state in folded.items():
             notified = state.get("notified") or {}
             views = []
             for fp, rec in state["alerts"].items():
                 a = alert_from_state(fp, rec)
-                silenced_by = tuple(s.id for s in silences if s.matches(a, now))
+                silenced_by = tuple(s.id for s in mutes.silences if s.matches(a, now))
                 inhibited_by: tuple[str, ...] = ()
-                if inhibited(a, firing, config.rules):
+                if rules and inhibited(a, firing, rules):
                     # ``inhibited`` asks "any source?"; asked per source it names them.
                     inhibited_by = tuple(
-                        sorted({s.fingerprint for s in firing if inhibited(a, [s], config.rules)})
+                        sorted({s.fingerprint for s in firing if inhibited(a, [s], rules)})
                     )
                 rec["silenced"], rec["inhibited"] = bool(silenced_by), bool(inhibited_by)
                 views.append((a, silenced_by, inhibited_by, notified.get(fp) == "firing"))
@@ -659,7 +1036,7 @@ class AlertState:
             pending = state.get("pending")
             out.append(
                 GroupView(
-                    id=name.removeprefix(GROUPS).removesuffix(".json"),
+                    id=gid,
                     key=str(state.get("key", "")),
                     route_id=str(state.get("route_id", "")),
                     receiver=str(state.get("receiver", "")),
@@ -687,17 +1064,51 @@ class AlertState:
         return sorted(out, key=lambda g: (sorted(g.group_labels.items()), g.receiver, g.route_id))
 
 
-def _muting(state: Mapping[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
-    return {
-        fp: (rec.get("silenced"), rec.get("inhibited"), rec.get("status"))
-        for fp, rec in state.get("alerts", {}).items()
-    }
+def _next_wake(state: Mapping[str, Any], now: float, lease: float) -> float | None:
+    """When the tick must look at this group again: a claim's lease end, the next notification,
+    a firing model event's timeout, a muted alert's recheck (its silence may end or its source
+    resolve), a tombstone's expiry. None: no visit needed."""
+    pending = state.get("pending")
+    times = []
+    if pending:
+        times.append(_lease_until(pending, lease))
+    else:
+        when = next_due(state, now)
+        if when is not None:
+            times.append(when)
+    for rec in (state.get("alerts") or {}).values():
+        if rec["status"] != "firing":
+            continue
+        if rec.get("ends_at") is not None:
+            times.append(float(rec["ends_at"]))
+        if rec.get("silenced") or rec.get("inhibited"):
+            times.append(now + MUTED_RECHECK)
+    times += [float(t) + TOMBSTONE_TTL for t in (state.get("tombstones") or {}).values()]
+    return min(times) if times else None
+
+
+def _empty(state: Mapping[str, Any]) -> bool:
+    """Nothing left: no alert, no claim, no tombstone. The tick deletes such a group."""
+    return not state.get("alerts") and not state.get("pending") and not state.get("tombstones")
+
+
+def _drop_said(state: State, now: float, *, keep: Mapping[str, str]) -> None:
+    """Resolved alerts leave the group once sent as resolved, or if never sent firing; each
+    leaves a tombstone. ``keep``: fingerprints a claim in flight carries."""
+    notified = state.get("notified") or {}
+    tomb = state.setdefault("tombstones", {})
+    for fp, rec in list(state["alerts"].items()):
+        if rec["status"] == "resolved" and notified.get(fp) != "firing" and fp not in keep:
+            del state["alerts"][fp]
+            tomb[fp] = rec.get("ends_at") or now
 
 
 def _apply(state: dict[str, Any], a: Alert, sil: bool, inh: bool, now: float) -> str:
     """Fold one alert into a group's state: 'new', 'updated', 'unchanged' or 'ignored'."""
     alerts = state["alerts"]
     existing = alerts.get(a.fingerprint)
+    if existing is not None and float(existing.get("updated_at", float("-inf"))) > now:
+        return "unchanged"  # an older change than the one recorded (received out of order)
     if existing is None:
         if a.status == "resolved":
             # Nothing was ever said about it, or it is already dropped — or its open is still on
@@ -866,7 +1277,7 @@ def next_notification(
     :func:`~warden.alerts.rules.next_due`."""
     pending = state.get("pending")
     if pending:
-        at = float(pending["claimed_at"]) + lease
+        at = _lease_until(pending, lease)
         return at, "stale_claim" if now >= at else "pending_claim"
     when = next_due(state, now)
     if when is None:

@@ -64,6 +64,7 @@ __all__ = [
     "create",
     "delete_if",
     "dumps",
+    "generation",
     "new_owner",
     "read_bytes",
     "read_json",
@@ -153,6 +154,13 @@ def read_bytes(bucket: storage.Bucket, name: str) -> Stored[bytes] | None:
     return Stored(data, int(blob.generation or 0))
 
 
+def generation(bucket: storage.Bucket, name: str) -> int:
+    """The object's generation from one metadata read (0: no object): enough to tell whether a
+    copy read earlier is still current."""
+    blob = bucket.get_blob(name)
+    return 0 if blob is None else int(blob.generation or 0)
+
+
 def read_json(bucket: storage.Bucket, name: str) -> Stored[Any] | None:
     """The object's parsed JSON and generation, or None when it does not exist."""
     got = read_bytes(bucket, name)
@@ -173,12 +181,14 @@ def write_if(
     generation: int,
     content_type: str | None = None,
     owner: str | None = None,
+    read_back: bool = True,
 ) -> Written | None:
     """Write ``data`` only if the object still has ``generation`` (0: only if it does not exist).
 
     Returns the write, or None when the precondition failed because another writer got there
     first. A 412 whose object carries our owner token and bytes is our own write, retried by the
-    client library: a :class:`Written` with ``recovered=True``.
+    client library: a :class:`Written` with ``recovered=True``. ``read_back=False`` skips that
+    check (one read) where whose write it was does not matter (a marker).
     """
     from google.api_core.exceptions import PreconditionFailed
 
@@ -191,7 +201,7 @@ def write_if(
     try:
         blob.upload_from_string(body, content_type=content_type, if_generation_match=generation)
     except PreconditionFailed:
-        return _read_back(bucket, name, token, body)
+        return _read_back(bucket, name, token, body) if read_back else None
     return Written(
         int(blob.generation or 0), token, crc32c=blob.crc32c or None, md5=blob.md5_hash or None
     )
@@ -204,9 +214,18 @@ def create(
     *,
     content_type: str | None = None,
     owner: str | None = None,
+    read_back: bool = True,
 ) -> Written | None:
     """Create-only write: None when the object exists already (and is not ours)."""
-    return write_if(bucket, name, data, generation=0, content_type=content_type, owner=owner)
+    return write_if(
+        bucket,
+        name,
+        data,
+        generation=0,
+        content_type=content_type,
+        owner=owner,
+        read_back=read_back,
+    )
 
 
 def _read_back(bucket: storage.Bucket, name: str, owner: str, body: bytes) -> Written | None:
