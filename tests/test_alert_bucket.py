@@ -57,7 +57,7 @@ def test_cli_silences_go_to_the_alert_bucket(
     assert out.exit_code == 0, out.output
     created = json.loads(out.output)
     alerts = [b.name for b in storage_client.list_blobs(bucket_names["alerts"])]
-    assert alerts == [f"_alerting/silences/{created['id']}.json"]
+    assert alerts == ["_alerting/mutes.json"]
     assert list(storage_client.list_blobs(bucket_names["registry"])) == []
     # The router (a runtime on the same buckets) sees the operator's silence.
     rt = make_runtime(install=False)

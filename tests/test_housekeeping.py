@@ -19,7 +19,7 @@ from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
 from warden.alerts import Alert, DeliveryResult, alert_from_model_event
-from warden.alerts.state import GROUPS, NFLOG, SILENCES, AlertState
+from warden.alerts.state import GROUPS, MUTES, NFLOG, AlertState
 from warden.config.alerting import parse_alerting
 from warden.errors import PermanentError, UnknownModelError
 from warden.jobs.housekeeping import (
@@ -431,7 +431,7 @@ def test_router_state_purge_removes_only_what_is_over(storage_client, bucket_nam
     gone = next(n for n in groups if not state._read(n)[0]["alerts"])
 
     dry = state.purge_expired(now=now, older_than=ROUTER_STATE_TTL, dry_run=True)
-    assert set(dry) == {gone, f"{SILENCES}long.json", *old_nflog}
+    assert set(dry) == {gone, f"{MUTES}#silence=long", *old_nflog}
     assert len(state._names(GROUPS)) == 3
     assert set(state.purge_expired(now=now, older_than=ROUTER_STATE_TTL)) == set(dry)
     assert set(state._names(GROUPS)) == set(groups) - {gone}

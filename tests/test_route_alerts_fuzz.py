@@ -71,7 +71,7 @@ def test_fuzz_ten_thousand_hostile_payloads_never_5xx(client) -> None:
     rng = random.Random(1234)
     valid = incident()
     statuses: dict[int, int] = {}
-    for _ in range(10_000):
+    for _ in range(int(__import__("os").environ.get("FUZZ_N", "10000"))):
         body, headers = _hostile(rng, valid)
         try:
             resp = client.post(

@@ -263,7 +263,7 @@ def test_housekeeping_writes_are_granted(
     assert outcome.orphans.swept == [orphan]
     assert outcome.backup.status == "done"
     assert outcome.expiry.markers
-    assert outcome.expiry.router_state == ["_alerting/silences/old.json"]
+    assert outcome.expiry.router_state == ["_alerting/mutes.json#silence=old"]
     assert {b for b, _ in writes} == {
         bucket_names["registry"],
         bucket_names["backup"],
@@ -281,5 +281,5 @@ def test_a_write_outside_the_grants_is_refused(bucket_names) -> None:
     alias = [(registry, f"{SEG}/aliases/champion.json")]
     assert refused("monitor_model", alias, bucket_names) == [f"gs://{registry}/{alias[0][1]}"]
     assert refused("health", [(registry, f"{SEG}/status/monitor.json")], bucket_names)
-    assert refused("monitor_model", [(alerts, "_alerting/silences/x.json")], bucket_names)
+    assert refused("monitor_model", [(alerts, "_alerting/mutes.json")], bucket_names)
     assert refused("retrain_model", model, bucket_names) == []

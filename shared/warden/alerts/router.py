@@ -60,7 +60,7 @@ def route(rt: Runtime, alerts: Iterable[Any], *, now: float | None = None) -> di
         flushed = state.flush_due(config=config, now=now, instance=instance, send=send)
         summary = {"tick": True, "groups": flushed.groups, "folded": flushed.folded}
     else:
-        ingested = state.ingest(batch, config=config, now=now, instance=instance)
+        ingested = state.ingest(batch, config=config, now=now, instance=instance, flushing=True)
         flushed = state.flush_groups(
             ingested.due,
             config=config,

@@ -156,11 +156,13 @@ class Mutes:
 @dataclass(frozen=True)
 class Touched:
     """A group an ingest touched: as it read it (``stored``; None: no group object yet), and
-    whether the same call should flush it (due now, or holding a claim past its lease)."""
+    whether the same call should flush it (due now, holding a claim past its lease, or with a
+    second unfolded change of one alert: then it is folded, and sent only if due)."""
 
     gid: str
     stored: gcs.Stored[State] | None
     flush: bool
+    changed: bool = False  # a change was recorded (the flush marks the group if it fails)
 
 
 @dataclass
@@ -278,6 +280,9 @@ class AlertState:
         self.max_attempts = max_attempts
         self._mutes: Mutes | None = None  # revalidated by generation on every call
         self._made: dict[str, bool] = {}  # claim markers made and not yet deleted
+        # inbox objects this instance wrote (name → generation, content): a fold in the same
+        # call needs no read of them
+        self._own: dict[str, tuple[int, State]] = {}
 
     @property
     def bucket(self) -> storage.Bucket:
@@ -469,10 +474,18 @@ class AlertState:
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(
-        self, alerts: Iterable[Alert], *, config: AlertingConfig, now: float, instance: str
+        self,
+        alerts: Iterable[Alert],
+        *,
+        config: AlertingConfig,
+        now: float,
+        instance: str,
+        flushing: bool = False,
     ) -> IngestResult:
         """Record ``alerts``: one read per touched group, and for each new or changed alert a
-        create-only inbox object and a ``due`` marker. Nothing is sent here."""
+        create-only inbox object and a ``due`` marker. Nothing is sent here. ``flushing``: the
+        caller passes :attr:`IngestResult.due` to :meth:`flush_groups` next, which leaves the
+        markers of the groups it flushes (one write fewer per change)."""
         batch: dict[str, Alert] = {}
         for a in alerts:  # the last word on each fingerprint wins within a batch
             batch.pop(a.fingerprint, None)
@@ -501,7 +514,7 @@ class AlertState:
             stored = gcs.read_json(self.bucket, f"{GROUPS}{gid}.json")
             state = copy.deepcopy(stored.data) if stored is not None else _new_group(meta, now)
             _set_timings(state, meta)
-            changed = False
+            changed = fold = False
             for a, sil, inh in items:
                 # _apply replaces records (never changes one in place): a shallow probe will do.
                 probe = {
@@ -510,10 +523,14 @@ class AlertState:
                     "tombstones": dict(state.get("tombstones") or {}),
                 }
                 outcome = _apply(probe, a, sil, inh, now)
-                if outcome in CHANGES:
+                if outcome in ("new", "closed_early"):
                     # A change unless the inbox already holds this alert's later word (say its
-                    # close, overtaking the open): fold this alert's own items in first.
-                    for _n, _g, item in self._inbox(gid, a.fingerprint):
+                    # close, overtaking the open): fold this alert's own items in first. Items
+                    # there mean a second change before any fold: fold the group now, so that
+                    # a chatty alert never piles up changes for each call to read.
+                    earlier = self._inbox(gid, a.fingerprint)
+                    fold = fold or bool(earlier)
+                    for _n, _g, item in earlier:
                         _set_timings(state, item["group"])
                         was = _alert_from_json(item["alert"])
                         _apply(state, was, sil, inh, float(item["received_at"]))
@@ -534,19 +551,18 @@ class AlertState:
                     result.silenced += 1
                 elif inh:
                     result.inhibited += 1
+            expire(state, now)
+            pending = state.get("pending")
+            flush = fold or (
+                now >= _lease_until(pending, self.lease) if pending else due(state, now)
+            )
             if changed:
-                self._mark(gid, now)  # after the inbox object: a marker seen implies it
+                if not (flush and flushing):  # (else the flush leaves one, or marks on failing)
+                    self._mark(gid, now)  # after the inbox object: a marker seen implies it
                 result.changed_groups.append(gid)
                 if rules:
                     self._sync_sources(gid, [a for a, _, _ in items], rules, now, whole=False)
-            expire(state, now)
-            pending = state.get("pending")
-            flush = (
-                now >= _lease_until(pending, self.lease)
-                if pending
-                else (changed or stored is not None) and due(state, now)
-            )
-            result.touched[gid] = Touched(gid, stored, flush)
+            result.touched[gid] = Touched(gid, stored, flush, changed)
         return result
 
     def _record(
@@ -555,8 +571,16 @@ class AlertState:
         """Create the inbox object of one change; False if the same change is there already."""
         body = {"alert": _alert_json(a), "group": meta, "received_at": now, "by": instance}
         name = f"{INBOX}{gid}/{a.fingerprint}-{_change_digest(a)}.json"
-        written = gcs.create(self.bucket, name, gcs.dumps(body), content_type=gcs.JSON_TYPE)
-        return written is not None
+        # Named by its content: a 412 means this change is recorded, whoever wrote it.
+        written = gcs.create(
+            self.bucket, name, gcs.dumps(body), content_type=gcs.JSON_TYPE, read_back=False
+        )
+        if written is None:
+            return False
+        if len(self._own) > 1000:
+            self._own.clear()
+        self._own[name] = (written.generation, json.loads(gcs.dumps(body)))
+        return True
 
     # -- flush: fold → claim → send → confirm ---------------------------------------------------
     def flush_groups(
@@ -590,6 +614,8 @@ class AlertState:
                 )
             except ConflictError:
                 result.contended += 1  # another instance is flushing it; the tick follows up
+                if t.changed:
+                    self._mark(t.gid, now)
         return result
 
     def flush_due(
@@ -636,6 +662,10 @@ class AlertState:
         """The group's unfolded changes (only ``fingerprint``'s, if given), oldest first."""
         out = []
         for blob in self._listing(f"{INBOX}{gid}/{fingerprint}"):
+            own = self._own.get(blob.name)
+            if own is not None and own[0] == int(blob.generation or 0):
+                out.append((blob.name, own[0], own[1]))
+                continue
             got = gcs.read_json(self.bucket, blob.name)
             if got is not None:
                 out.append((blob.name, got.generation, got.data))
@@ -748,6 +778,7 @@ class AlertState:
         got = gcs.update_json(self.bucket, name, change, attempts=attempts, start=start)
         for item_name, generation, _ in items:  # folded (or already reflected): done with
             gcs.delete_if(self.bucket, item_name, generation)
+            self._own.pop(item_name, None)
         result.folded += len(items)
         if seen.get("skipped"):
             result.skipped_claimed += 1
