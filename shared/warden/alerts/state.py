@@ -179,6 +179,16 @@ class IngestResult:
     touched: dict[str, Touched] = field(default_factory=dict)
     mutes: Mutes | None = None
 
+    def count(self, outcome: str, silenced: bool, inhibited: bool) -> None:
+        if outcome == "closed_early":
+            self.ignored += 1
+        else:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+        if silenced:
+            self.silenced += 1
+        elif inhibited:
+            self.inhibited += 1
+
     @property
     def due(self) -> list[Touched]:
         return [t for t in self.touched.values() if t.flush]
@@ -216,6 +226,10 @@ def _alert_json(a: Alert) -> dict[str, Any]:
 
 def _alert_from_json(data: Mapping[str, Any]) -> Alert:
     return alert_from_state(str(data["fingerprint"]), data)
+
+
+def _item_alerts(item: Mapping[str, Any]) -> list[Alert]:
+    return [_alert_from_json(a) for a in item.get("alerts") or [item["alert"]]]
 
 
 def _change_digest(a: Alert) -> str:
@@ -515,6 +529,7 @@ class AlertState:
             state = copy.deepcopy(stored.data) if stored is not None else _new_group(meta, now)
             _set_timings(state, meta)
             changed = fold = False
+            changes: list[tuple[Alert, str, bool, bool]] = []
             for a, sil, inh in items:
                 # _apply replaces records (never changes one in place): a shallow probe will do.
                 probe = {
@@ -532,25 +547,22 @@ class AlertState:
                     fold = fold or bool(earlier)
                     for _n, _g, item in earlier:
                         _set_timings(state, item["group"])
-                        was = _alert_from_json(item["alert"])
-                        _apply(state, was, sil, inh, float(item["received_at"]))
+                        for was in _item_alerts(item):
+                            _apply(state, was, sil, inh, float(item["received_at"]))
                     _set_timings(state, meta)
                     outcome = _apply(state, a, sil, inh, now)
                 else:
                     state = probe
                 if outcome in CHANGES:
-                    if self._record(gid, a, meta, now, instance):
-                        changed = True
-                    else:  # the same change is in the inbox already: a duplicate
-                        outcome = "unchanged"
-                if outcome == "closed_early":
-                    result.ignored += 1
+                    changes.append((a, outcome, sil, inh))
                 else:
-                    setattr(result, outcome, getattr(result, outcome) + 1)
-                if sil:
-                    result.silenced += 1
-                elif inh:
-                    result.inhibited += 1
+                    result.count(outcome, sil, inh)
+            if changes:
+                # One inbox object for the call's changes to this group; if it exists already,
+                # the same changes are recorded (duplicates).
+                changed = self._record(gid, [a for a, _, _, _ in changes], meta, now, instance)
+                for _a, outcome, sil, inh in changes:
+                    result.count(outcome if changed else "unchanged", sil, inh)
             expire(state, now)
             pending = state.get("pending")
             flush = fold or (
@@ -566,11 +578,22 @@ class AlertState:
         return result
 
     def _record(
-        self, gid: str, a: Alert, meta: Mapping[str, Any], now: float, instance: str
+        self, gid: str, alerts: list[Alert], meta: Mapping[str, Any], now: float, instance: str
     ) -> bool:
-        """Create the inbox object of one change; False if the same change is there already."""
-        body = {"alert": _alert_json(a), "group": meta, "received_at": now, "by": instance}
-        name = f"{INBOX}{gid}/{a.fingerprint}-{_change_digest(a)}.json"
+        """Create the inbox object of a call's changes to one group; False if the same changes
+        are there already. One change is named by its alert's fingerprint (so that an ingest
+        can list one alert's waiting changes); several by ``batch-`` and their digest."""
+        body = {
+            "alerts": [_alert_json(a) for a in alerts],
+            "group": meta,
+            "received_at": now,
+            "by": instance,
+        }
+        digest_ = hashlib.sha256("".join(_change_digest(a) for a in alerts).encode()).hexdigest()[
+            :16
+        ]
+        head = alerts[0].fingerprint if len(alerts) == 1 else "batch"
+        name = f"{INBOX}{gid}/{head}-{digest_}.json"
         # Named by its content: a 412 means this change is recorded, whoever wrote it.
         written = gcs.create(
             self.bucket, name, gcs.dumps(body), content_type=gcs.JSON_TYPE, read_back=False
@@ -689,10 +712,10 @@ class AlertState:
         state = copy.deepcopy(data) if data is not None else _new_group(items[0][2]["group"], now)
         for _name, _gen, item in items:
             _set_timings(state, item["group"])
-            a = _alert_from_json(item["alert"])
-            prev = state["alerts"].get(a.fingerprint) or {}
-            muted = bool(prev.get("silenced")), bool(prev.get("inhibited"))  # re-evaluated below
-            _apply(state, a, *muted, float(item["received_at"]))
+            for a in _item_alerts(item):
+                prev = state["alerts"].get(a.fingerprint) or {}
+                muted = bool(prev.get("silenced")), bool(prev.get("inhibited"))  # see below
+                _apply(state, a, *muted, float(item["received_at"]))
         expire(state, now)
         rules = config.rules
         firing = mutes.firing_sources(now, besides=gid) if rules else []
