@@ -1,6 +1,10 @@
 locals {
   # Every entry point in functions/*/main.py, its trigger and its sizing (the test suite checks
   # this table against the decorators in the code and against the local stack's FUNCTIONS).
+  # concurrency: requests one instance serves at once. The model functions take 1 (one model run
+  # uses the whole instance; DESIGN.md, "Scale"); the router's work is waiting on Cloud Storage,
+  # so it takes 16 on its one vCPU (docs/decisions.md, "Router concurrency"). Cloud Run allows
+  # concurrency > 1 only with cpu >= 1; var.functions' validation holds overrides to that.
   function_defaults = {
     retrain_model = {
       source      = "retrain_model"
@@ -11,6 +15,7 @@ locals {
       cpu         = "1"
       timeout     = 540
       instances   = 5
+      concurrency = 1
     }
     monitor_model = {
       source      = "monitor_model"
@@ -21,6 +26,7 @@ locals {
       cpu         = "1"
       timeout     = 300
       instances   = 5
+      concurrency = 1
     }
     housekeeping = {
       source      = "housekeeping"
@@ -31,6 +37,7 @@ locals {
       cpu         = "1"
       timeout     = 540
       instances   = 2
+      concurrency = 1
     }
     health = {
       source      = "health"
@@ -41,6 +48,7 @@ locals {
       cpu         = "1"
       timeout     = 60
       instances   = 2
+      concurrency = 1
     }
     route_alerts = {
       source      = "route_alerts"
@@ -48,11 +56,12 @@ locals {
       trigger     = null
       # Cloud Monitoring webhooks come from outside Google's network edge; the Pub/Sub channel
       # (var.alert_channel) needs no public door.
-      ingress   = var.alert_channel == "webhook" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
-      memory    = "512Mi"
-      cpu       = "1"
-      timeout   = 60
-      instances = 3
+      ingress     = var.alert_channel == "webhook" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+      memory      = "512Mi"
+      cpu         = "1"
+      timeout     = 60
+      instances   = 3
+      concurrency = 16
     }
     route_alert_events = {
       source      = "route_alerts"
@@ -63,6 +72,7 @@ locals {
       cpu         = "1"
       timeout     = 120
       instances   = 2
+      concurrency = 16
     }
   }
 
@@ -74,7 +84,7 @@ locals {
         cpu             = coalesce(try(var.functions[key].cpu, null), f.cpu)
         timeout_seconds = coalesce(try(var.functions[key].timeout_seconds, null), f.timeout)
         max_instances   = coalesce(try(var.functions[key].max_instances, null), f.instances)
-        concurrency     = 1 # one model run per instance (DESIGN.md, "Scale")
+        concurrency     = coalesce(try(var.functions[key].concurrency, null), f.concurrency)
         ingress         = f.ingress
       }
     })
@@ -114,8 +124,11 @@ module "function" {
     bucket = google_storage_bucket.bucket["bundles"].name
     path   = "${path.module}/${var.bundle_dir}/${each.value.source}.zip"
   }
+  # THREADS: functions-framework's gunicorn threads, one per request the instance may be given,
+  # as Google recommends for Python (its default, 4 x os.cpu_count(), is unrelated to what Cloud
+  # Run sends). Not a Warden setting: warden.settings never reads it.
   service     = each.value.service
-  environment = local.environment
+  environment = merge(local.environment, { THREADS = tostring(each.value.service.concurrency) })
   secrets     = local.function_secrets[each.key]
 
   pubsub_trigger = each.value.trigger == null ? null : {

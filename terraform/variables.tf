@@ -81,12 +81,13 @@ variable "buckets" {
 }
 
 variable "functions" {
-  description = "Per-function overrides of memory, CPU, timeout and instance limits, by function key."
+  description = "Per-function overrides of memory, CPU, timeout, instance limits and request concurrency, by function key."
   type = map(object({
     memory          = optional(string)
     cpu             = optional(string)
     timeout_seconds = optional(number)
     max_instances   = optional(number)
+    concurrency     = optional(number) # requests per instance; THREADS follows it
   }))
   default  = {}
   nullable = false
@@ -97,6 +98,23 @@ variable "functions" {
       contains(["retrain_model", "monitor_model", "housekeeping", "health", "route_alerts", "route_alert_events"], k)
     ])
     error_message = "functions keys must be retrain_model, monitor_model, housekeeping, health, route_alerts or route_alert_events."
+  }
+
+  # Conditionals, not || (see var.pubsub). Cloud Run serves more than one request at a time only
+  # with at least one vCPU: a cpu override below 1 must come with concurrency = 1.
+  validation {
+    condition = alltrue([
+      for k, v in var.functions : v.concurrency == null ? true : v.concurrency >= 1 && v.concurrency <= 1000
+    ])
+    error_message = "functions[*].concurrency must be between 1 and 1000 (Cloud Run's limits)."
+  }
+  validation {
+    condition = alltrue([
+      for k, v in var.functions : v.cpu == null ? true : (
+        !can(tonumber(v.cpu)) ? true : (tonumber(v.cpu) >= 1 ? true : v.concurrency == 1)
+      )
+    ])
+    error_message = "functions[*] with cpu below 1 must set concurrency = 1 (Cloud Run needs a whole vCPU to serve requests concurrently)."
   }
 }
 

@@ -400,6 +400,78 @@ def test_function_module_deploys_each_bundle_under_its_content_hash() -> None:
     assert {f["source"] for f in _root()["locals"]["function_defaults"].values()} == folders
 
 
+ROUTERS = {"route_alerts", "route_alert_events"}
+
+
+def _deployed_sizing(workdir: Path, functions: str | None = None) -> dict[str, Any]:
+    """Each function's concurrency, cpu and THREADS as Terraform computes them (no provider):
+    functions.tf's sizing locals and the module call's own environment expression, applied
+    with variables.tf and the example tfvars (and ``-var=functions=FUNCTIONS``)."""
+    exe = _terraform()
+    text = (TF / "functions.tf").read_text()
+    sizing = re.search(
+        r"^  function_defaults = \{.*?^  \}\n\n  functions = \{.*?^  \}$", text, re.M | re.S
+    )
+    assert sizing, "functions.tf: no function_defaults/functions locals"
+    environment = _root()["module"]["function"]["environment"]
+    assert environment.startswith("${")
+    assert environment.endswith("}")
+    environment = re.sub(r"\beach\.value\b", "f", environment[2:-1])
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("variables.tf", "terraform.tfvars.example"):
+        shutil.copy(TF / name, workdir / name)
+    (workdir / "main.tf").write_text(
+        f'locals {{\n{sizing.group(0)}\n  environment = {{ WARDEN_PROJECT = "p" }}\n}}\n'
+        'output "sizing" {\n  value = { for k, f in local.functions : k => {\n'
+        "    concurrency = f.service.concurrency\n    cpu = f.service.cpu\n"
+        f'    threads = lookup({environment}, "THREADS", null)\n  }} }}\n}}\n'
+    )
+    env = _tf_env(workdir)
+    args = ["apply", "-auto-approve", "-no-color", "-var-file=terraform.tfvars.example"]
+    if functions is not None:
+        args.append(f"-var=functions={functions}")
+    for step in (["init", "-input=false", "-no-color"], args):
+        done = subprocess.run(
+            [exe, *step], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"terraform {step[0]}:\n{done.stdout}\n{done.stderr}"
+    return _output(exe, workdir, env, "sizing")
+
+
+def test_the_router_serves_requests_concurrently_and_threads_follow_concurrency(
+    tmp_path: Path,
+) -> None:
+    """The router waits on Cloud Storage, so it takes many requests per instance; a model run
+    takes a whole instance. gunicorn's THREADS equals the concurrency, deployed and local
+    (docs/decisions.md, "Router concurrency")."""
+    sizing = _deployed_sizing(tmp_path / "default")
+    for name, s in sizing.items():
+        assert s["threads"] == str(s["concurrency"]), name
+        if name in ROUTERS:
+            assert s["concurrency"] > 1, name
+            assert float(s["cpu"]) >= 1, name  # Cloud Run: concurrency > 1 needs a whole vCPU
+        else:
+            assert s["concurrency"] == 1, name
+    assert set(sizing) == ROUTERS | {"retrain_model", "monitor_model", "housekeeping", "health"}
+    # var.functions overrides it per function, and THREADS follows.
+    override = _deployed_sizing(tmp_path / "override", "{route_alerts = {concurrency = 32}}")
+    assert override["route_alerts"] == {
+        **sizing["route_alerts"],
+        "concurrency": 32,
+        "threads": "32",
+    }
+    # The module deploys both: concurrency and the environment it is given.
+    service = _module(TF / "modules" / "function")["resource"]["google_cloudfunctions2_function"][
+        "function"
+    ]["service_config"]
+    assert service["max_instance_request_concurrency"] == "${var.service.concurrency}"
+    assert service["environment_variables"].startswith("${merge(var.environment, ")
+    assert _root()["module"]["function"]["service"] == "${each.value.service}"
+    # The local stack runs the router's servers with the same threads.
+    local = {spec.name: spec.threads for spec in FUNCTIONS if spec.threads is not None}
+    assert local == {name: sizing[name]["concurrency"] for name in ROUTERS}
+
+
 def test_event_functions_have_explicit_retry_and_a_dead_letter_topic() -> None:
     sub = _module(TF / "modules" / "function")["resource"]["google_pubsub_subscription"]["trigger"]
     assert sub["retry_policy"] == {

@@ -83,6 +83,10 @@ class FunctionSpec:
     signature: str  # "cloudevent" | "http"
     topic: str | None = None  # Pub/Sub trigger (a push subscription), if any
     source: str | None = None  # folder under functions/ (default: the name)
+    #: gunicorn threads (``THREADS``), as Terraform sets them: the deployed request concurrency.
+    #: None keeps functions-framework's default (the model functions serve one request per
+    #: instance in the cloud; locally one process serves them all).
+    threads: int | None = None
 
     @property
     def folder(self) -> str:
@@ -95,8 +99,10 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("monitor_model", "cloudevent", TOPICS["monitor"]),
     FunctionSpec("housekeeping", "cloudevent", TOPICS["housekeeping"]),
     FunctionSpec("health", "http"),
-    FunctionSpec("route_alerts", "http", source="route_alerts"),
-    FunctionSpec("route_alert_events", "cloudevent", EVENTS_TOPIC, source="route_alerts"),
+    FunctionSpec("route_alerts", "http", source="route_alerts", threads=16),
+    FunctionSpec(
+        "route_alert_events", "cloudevent", EVENTS_TOPIC, source="route_alerts", threads=16
+    ),
 )
 
 
@@ -326,6 +332,8 @@ class LocalStack:
             "FUNCTION_SIGNATURE_TYPE": spec.signature,
             "WARDEN_CODE_VERSION": "local",
         }
+        if spec.threads is not None:
+            env["THREADS"] = str(spec.threads)
         return FunctionServer(
             FUNCTIONS_DIR / spec.folder / "main.py",
             spec.name,

@@ -544,13 +544,13 @@ class AlertState:
                     # there mean a second change before any fold: fold the group now, so that
                     # a chatty alert never piles up changes for each call to read.
                     earlier = self._inbox(gid, a.fingerprint)
-                    fold = fold or bool(earlier)
                     for _n, _g, item in earlier:
                         _set_timings(state, item["group"])
                         for was in _item_alerts(item):
                             _apply(state, was, sil, inh, float(item["received_at"]))
                     _set_timings(state, meta)
                     outcome = _apply(state, a, sil, inh, now)
+                    fold = fold or bool(earlier and outcome in CHANGES)
                 else:
                     state = probe
                 if outcome in CHANGES:
