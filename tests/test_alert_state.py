@@ -471,17 +471,19 @@ def test_work_per_call_does_not_grow_with_the_number_of_groups(env, bucket_names
 
     costs = []
     for size, base in ((3, 0), (60, 1000)):
-        for n in range(base, base + size):  # idle groups, flushed once
-            other.ingest([incident(n, policy=f"p{n}")], config=config, now=T, instance="i2")
-        other.flush_due(config=config, now=T + 31, instance="i2", send=send)
+        t = T + 10 * base  # each round in its own minutes
+        for n in range(base, base + size):  # idle groups: sent once, their claims' leases over
+            other.ingest([incident(n, policy=f"p{n}")], config=config, now=t, instance="i2")
+        other.flush_due(config=config, now=t + 31, instance="i2", send=send)
+        other.flush_due(config=config, now=t + 200, instance="i2", send=send)
         fresh = incident(base + 500, policy=f"fresh{base}")
-        new = _count_calls(ours, counting, call(fresh, T + 40))
+        new = _count_calls(ours, counting, call(fresh, t + 210))
         tick = _count_calls(
             ours,
             counting,
-            lambda st: st.flush_due(config=config, now=T + 80, instance="i1", send=send),
+            lambda st, at=t + 250: st.flush_due(config=config, now=at, instance="i1", send=send),
         )
-        dup = _count_calls(ours, counting, call(fresh, T + 81))
+        dup = _count_calls(ours, counting, call(fresh, t + 251))
         costs.append((new, tick, dup))
         if size == 3:
             assert dup == 2, "\n".join(counting.calls[-dup:])

@@ -293,7 +293,6 @@ class AlertState:
         self.lease = lease
         self.max_attempts = max_attempts
         self._mutes: Mutes | None = None  # revalidated by generation on every call
-        self._made: dict[str, bool] = {}  # claim markers made and not yet deleted
         # inbox objects this instance wrote (name → generation, content): a fold in the same
         # call needs no read of them
         self._own: dict[str, tuple[int, State]] = {}
@@ -348,15 +347,8 @@ class AlertState:
         """Leave a ``due`` marker for ``gid`` in ``at``'s minute (create-only; one that exists
         already is as good). Returns its name."""
         name = f"{DUE}{int(at // 60):010d}/{gid}"
-        if gcs.create(self.bucket, name, b"", content_type="text/plain", read_back=False):
-            self._made[name] = True
+        gcs.create(self.bucket, name, b"", content_type="text/plain", read_back=False)
         return name
-
-    def _unmark(self, name: str) -> None:
-        """Delete a marker this instance made (a claim's, once the claim is confirmed)."""
-        if self._made.pop(name, None):
-            with contextlib.suppress(Exception):  # a hint only: the tick copes with a leftover
-                self.bucket.blob(name).delete()
 
     # -- silences and inhibition sources: mutes.json --------------------------------------------
     def mutes(self) -> Mutes:
@@ -808,7 +800,8 @@ class AlertState:
         state: State | None = got.data
         generation = got.generation
         claim = seen.get("claim") if got.written is not None else None
-        unmark = None
+        marker: str | None = None
+        marked_at: float | None = None  # the minute of the marker left before sending
         if claim is not None:
             if seen["pending"]:
                 result.taken_over += 1
@@ -818,15 +811,19 @@ class AlertState:
                         group=gid, seq=claim["seq"], previous=seen["pending"].get("claimed_by")
                     ),
                 )
-            # A marker at the lease's end: if we die before confirming, the tick re-sends.
-            lease_marker = self._mark(gid, float(claim["pending"]["lease_until"]))
+            # One marker before sending, by the lease's end (if we die before confirming, the
+            # tick re-sends) or the wake-up a confirmed send leads to, if that comes first.
+            lease_until = float(claim["pending"]["lease_until"])
+            after = copy.deepcopy(claim)
+            _confirm(after, now, claim["pending"]["view"])
+            ahead = None if _empty(after) else _next_wake(after, now, self.lease)
+            marked_at = lease_until if ahead is None else min(lease_until, ahead)
+            marker = self._mark(gid, max(marked_at, now))
             confirmed = self._send_and_confirm(
                 name, gid, claim, config, now, instance, send, result, began
             )
             if confirmed is not None:
                 state, generation = confirmed
-                if not (state or {}).get("pending"):
-                    unmark = lease_marker
         if rules := config.rules:
             self._sync_sources(gid, alerts_now(state or {}, now), rules, now, whole=True)
         if state is None:
@@ -836,9 +833,10 @@ class AlertState:
                 result.deleted_groups += 1
             return None
         wake = _next_wake(state, now, self.lease)
-        marker = None if wake is None else self._mark(gid, max(wake, now))
-        if unmark and unmark != marker:
-            self._unmark(unmark)
+        if wake is not None and (
+            marked_at is None or int(max(wake, now) // 60) < int(max(marked_at, now) // 60)
+        ):
+            marker = self._mark(gid, max(wake, now))  # none yet, or sooner than the one left
         return marker
 
     def _send_and_confirm(
@@ -886,14 +884,7 @@ class AlertState:
                 data["last_failure"] = {"at": now, "error": delivery.error, "seq": seq}
                 data["seq"] = seq - 1
                 return data
-            expire(data, now)
-            data["last_notified_at"] = now
-            data["notified"] = {fp: s for fp, s in sent_view.items() if s == "firing"}
-            _drop_said(data, now, keep={})
-            if not data["alerts"]:
-                # An empty group starts over, with group_wait, like a new Alertmanager group.
-                data.update(first_seen=None, last_notified_at=None, notified={})
-            data["updated_at"] = now
+            _confirm(data, now, sent_view)
             return data
 
         got = gcs.update_json(
@@ -1144,6 +1135,20 @@ def _next_wake(state: Mapping[str, Any], now: float, lease: float) -> float | No
 def _empty(state: Mapping[str, Any]) -> bool:
     """Nothing left: no alert, no claim, no tombstone. The tick deletes such a group."""
     return not state.get("alerts") and not state.get("pending") and not state.get("tombstones")
+
+
+def _confirm(data: State, now: float, sent_view: Mapping[str, str]) -> None:
+    """What a confirmed send does to its group (in place): ``notified`` becomes what was sent
+    firing, resolved alerts that were said leave, and an emptied group starts over."""
+    data["pending"] = None
+    expire(data, now)
+    data["last_notified_at"] = now
+    data["notified"] = {fp: s for fp, s in sent_view.items() if s == "firing"}
+    _drop_said(data, now, keep={})
+    if not data["alerts"]:
+        # An empty group starts over, with group_wait, like a new Alertmanager group.
+        data.update(first_seen=None, last_notified_at=None, notified={})
+    data["updated_at"] = now
 
 
 def _drop_said(state: State, now: float, *, keep: Mapping[str, str]) -> None:
