@@ -55,7 +55,16 @@ def test_incidents_reach_the_router_through_the_pub_sub_channel(tmp_path) -> Non
         writer.write([MetricPoint("drift/share", below, labels)], at=now - timedelta(minutes=1))
         notes = wait_for(lambda: len(slack_notes()) >= 2 and slack_notes(), 90, "the resolve")
         clients.monitoring.transport.close()
-        log = (running.run_dir / "function-route_alert_events.log").read_text()
+        log_file = running.run_dir / "function-route_alert_events.log"
+
+        def delivered() -> list[dict]:
+            """The router's "routed" log lines of acknowledged messages: a call logs after its
+            send, so the second line may come a moment after the second notification."""
+            lines = [json.loads(x) for x in log_file.read_text().splitlines() if x[:1] == "{"]
+            return [r for r in lines if r.get("delivery") == "ok" and r.get("message_id")]
+
+        wait_for(lambda: len(delivered()) >= 2, 30, "the router's log of both messages")
+        log = log_file.read_text()
 
     text = [n["text"] for n in notes]
     assert text[0].startswith(f"[FIRING:1] {policy['name']}"), text
