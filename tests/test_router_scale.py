@@ -184,7 +184,10 @@ def test_a_receiver_slower_than_the_old_lease_is_sent_once_with_two_routers(
 
 N = 10_000
 NAMES = 100  # alertname a0..a99: route group_by [alertname] makes one group of each
-BATCH = 500
+#: Alerts per ingest call. Ingest lists a new alert's waiting changes (one listing per new alert,
+#: however big the batch) and writes one inbox object and marker per call and group; the
+#: emulator's listings slow down as objects pile up. 20 calls of 500: 145 s; 4 of 2,500: 40 s.
+BATCH = 2500
 
 
 def _alert(i: int, now: float, *, resolved_at: float | None = None) -> Alert:
@@ -232,10 +235,15 @@ def test_ten_thousand_alert_soak_leaves_only_active_state(storage_client, bucket
 
     kept = [i for i in range(N) if _keep(i)]
     assert len(kept) == 100
-    active = {group_id(m.group_key(a)) for i in kept for a in [_alert(i, T)] for m in route_alert(a, config)}
+    active = {
+        group_id(m.group_key(a))
+        for i in kept
+        for a in [_alert(i, T)]
+        for m in route_alert(a, config)
+    }
     assert len(active) == 5
 
-    # Fire all 10,000 (20 calls of 500: one inbox object per call and group), then tick.
+    # Fire all 10,000 (4 calls of 2,500: one inbox object per call and group), then tick.
     for start in range(0, N, BATCH):
         got = state.ingest(
             [_alert(i, T) for i in range(start, start + BATCH)],
@@ -245,7 +253,8 @@ def test_ten_thousand_alert_soak_leaves_only_active_state(storage_client, bucket
         )
         assert got.new == BATCH
     first = tick(T + 1)
-    assert len(first.sent) == NAMES and first.failed == []
+    assert len(first.sent) == NAMES
+    assert first.failed == []
     assert sum(m["firing"] for m in sent) == N
     assert len(_names(state, INBOX)) == 0
 
@@ -262,7 +271,8 @@ def test_ten_thousand_alert_soak_leaves_only_active_state(storage_client, bucket
         assert got.updated == sum(1 for i in range(start, start + BATCH) if not _keep(i))
     sent.clear()
     second = tick(resolved_at + 61)
-    assert len(second.sent) == NAMES and second.failed == []
+    assert len(second.sent) == NAMES
+    assert second.failed == []
     assert sum(m["resolved"] for m in sent) == N - len(kept)
     assert sum(m["firing"] for m in sent) == len(kept)  # the 5 active groups say theirs again
 
@@ -285,21 +295,26 @@ def test_ten_thousand_alert_soak_leaves_only_active_state(storage_client, bucket
 
     names = _names(state)
     kinds = Counter(
-        next(k for k in (GROUPS, INBOX, DUE, NFLOG, MUTES) if n.startswith(k)) for n in names
+        next((k for k in (GROUPS, INBOX, DUE, NFLOG, MUTES) if n.startswith(k)), "other")
+        for n in names
     )
-    assert sum(kinds.values()) == len(names), names  # nothing outside the known layout
+    assert kinds["other"] == 0, names  # nothing outside the known layout
     assert kinds[GROUPS] == len(active)
     assert kinds[INBOX] == 0
     assert kinds[NFLOG] == 0
     assert kinds[MUTES] <= 1
-    # Each active group keeps exactly one marker: its next wake-up, the 4 h repeat (the tick
-    # deletes the markers it has handled, a confirmed claim's lease marker is removed).
+    # Each active group keeps exactly one marker, its next wake-up (the 4 h repeat): the tick
+    # deletes every marker it has handled, so what is left lies ahead, one per wake-up still to
+    # come. (Between ticks a group can hold one more: a wake-up scheduled before a change moved
+    # its next one, until the tick reaches it.)
     markers = [n for n in names if n.startswith(DUE)]
     assert sorted(n.rsplit("/", 1)[1] for n in markers) == sorted(active), markers
     assert all(int(n.removeprefix(DUE).split("/")[0]) * 60 > sweep for n in markers), markers
     # The groups hold the 100 firing alerts and nothing of the 9,900 resolved ones.
     groups = _groups(state)
     assert set(groups) == active
-    held = [fp for g in groups.values() for fp, rec in g["alerts"].items() if rec["status"] == "firing"]
+    held = [
+        fp for g in groups.values() for fp, rec in g["alerts"].items() if rec["status"] == "firing"
+    ]
     assert sorted(held) == sorted(_alert(i, T).fingerprint for i in kept)
     assert all(not g["tombstones"] and g["pending"] is None for g in groups.values())

@@ -522,33 +522,32 @@ class AlertState:
             _set_timings(state, meta)
             changed = fold = False
             changes: list[tuple[Alert, str, bool, bool]] = []
+            # An alert the group does not know may have its later word waiting in the inbox
+            # (say its close, overtaking the open): fold those changes in first. One such alert
+            # lists its own changes; several list the group's inbox once.
+            unknown = {a.fingerprint for a, _, _ in items if a.fingerprint not in state["alerts"]}
+            if len(unknown) == 1:
+                earlier = self._inbox(gid, next(iter(unknown)))
+            elif unknown:
+                earlier = self._inbox(gid)
+            else:
+                earlier = []
+            for _n, _g, item in earlier:
+                _set_timings(state, item["group"])
+                for was in _item_alerts(item):
+                    prev = state["alerts"].get(was.fingerprint) or {}
+                    muted = bool(prev.get("silenced")), bool(prev.get("inhibited"))
+                    _apply(state, was, *muted, float(item["received_at"]))
+            _set_timings(state, meta)
             for a, sil, inh in items:
-                # _apply replaces records (never changes one in place): a shallow probe will do.
-                probe = {
-                    **state,
-                    "alerts": dict(state["alerts"]),
-                    "tombstones": dict(state.get("tombstones") or {}),
-                }
-                outcome = _apply(probe, a, sil, inh, now)
-                if outcome in ("new", "closed_early"):
-                    # A change unless the inbox already holds this alert's later word (say its
-                    # close, overtaking the open): fold this alert's own items in first. Items
-                    # there mean a second change before any fold: fold the group now, so that
-                    # a chatty alert never piles up changes for each call to read.
-                    earlier = self._inbox(gid, a.fingerprint)
-                    for _n, _g, item in earlier:
-                        _set_timings(state, item["group"])
-                        for was in _item_alerts(item):
-                            _apply(state, was, sil, inh, float(item["received_at"]))
-                    _set_timings(state, meta)
-                    outcome = _apply(state, a, sil, inh, now)
-                    fold = fold or bool(earlier and outcome in CHANGES)
-                else:
-                    state = probe
+                outcome = _apply(state, a, sil, inh, now)
                 if outcome in CHANGES:
                     changes.append((a, outcome, sil, inh))
                 else:
                     result.count(outcome, sil, inh)
+            # Waiting changes and a new one: a second change before any fold. Fold the group
+            # now, so that a chatty alert never piles up changes for each call to read.
+            fold = bool(earlier and changes)
             if changes:
                 # One inbox object for the call's changes to this group; if it exists already,
                 # the same changes are recorded (duplicates).
