@@ -173,6 +173,7 @@ SLOW_FIRST = (
     "test_local_workflow.py",
     "test_router_concurrency.py",
     "test_onboarding_e2e.py",
+    "test_router_scale.py",
 )
 
 
