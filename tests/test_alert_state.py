@@ -489,5 +489,3 @@ def test_work_per_call_does_not_grow_with_the_number_of_groups(env, bucket_names
             assert dup == 2, "\n".join(counting.calls[-dup:])
             assert not [c for c in counting.calls[-dup:] if not c.startswith("GET ")]
     assert costs[0] == costs[1], (costs, "\n".join(counting.calls))
-
-
