@@ -1184,12 +1184,7 @@ def _apply(state: dict[str, Any], a: Alert, sil: bool, inh: bool, now: float) ->
         if not alerts:
             state.update(first_seen=now, last_notified_at=None, notified={})
     rec = {
-        "status": a.status,
-        "labels": a.labels,
-        "annotations": a.annotations,
-        "starts_at": a.starts_at,
-        "ends_at": a.ends_at,
-        "source": a.source,
+        **_alert_json(a),
         "updated_at": now,
         "silenced": sil,
         "inhibited": inh,
@@ -1210,6 +1205,7 @@ def _apply(state: dict[str, Any], a: Alert, sil: bool, inh: bool, now: float) ->
         if same:
             return "unchanged"
         rec["starts_at"] = min(float(existing["starts_at"]), a.starts_at)
+    del rec["fingerprint"]  # the key of the record
     alerts[a.fingerprint] = rec
     return "new" if existing is None else "updated"
 
