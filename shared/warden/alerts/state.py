@@ -499,25 +499,52 @@ class AlertState:
         result = IngestResult()
         if not batch:
             return result
-        mutes = self.mutes()
-        result.mutes = mutes
         rules = config.rules
-        firing = mutes.firing_sources(now) if rules else []
-        firing += [a for a in batch.values() if a.status == "firing"]
-        per_group: dict[str, list[tuple[Alert, bool, bool]]] = {}
+        per_group: dict[str, list[Alert]] = {}
         metas: dict[str, dict[str, Any]] = {}
         for a in batch.values():
-            sil = mutes.silenced(a, now)
-            inh = bool(rules) and inhibited(a, firing, rules)
             for m in route_alert(a, config):
                 key = m.group_key(a)
                 gid = group_id(key)
-                per_group.setdefault(gid, []).append((a, sil, inh))
+                per_group.setdefault(gid, []).append(a)
                 metas.setdefault(gid, _group_meta(key, m, a))
+        stored_groups = {
+            gid: gcs.read_json(self.bucket, f"{GROUPS}{gid}.json") for gid in per_group
+        }
 
-        for gid, items in per_group.items():
+        def as_recorded(gid: str, a: Alert) -> tuple[bool, bool] | None:
+            """The alert's muting as its group recorded it, if the alert is a plain duplicate
+            of what the group holds (then neither silences nor inhibition need reading)."""
+            got = stored_groups[gid]
+            if got is None or a.fingerprint not in got.data["alerts"]:
+                return None
+            data = got.data
+            rec = data["alerts"][a.fingerprint]
+            flags = bool(rec.get("silenced")), bool(rec.get("inhibited"))
+            probe = {**data, "alerts": dict(data["alerts"])}
+            return flags if _apply(probe, a, *flags, now) == "unchanged" else None
+
+        recorded = {
+            (gid, a.fingerprint): as_recorded(gid, a)
+            for gid, items in per_group.items()
+            for a in items
+        }
+        mutes: Mutes | None = None
+        if any(flags is None for flags in recorded.values()):
+            mutes = result.mutes = self.mutes()  # something changes: muting is decided now
+            firing = mutes.firing_sources(now) if rules else []
+            firing += [a for a in batch.values() if a.status == "firing"]
+
+        for gid, alerts_of_group in per_group.items():
+            items = []
+            for a in alerts_of_group:
+                flags = recorded[(gid, a.fingerprint)]
+                if flags is None:
+                    assert mutes is not None
+                    flags = mutes.silenced(a, now), bool(rules) and inhibited(a, firing, rules)
+                items.append((a, *flags))
             meta = metas[gid]
-            stored = gcs.read_json(self.bucket, f"{GROUPS}{gid}.json")
+            stored = stored_groups[gid]
             state = copy.deepcopy(stored.data) if stored is not None else _new_group(meta, now)
             _set_timings(state, meta)
             changed = fold = False
