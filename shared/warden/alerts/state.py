@@ -17,7 +17,8 @@ Work per call does not grow with the number of groups:
 * **Ingest** reads each touched group (one read) and only for a new or changed alert creates an
   inbox object and a ``due`` marker for the current minute. The group itself is not written, so
   writers of a hot group never queue on one object (Cloud Storage sustains about one write per
-  second to an object). A duplicate costs the read and no write.
+  second to an object). A duplicate costs the read and no write (not even ``mutes.json``'s
+  generation: its muting is taken as the group recorded it).
 * **Flush** of one group folds its inbox into it and claims the due notification in one
   compare-and-swap, then sends and confirms. A request flushes only the groups it touched, and
   only when due. The tick (:meth:`AlertState.flush_due`) lists the ``due`` markers up to the
