@@ -7,7 +7,8 @@ Pure core (no I/O, no Google imports), re-exported here:
 
 Adapters and the use case, imported by their module path (never from this face):
 
-* :mod:`~warden.alerts.state` — groups, silences and the notification log in Cloud Storage
+* :mod:`~warden.alerts.state` — groups, their inbox of unfolded changes, the due markers, the
+  silences and inhibition sources (``mutes.json``) and the notification log in Cloud Storage
   (through :mod:`warden.store.gcs`).
 * :mod:`~warden.alerts.receivers` — Slack, webhooks, Pub/Sub and log receivers.
 * :mod:`~warden.alerts.router` — the webhook and Pub/Sub entry use case.
