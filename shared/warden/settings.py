@@ -113,6 +113,8 @@ class Settings:
     log_level: str = "INFO"
     storage_emulator_host: str = ""
     local_clock: LocalClock | None = None
+    #: Running on Cloud Run (functions 2nd gen, jobs): ``K_SERVICE`` or ``CLOUD_RUN_JOB`` is set.
+    serverless: bool = False
 
     @classmethod
     def from_env(
@@ -146,6 +148,7 @@ class Settings:
             log_level=env.get("WARDEN_LOG_LEVEL", "INFO").upper(),
             storage_emulator_host=emulator,
             local_clock=local_clock,
+            serverless=bool(env.get("K_SERVICE") or env.get("CLOUD_RUN_JOB")),
         )
 
     def now(self) -> datetime:
