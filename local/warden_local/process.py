@@ -32,6 +32,33 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def listener_group(port: int) -> int | None:
+    """The process group of the process listening on loopback ``port``, from Linux's /proc;
+    None when that cannot be told (no /proc, no listener, or its process is not readable)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl, local address:port (hex), remote, state (0A: LISTEN)
+            listening = len(fields) > 9 and fields[3] == "0A"
+            if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return os.getpgid(int(proc.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return None
+
+
 class ManagedProcess:
     """Subclasses give :meth:`command` and :meth:`ready`; this class does the lifecycle."""
 
@@ -44,6 +71,7 @@ class ManagedProcess:
         log: IO[bytes] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        self._picked_port = port is None
         self.port = port or free_port()
         self._log = log
         self._env = dict(env) if env is not None else None
@@ -61,6 +89,19 @@ class ManagedProcess:
 
     def start(self, timeout: float = 30.0) -> Self:
         self.preflight()
+        for _ in range(3):
+            if self._launch(timeout):
+                return self
+            # Another process answers on the port we picked (it took it between our pick and
+            # our child's bind): a request would reach it, not us. Pick again, if we picked.
+            if not self._picked_port:
+                raise RuntimeError(f"{self.name}: port {self.port} is held by another process")
+            self.port = free_port()
+        raise RuntimeError(f"{self.name}: every port picked was taken by another process")
+
+    def _launch(self, timeout: float) -> bool:
+        """Start the child and wait for it: True once it answers on the port, False if another
+        process does (our child is stopped then)."""
         self._proc = subprocess.Popen(
             list(self.command()),
             stdout=self._log or subprocess.DEVNULL,
@@ -76,7 +117,10 @@ class ManagedProcess:
                 self._proc = None
                 raise RuntimeError(f"{self.name} exited with code {code} while starting")
             if self.ready():
-                return self
+                if listener_group(self.port) in (None, self._proc.pid):
+                    return True
+                self.stop()
+                return False
             time.sleep(0.03)
         self.stop()
         raise RuntimeError(f"{self.name} was not ready on port {self.port} within {timeout}s")
