@@ -315,8 +315,8 @@ class AlertState:
         )
         return written is not None
 
-    def _names(self, prefix: str, end: str | None = None) -> list[str]:
-        return [b.name for b in self._listing(prefix, end)]
+    def _names(self, prefix: str) -> list[str]:
+        return [b.name for b in self._listing(prefix)]
 
     def _listing(self, prefix: str, end: str | None = None) -> list[Any]:
         return list(self._client.list_blobs(self.bucket_name, prefix=prefix, end_offset=end))
@@ -331,18 +331,16 @@ class AlertState:
                 out.append((name, data, gen))
         return out
 
-    def _update(self, name: str, change: Change, attempts: int | None = None) -> State | None:
+    def _update(self, name: str, change: Change) -> gcs.Updated:
         """Read-modify-CAS until it sticks (:func:`warden.store.gcs.update_json`). ``change``
         returns the new object, or None for "no write needed"; it must be pure (it may run
-        several times). Returns the object as it now is."""
-        got = gcs.update_json(
+        several times)."""
+        return gcs.update_json(
             self.bucket,
             name,
             lambda stored: change(None if stored is None else stored.data),
-            attempts=attempts or self.max_attempts,
+            attempts=self.max_attempts,
         )
-        data: State | None = got.data
-        return data
 
     def _mark(self, gid: str, at: float) -> str:
         """Leave a ``due`` marker for ``gid`` in ``at``'s minute (create-only; one that exists
@@ -365,12 +363,7 @@ class AlertState:
         return mutes
 
     def _change_mutes(self, change: Change) -> Mutes:
-        got = gcs.update_json(
-            self.bucket,
-            MUTES,
-            lambda stored: change(None if stored is None else stored.data),
-            attempts=self.max_attempts,
-        )
+        got = self._update(MUTES, change)
         mutes = Mutes() if got.data is None else Mutes.from_json(got.data, got.generation)
         self._mutes = mutes
         return mutes
@@ -914,12 +907,7 @@ class AlertState:
             _confirm(data, now, sent_view)
             return data
 
-        got = gcs.update_json(
-            self.bucket,
-            name,
-            lambda stored: confirm(None if stored is None else stored.data),
-            attempts=self.max_attempts,
-        )
+        got = self._update(name, confirm)
         if not applied[0]:
             result.lost_confirm += 1
             log.warning("our notification claim was taken over", extra=fields(group=gid, seq=seq))
