@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,6 +79,7 @@ class RunningStack:
     env: dict[str, str]  # what a client needs to reach this stack
     run_dir: Path
     tmp: Path
+    _registry: Any = field(default=None, repr=False)
 
     def warden(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`warden --json ARGS` against this stack."""
@@ -96,6 +97,25 @@ class RunningStack:
 
     def warden_json(self, *args: str) -> Any:
         return json.loads(self.warden(*args).stdout)
+
+    def version_numbers(self, model: str) -> list[int]:
+        """MODEL's registered versions, read in-process (one listing). Waits poll this, not
+        `warden versions`: a CLI process every quarter second kept a core busy for as long as a
+        test waited; what a test asserts still goes through the CLI."""
+        from warden.store.registry import Registry
+
+        if self._registry is None:
+            from google.auth.credentials import AnonymousCredentials
+            from google.cloud import storage
+
+            client = storage.Client(
+                project=self.state["project"],
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                client_options={"api_endpoint": self.state["env"]["STORAGE_EMULATOR_HOST"]},
+            )
+            self._registry = Registry(client, self.state["env"]["WARDEN_REGISTRY_BUCKET"])
+        registry: Registry = self._registry
+        return registry.version_numbers(model)
 
     @property
     def clock(self) -> LocalClock | None:

@@ -56,6 +56,8 @@ def test_drift_closes_the_loop(tmp_path) -> None:
 def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path, run_dir: Path) -> None:
     from google.cloud import pubsub_v1, storage
 
+    from warden.store.registry import Registry
+
     subscriber = pubsub_v1.SubscriberClient()
     events_sub = subscriber.subscription_path(state["project"], "test-model-events")
     subscriber.create_subscription(
@@ -76,6 +78,8 @@ def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path, run_dir: Pa
 
     # A champion trained on last week's normal data.
     gcs = storage.Client(project=state["project"])
+    # Waits poll the registry in-process (one listing); assertions go through the CLI.
+    registry = Registry(gcs, state["env"]["WARDEN_REGISTRY_BUCKET"])
     data_bucket = state["env"]["WARDEN_DATA_BUCKET"]
     last_week = (now - timedelta(days=7)).date()
     seed_examples(
@@ -88,7 +92,8 @@ def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path, run_dir: Pa
         models=(SEG,),
     )
     warden("retrain", SEG, "--as-of", last_week.isoformat())
-    _wait(lambda: [v for v in warden("versions", SEG) if v["champion"]], 90, "a champion")
+    _wait(lambda: registry.alias(SEG), 90, "a champion")
+    assert [v["version"] for v in warden("versions", SEG) if v["champion"]] == [1]
     # This week's data has drifted; it lands before the monitor tick.
     seed_examples(
         gcs,
@@ -111,7 +116,7 @@ def _closed_loop(state: dict, warden, now: datetime, tmp_path: Path, run_dir: Pa
     assert shares
     assert shares[-1]["value"] >= 0.5
     # The monitor asked for a retrain: a second version, trained on the drifted week.
-    _wait(lambda: len(warden("versions", SEG)) == 2, 90, "the drift-triggered version")
+    _wait(lambda: len(registry.version_numbers(SEG)) == 2, 90, "the drift-triggered version")
     v2 = warden("show", f"{SEG}@2")
     assert v2["request"]["reason"] == "drift"
     # It fails its gate (the blurred segments score below the floor), so v1 stays champion,

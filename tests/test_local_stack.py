@@ -31,8 +31,8 @@ def _far_hour(now: datetime) -> int:
     return (now.hour + 12) % 24
 
 
-def _wait(predicate, timeout: float, what: str):
-    return wait_for(predicate, timeout, what)
+def _wait(predicate, timeout: float, what: str, interval: float = 0.25):
+    return wait_for(predicate, timeout, what, interval)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,13 @@ def warden(stack: dict, *args: str, check: bool = True) -> subprocess.CompletedP
 
 
 def versions(stack: dict, model: str) -> list[int]:
+    """MODEL's versions as `warden versions` lists them."""
     return [r["version"] for r in json.loads(warden(stack, "versions", model).stdout)]
+
+
+def stored(stack: dict, model: str) -> list[int]:
+    """MODEL's versions read in-process: what waits poll (cheap; see RunningStack)."""
+    return stack["running"].version_numbers(model)
 
 
 def deliveries(stack: dict, message_id: str | None = None) -> list[dict]:
@@ -102,7 +108,7 @@ def _publish(stack: dict, payload: bytes, **attributes: str) -> str:
 
 def test_a_scheduled_tick_produces_a_version(stack) -> None:
     for model in (RISK, SEG):
-        _wait(lambda m=model: versions(stack, m), 150, f"{model} v1 from the scheduled tick")
+        _wait(lambda m=model: stored(stack, m), 150, f"{model} v1 from the scheduled tick")
     jobs = json.loads(warden(stack, "jobs", "list").stdout)
     retrain_jobs = [j for j in jobs if j["job"].endswith("-retrain")]
     assert {j["job"] for j in retrain_jobs} == {f"{RISK}-retrain", f"{SEG}-retrain"}
@@ -115,17 +121,18 @@ def test_a_scheduled_tick_produces_a_version(stack) -> None:
 
 
 def test_jobs_run_goes_through_the_scheduler_api(stack) -> None:
-    _wait(lambda: versions(stack, SEG), 150, "first version")
+    _wait(lambda: stored(stack, SEG), 150, "first version")
     warden(stack, "jobs", "pause", f"{SEG}-retrain")  # keep ticks out of the count
     before = versions(stack, SEG)
     out = json.loads(warden(stack, "jobs", "run", f"{SEG}-retrain").stdout)
     assert out["job"] == f"{SEG}-retrain"
-    _wait(lambda: len(versions(stack, SEG)) == len(before) + 1, 90, "a version from jobs run")
+    _wait(lambda: len(stored(stack, SEG)) == len(before) + 1, 90, "a version from jobs run")
+    assert len(versions(stack, SEG)) == len(before) + 1
     warden(stack, "jobs", "resume", f"{SEG}-retrain")
 
 
 def test_a_paused_job_does_not_tick(stack) -> None:
-    _wait(lambda: versions(stack, SEG) and versions(stack, RISK), 150, "first versions")
+    _wait(lambda: stored(stack, SEG) and stored(stack, RISK), 150, "first versions")
     paused = json.loads(warden(stack, "jobs", "pause", f"{SEG}-retrain").stdout)
     assert paused["state"] == "PAUSED"
     risk_before = versions(stack, RISK)
@@ -147,11 +154,12 @@ def test_a_paused_job_does_not_tick(stack) -> None:
         ),
         90,
         "the unpaused job's tick",
+        interval=1.0,  # each poll is a CLI process
     )
     assert after[f"{SEG}-retrain"]["last_attempt"] == attempted[f"{SEG}-retrain"]
     assert after[f"{SEG}-retrain"]["state"] == "PAUSED"
     # ...and the unpaused job's tick did its work.
-    _wait(lambda: len(versions(stack, RISK)) > len(risk_before), 90, "the unpaused job's version")
+    _wait(lambda: len(stored(stack, RISK)) > len(risk_before), 90, "the unpaused job's version")
     warden(stack, "jobs", "resume", f"{SEG}-retrain")
 
 
@@ -217,7 +225,7 @@ def test_retryable_failure_is_redelivered_then_succeeds(stack) -> None:
         "as_of": datetime.now(UTC).date().isoformat(),
     }
     message_id = _publish(stack, json.dumps(payload).encode(), model=RISK)
-    _wait(lambda: len(versions(stack, RISK)) > len(before), 120, "the retried run's version")
+    _wait(lambda: len(stored(stack, RISK)) > len(before), 120, "the retried run's version")
     mine = _wait(
         lambda: (lambda d: d if d and d[-1]["delivery"] == "ok" else None)(
             deliveries(stack, message_id)
@@ -261,7 +269,7 @@ def test_a_permanent_failure_is_not_redelivered_forever(stack) -> None:
 
 
 def test_health_and_metrics_from_the_outside(stack) -> None:
-    _wait(lambda: versions(stack, RISK), 150, "a version")
+    _wait(lambda: stored(stack, RISK), 150, "a version")
     import urllib.request
 
     url = stack["state"]["functions"]["health"]

@@ -89,7 +89,8 @@ def _job(stack: RunningStack) -> dict:
 
 def test_a_paused_job_turns_health_degraded_past_its_staleness_limit(stack) -> None:
     stack.warden_json("retrain", MODEL)
-    wait_for(lambda: stack.warden_json("versions", MODEL), 120, "a first version")
+    wait_for(lambda: stack.version_numbers(MODEL), 120, "a first version")
+    assert stack.warden_json("versions", MODEL)
 
     def fresh() -> dict | None:
         before = stack.now()

@@ -38,7 +38,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from warden_local.imports import imports_of_file, read_graph
+from warden_local.imports import ModuleGraph, imports_of_file, read_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "bundles.json"
@@ -138,11 +138,23 @@ def read_constraints(path: Path) -> dict[NormalizedName, Pin]:
     return pins
 
 
-def _installed() -> dict[NormalizedName, metadata.Distribution]:
-    # First on sys.path wins, as for imports; one scan instead of one per lookup.
-    found: dict[NormalizedName, metadata.Distribution] = {}
+@dataclass(frozen=True)
+class Installed:
+    """What a build needs of an installed distribution, from one read of its metadata."""
+
+    version: str
+    requires: tuple[str, ...]
+
+
+def _installed() -> dict[NormalizedName, Installed]:
+    # First on sys.path wins, as for imports; one scan instead of one per lookup, and one parse
+    # of each METADATA (a Distribution re-parses it on every .version or .requires).
+    found: dict[NormalizedName, Installed] = {}
     for dist in metadata.distributions():
-        found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
+        md = dist.metadata
+        name = canonicalize_name(md["Name"])
+        if name not in found:
+            found[name] = Installed(md["Version"], tuple(md.get_all("Requires-Dist") or ()))
     return found
 
 
@@ -156,7 +168,7 @@ def _wanted(req: Requirement, extras: Iterable[str], env: Mapping[str, str]) -> 
 def resolve(
     direct: Iterable[Requirement],
     pins: Mapping[NormalizedName, Pin],
-    installed: Mapping[NormalizedName, metadata.Distribution],
+    installed: Mapping[NormalizedName, Installed],
     env: Mapping[str, str],
 ) -> list[Pin]:
     """The transitive closure of ``direct`` over installed metadata, as constraints.txt pins."""
@@ -170,7 +182,7 @@ def resolve(
             continue
         extras_seen.setdefault(name, set()).update(extras)
         dist = _checked(name, req, pins, installed)
-        for dep in dist.requires or ():
+        for dep in dist.requires:
             dep_req = Requirement(dep)
             if _wanted(dep_req, extras_seen[name], env):
                 todo.append(dep_req)
@@ -181,8 +193,8 @@ def _checked(
     name: NormalizedName,
     req: Requirement,
     pins: Mapping[NormalizedName, Pin],
-    installed: Mapping[NormalizedName, metadata.Distribution],
-) -> metadata.Distribution:
+    installed: Mapping[NormalizedName, Installed],
+) -> Installed:
     """The installed distribution for ``req``, once it agrees with constraints.txt."""
     pin = pins.get(name)
     if pin is None:
@@ -232,8 +244,19 @@ def function_folders(root: Path) -> list[str]:
     return folders
 
 
-def source_files(root: Path, name: str) -> dict[str, bytes]:
-    """Archive path → content of a bundle's sources (requirements.txt is added by the caller)."""
+def package_graph(root: Path) -> ModuleGraph:
+    """The import graph of ``root``'s shared/warden package."""
+    package = root / "shared" / "warden"
+    if not (package / "__init__.py").is_file():
+        raise BundleError(f"{package}: no warden package there")
+    return read_graph(package)
+
+
+def source_files(root: Path, name: str, graph: ModuleGraph | None = None) -> dict[str, bytes]:
+    """Archive path → content of a bundle's sources (requirements.txt is added by the caller).
+
+    ``graph`` is the shared package's import graph when the caller has read it already (a build
+    reads it once for all its bundles: parsing the package is most of a build's time)."""
     folder = root / "functions" / name
     extra = sorted(p.name for p in folder.glob("*.py") if p.name != "main.py")
     if extra:  # they would be missing at runtime: main.py is all a function folder may hold
@@ -243,9 +266,8 @@ def source_files(root: Path, name: str) -> dict[str, bytes]:
         "warden.yaml": (root / "warden.yaml").read_bytes(),
     }
     package = root / "shared" / "warden"
-    if not (package / "__init__.py").is_file():
-        raise BundleError(f"{package}: no warden package there")
-    graph = read_graph(package)
+    if graph is None:
+        graph = package_graph(root)
     wanted = graph.closure([*imports_of_file(folder / "main.py", graph), *ALWAYS_SHIPPED])
     wanted |= {m for m in graph.files for a in ALWAYS_SHIPPED if m.startswith(a + ".")}
     for module in sorted(wanted):
@@ -304,10 +326,12 @@ def build(
     pins = read_constraints(root / "constraints.txt")
     installed, env = _installed(), default_environment()
     out.mkdir(parents=True, exist_ok=True)
+    graph = package_graph(root)
     built = []
     for name in sorted(set(names or known)):
         closure = resolve(direct_requirements(name, requirements), pins, installed, env)
-        files = source_files(root, name) | {"requirements.txt": requirements_txt(name, closure)}
+        files = source_files(root, name, graph)
+        files["requirements.txt"] = requirements_txt(name, closure)
         _write_tree(out / name, files)
         data = zip_bytes(files)
         _write_atomic(out / f"{name}.zip", data)
