@@ -42,7 +42,9 @@ def test_drift_closes_the_loop(tmp_path) -> None:
     slot = now.replace(hour=hour, minute=0, second=0, microsecond=0) + timedelta(days=1)
     mp = pytest.MonkeyPatch()
     clock_start = slot - timedelta(seconds=FIRST_TICK * SPEED)
-    with local_stack(tmp_path, config, speed=SPEED, clock_start=clock_start) as running:
+    # Only the two functions the loop runs through (each idle one costs a server start).
+    only = "retrain_model,monitor_model"
+    with local_stack(tmp_path, config, speed=SPEED, clock_start=clock_start, only=only) as running:
         state = running.state
         for key in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
             mp.setenv(key, running.env[key])
