@@ -43,6 +43,8 @@ LAYERS: dict[str, int] = {
     "warden.alerts.receivers": 2,
     # wiring
     "warden.runtime": 3,
+    # serving applications' client: adapters and the foundation only (no config, no use case)
+    "warden.serving": 3,
     # use cases
     "warden.jobs": 4,
     "warden.alerts.router": 4,

@@ -292,6 +292,11 @@ class Registry:
         got = self._read_json(f"{model}/aliases/{alias}.json")
         return None if got is None else AliasState.parse(got.data, got.generation)
 
+    def alias_generation(self, model: str, alias: str = "champion") -> int:
+        """The alias object's generation (0: no such object) from one metadata read: it changes
+        with every move, so a reader holding a version knows cheaply whether to look again."""
+        return gcs.generation(self.bucket, f"{model}/aliases/{alias}.json")
+
     def resolve(self, model: str, ref: str | int | None = None) -> int:
         target = parse_ref(ref)
         if isinstance(target, int):
