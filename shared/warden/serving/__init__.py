@@ -5,6 +5,10 @@
   moves (checked cheaply: the alias object's generation, at most every ``check_interval``
   seconds, off the request path), keeps serving the last good version when a new one fails to
   load, and reports what a health endpoint needs (:meth:`Champion.status`).
+* :mod:`~warden.serving.predlog` — :class:`PredictionLog`: what the model saw and answered,
+  batched in memory within a bound and written as Parquet partitions beside the training data
+  (``predictions/MODEL/dt=YYYY-MM-DD/``), labels later by request id; never blocks or fails
+  the request path.
 
 Serving code imports this in every request path, so it stays light: it may import the foundation
 (errors, settings, logs), :mod:`warden.clients` and :mod:`warden.store`; never the configuration
@@ -13,5 +17,6 @@ scikit-learn arrives only with the first verified artifact ``joblib.load`` unpic
 """
 
 from warden.serving.champion import Champion, Loaded
+from warden.serving.predlog import PredictionLog
 
-__all__ = ["Champion", "Loaded"]
+__all__ = ["Champion", "Loaded", "PredictionLog"]

@@ -1,0 +1,176 @@
+"""warden.serving.PredictionLog on the storage emulator: Parquet partitions the data reader
+reads, flushes on size, age and close, a memory bound under a burst, labels by request id."""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from stack_process import wait_for
+from warden.config.models import DataSpec
+from warden.serving import PredictionLog
+from warden.store.data import read_training_frame
+
+MODEL = "risk"
+DATA = load_breast_cancer(as_frame=True).frame
+FEATURES = ["mean radius", "mean texture", "mean area"]
+DAY = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _row(i: int) -> dict[str, float]:
+    return {f: float(DATA[f].iloc[i]) for f in FEATURES}
+
+
+def _parquet(storage_client, bucket: str, prefix: str) -> pd.DataFrame:
+    blobs = sorted(storage_client.list_blobs(bucket, prefix=prefix), key=lambda b: b.name)
+    frames = [pq.read_table(io.BytesIO(b.download_as_bytes())).to_pandas() for b in blobs]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@pytest.fixture
+def bucket(storage_client, bucket_names):
+    return storage_client.bucket(bucket_names["data"])
+
+
+def test_logged_rows_are_partitions_the_data_reader_reads(
+    storage_client, bucket, bucket_names
+) -> None:
+    plog = PredictionLog(MODEL, bucket, flush_at_exit=False)
+    ids = [
+        plog.log(_row(i), {"score": 0.5 + i / 1000}, version=3, at=DAY + timedelta(seconds=i))
+        for i in range(120)
+    ]
+    assert all(ids)
+    assert len(set(ids)) == 120
+    assert plog.flush() == 120
+    names = [b.name for b in storage_client.list_blobs(bucket_names["data"])]
+    assert len(names) == 1
+    assert names[0].startswith(f"predictions/{MODEL}/dt=2026-12-01/part-093000-")
+    assert names[0].endswith(".parquet")
+    spec = DataSpec(prefix=f"predictions/{MODEL}", format="parquet", window_days=1, min_rows=10)
+    frame, _ = read_training_frame(
+        storage_client,
+        bucket=bucket_names["data"],
+        spec=spec,
+        columns=FEATURES,
+        as_of=date(2026, 12, 1),
+    )
+    pd.testing.assert_frame_equal(
+        frame[FEATURES], DATA[FEATURES].iloc[:120].reset_index(drop=True), check_dtype=False
+    )
+    raw = _parquet(storage_client, bucket_names["data"], f"predictions/{MODEL}/")
+    assert list(raw["request_id"]) == ids
+    assert set(raw["model_version"]) == {3}
+    assert raw["logged_at"].iloc[0] == pd.Timestamp(DAY)
+    assert raw["score"].iloc[10] == pytest.approx(0.51)
+    assert plog.stats()["written"] == 120
+    assert plog.stats()["files"] == 1
+
+
+def test_rows_split_by_their_day_and_close_writes_the_rest(
+    storage_client, bucket, bucket_names
+) -> None:
+    plog = PredictionLog(MODEL, bucket, flush_at_exit=False)
+    midnight = datetime(2026, 12, 2, tzinfo=UTC)
+    for i in range(6):
+        plog.log(_row(i), {"cluster": i % 3}, version=1, at=midnight + timedelta(hours=i - 3))
+    plog.close()
+    days = sorted(b.name.split("/")[2] for b in storage_client.list_blobs(bucket_names["data"]))
+    assert days == ["dt=2026-12-01", "dt=2026-12-02"]
+    assert plog.stats()["written"] == 6
+    assert plog.stats()["waiting"] == 0
+
+
+def test_the_background_writer_flushes_on_size_and_on_age(bucket) -> None:
+    clock = Clock()
+    plog = PredictionLog(
+        MODEL, bucket, flush_rows=10, flush_seconds=60, clock=clock, flush_at_exit=False
+    )
+    try:
+        for i in range(10):  # the tenth row makes ten waiting: written at once
+            plog.log(_row(i), {"score": 0.1}, version=1, at=DAY)
+        wait_for(lambda: plog.stats()["written"] == 10, 30, "the size-triggered write")
+        assert plog.stats()["files"] == 1
+        # One row waits; once it is flush_seconds old, the next row finds it due.
+        plog.log(_row(10), {"score": 0.2}, version=1, at=DAY)
+        clock.t += 60
+        plog.log(_row(11), {"score": 0.2}, version=1, at=DAY)
+        wait_for(lambda: plog.stats()["written"] == 12, 30, "the age-triggered write")
+        assert plog.stats()["files"] == 2
+    finally:
+        plog.close()
+
+
+def test_a_burst_stays_within_the_bound_and_counts_what_it_drops(storage_client) -> None:
+    """The bucket does not exist (say, a typo in the deployment): every write fails, rows are
+    kept up to the bound, the rest dropped and counted; the request path never sees an error."""
+    missing = storage_client.bucket("no-such-bucket-for-predictions")
+    plog = PredictionLog(MODEL, missing, flush_rows=50, max_rows=200, flush_at_exit=False)
+    results: list[str | None] = []
+    lock = threading.Lock()
+    peak = [0]
+
+    def burst() -> None:
+        for i in range(500):
+            got = plog.log(_row(i % 100), {"score": 0.3}, version=1)
+            with lock:
+                results.append(got)
+                peak[0] = max(peak[0], plog.stats()["waiting"])
+
+    threads = [threading.Thread(target=burst) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    plog.close()  # its final write fails too: those rows go back, within the bound
+    stats = plog.stats()
+    assert len(results) == 2000
+    assert peak[0] <= 200
+    assert stats["written"] == 0
+    assert 0 < stats["waiting"] <= 200
+    # Every row is accounted for: written, still waiting, or dropped (at log time or after a
+    # failed write); the ones refused at log time are the Nones the caller got.
+    assert stats["written"] + stats["waiting"] + stats["dropped"] == 2000
+    assert stats["logged"] == 2000 - results.count(None)
+    assert "404" in stats["last_error"]["message"]
+
+
+def test_labels_arrive_later_and_join_by_request_id(storage_client, bucket, bucket_names) -> None:
+    plog = PredictionLog(MODEL, bucket, flush_at_exit=False)
+    ids = [plog.log(_row(i), {"score": i / 10}, version=2, at=DAY) for i in range(10)]
+    plog.flush()
+    for i, rid in enumerate(ids[:6]):  # four never get a label
+        assert plog.label(rid, int(DATA["target"].iloc[i]), at=DAY + timedelta(days=3))
+    plog.flush()
+    predictions = _parquet(storage_client, bucket_names["data"], f"predictions/{MODEL}/")
+    labels = _parquet(storage_client, bucket_names["data"], f"labels/{MODEL}/")
+    assert list(labels.columns) == ["request_id", "label", "labeled_at"]
+    joined = predictions.merge(labels, on="request_id", how="inner")
+    assert len(joined) == 6
+    assert list(joined["label"]) == list(DATA["target"].iloc[:6])
+    names = [b.name for b in storage_client.list_blobs(bucket_names["data"], prefix="labels/")]
+    assert names[0].startswith(f"labels/{MODEL}/dt=2026-12-04/")
+
+
+def test_a_row_with_a_reserved_or_repeated_name_is_rejected_not_raised(bucket) -> None:
+    plog = PredictionLog(MODEL, bucket, flush_at_exit=False)
+    assert plog.log({"request_id": 1.0}, {"score": 0.1}, version=1) is None
+    assert plog.log({"score": 1.0}, {"score": 0.1}, version=1) is None
+    assert plog.log(_row(0), {"score": 0.1}, version=1, request_id="r-1") == "r-1"
+    stats = plog.stats()
+    assert (stats["rejected"], stats["logged"]) == (2, 1)
+    assert "clash" in stats["last_error"]["message"]
