@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-tools lint format lock clean bundle checkov tfschema tfschema-cache bench-health bench-drift bench-router
+.PHONY: install demo test check-tools lint format lock clean bundle checkov tfschema tfschema-cache bench-health bench-drift bench-router bench-serving
 
 install: $(STAMP)
 
@@ -104,6 +104,9 @@ bench-drift: install $(DRIFT_STAMP)
 
 bench-router: install
 	$(BIN)/python bench/router.py
+
+bench-serving: install
+	$(BIN)/python bench/serving.py
 
 # Regression guard (tests/regression, part of `make test`): prints the baseline diff old → new;
 # CONFIRM=yes writes tests/regression/baseline.json. Only for an intended, understood metric

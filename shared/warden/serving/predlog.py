@@ -238,9 +238,8 @@ class PredictionLog:
 
         from warden.store import gcs
 
-        names: list[str] = []
-        for row in rows:  # every column any row has, in first-seen order
-            names.extend(k for k in row if k not in names)
+        # Every column any row has, in first-seen order (one pass: rows x columns).
+        names = list(dict.fromkeys(key for row in rows for key in row))
         columns = {name: [row.get(name) for row in rows] for name in names}
         table = pa.table(
             {
