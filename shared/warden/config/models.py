@@ -292,6 +292,30 @@ class DriftSpec(Strict):
         ge=1_000,
         description="recent rows sampled (uniformly) to score the champion on",
     )
+    source: Literal["training", "predictions"] = Field(
+        default="training",
+        description="what is compared with the reference: the training feed (data.prefix) or "
+        "the prediction log warden.serving.PredictionLog writes (docs/serving.md)",
+    )
+    predictions_prefix: str | None = Field(
+        default=None,
+        description="folder of the prediction log in the data bucket; null: predictions/MODEL",
+    )
+    labels_prefix: str | None = Field(
+        default=None,
+        description="folder of the labels logged for predictions, joined by request id; "
+        "null: labels/MODEL",
+    )
+    output: str | None = Field(
+        default=None,
+        description="the prediction log's output column watched for prediction drift; null: "
+        "score (classification) or cluster (clustering)",
+    )
+
+    @field_validator("predictions_prefix", "labels_prefix")
+    @classmethod
+    def _log_prefix(cls, value: str | None) -> str | None:
+        return None if value is None else DataSpec._prefix(value)
 
     @field_validator("thresholds")
     @classmethod

@@ -9,6 +9,11 @@ reference, and act on what changed.
    the same rows);
 4. score the champion on the recent rows: ROC AUC etc. where labels exist, silhouette always for
    clustering; a relative drop beyond ``drift.performance_margin`` is a degradation;
+
+   With ``drift.source: predictions`` the recent rows are what the model answered in production
+   (the prediction log of :mod:`warden.serving`): the same drift and performance (labels joined
+   by request id), plus prediction drift — the logged outputs against the champion's outputs on
+   its holdout (:func:`warden.ml.drift.prediction_drift`);
 5. store ``drift.json`` and a self-contained ``report.html`` under
    ``MODEL/monitoring/<UTC stamp>-<run>/`` (create-only), write metrics, publish
    ``drift_detected`` / ``performance_degraded``, and request a retrain if configured — at most
@@ -26,11 +31,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warden.config import ModelConfig
+from warden.config import DataSpec, ModelConfig
 from warden.errors import ConflictError, DataError, PermanentError, RetryableError
 from warden.jobs.messages import RunRequest
 from warden.logs import fields
 from warden.runtime import Runtime
+from warden.serving.predlog import LABEL, REQUEST_ID
 from warden.store import gcs
 from warden.store.data import clip_text
 from warden.store.runs import Finished, PriorRun, run_once
@@ -120,6 +126,8 @@ def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -
 def _run(
     request: RunRequest, rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str
 ) -> MonitorOutcome:
+    import numpy as np
+
     from warden.ml.drift import DriftAccumulator
     from warden.store.data import RowSample, WindowReader
 
@@ -145,32 +153,52 @@ def _run(
             "reference profile (the configuration changed since it was trained)"
         )
 
+    served = cfg.drift.source == "predictions"
+    output = prediction_output(cfg) if served else None
+    bucket = cfg.data_bucket(rt.settings.data_bucket)
     reader = WindowReader(
         rt.clients.storage,
-        bucket=cfg.data_bucket(rt.settings.data_bucket),
-        spec=cfg.data,
-        columns=cfg.features,
+        bucket=bucket,
+        spec=prediction_log_spec(cfg) if served else cfg.data,
+        # The prediction log: the features, the output watched, and the request id that
+        # labels arriving later are joined on; the training feed: features and target.
+        columns=[*cfg.features, output, REQUEST_ID] if output else cfg.features,
         as_of=request.as_of,
-        target=cfg.target,
-        categorical=cfg.categorical_features,
+        target=None if served else cfg.target,
+        categorical=[*cfg.categorical_features, REQUEST_ID] if served else cfg.categorical_features,
         window_days=cfg.drift.window_days,
         target_required=False,
     )
     accumulator = DriftAccumulator(profile, features=cfg.features)
     sample = RowSample(cfg.drift.max_eval_rows, seed=sample_seed(cfg, request))
+    outputs = []
     for frame in reader.frames():
         accumulator.update({c: frame[c].to_numpy() for c in cfg.features})
+        if output:
+            outputs.append(frame[output].to_numpy())
         sample.add(frame)
     window = reader.window()
     if window.rows == 0:
         raise DataError(
             f"{reader.root}: the monitoring window {reader.window_text} has files but no rows"
         )
-    result = accumulator.result(drift_thresholds(cfg))
+    thresholds = drift_thresholds(cfg)
+    result = accumulator.result(thresholds)
     drift = result.to_dict()
-    performance = _performance(rt, cfg, version, manifest, sample.frame())
+    predictions = None
+    scored = sample.frame()
+    if output:
+        from warden.ml.drift import prediction_drift
+
+        values = np.concatenate(outputs) if outputs else np.empty(0)
+        predictions = prediction_drift(profile, values, cfg.task, thresholds)
+        predictions["output"] = output
+        if cfg.task == "classification" and scored is not None:
+            scored = _with_labels(rt, cfg, bucket, request, scored)
+    performance = _performance(rt, cfg, version, manifest, scored)
     degraded = bool(performance and performance.get("degraded"))
     alert = drift["dataset_drift"] if cfg.drift.alert_on == "dataset" else bool(drift["drifted"])
+    alert = alert or bool(predictions and predictions["drifted"])
 
     now = datetime.now(UTC)
     folder = f"{cfg.name}/monitoring/{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}/"
@@ -182,7 +210,9 @@ def _run(
         "at": now.isoformat(),
         "request": request.to_dict(),
         "window": window.to_dict(),
+        "source": cfg.drift.source,
         "drift": drift,
+        "prediction_drift": predictions,
         "performance": performance,
         "alert": alert,
     }
@@ -208,6 +238,12 @@ def _run(
             drifted=drift["drifted"],
             dataset_drift=drift["dataset_drift"],
             new_categories=_new_categories(drift),
+            source=cfg.drift.source,
+            prediction_drift=(
+                None
+                if predictions is None
+                else {k: predictions.get(k) for k in ("output", "statistic", "value", "drifted")}
+            ),
             report=f"gs://{registry.bucket_name}/{folder}report.html",
         )
     if degraded and performance is not None:
@@ -245,6 +281,59 @@ def _run(
             f"{', '.join(drift['drifted']) or 'none'}"
         ),
     )
+
+
+def prediction_output(cfg: ModelConfig) -> str:
+    """The prediction log's column watched for prediction drift."""
+    return cfg.drift.output or ("score" if cfg.task == "classification" else "cluster")
+
+
+def prediction_log_spec(cfg: ModelConfig, labels: bool = False) -> DataSpec:
+    """Where the model's prediction log (or its labels) lies in the data bucket, as a data
+    spec the window reader takes (warden.serving.PredictionLog writes Parquet partitions)."""
+    prefix = cfg.drift.labels_prefix if labels else cfg.drift.predictions_prefix
+    default = f"{'labels' if labels else 'predictions'}/{cfg.name}"
+    return DataSpec(
+        prefix=prefix or default,
+        format="parquet",
+        window_days=cfg.drift.window_days,
+        min_rows=10,
+    )
+
+
+def _with_labels(
+    rt: Runtime, cfg: ModelConfig, bucket: str, request: RunRequest, frame: Any
+) -> Any:
+    """``frame`` (logged predictions) with the target column filled from the labels logged for
+    them, joined by request id (a prediction without a label yet keeps a null target). Labels
+    are read from the partitions of the same window, by the day each label arrived."""
+    from warden.store.data import WindowReader
+
+    assert cfg.target is not None  # a classifier
+    reader = WindowReader(
+        rt.clients.storage,
+        bucket=bucket,
+        spec=prediction_log_spec(cfg, labels=True),
+        columns=[REQUEST_ID, LABEL],
+        as_of=request.as_of,
+        categorical=[REQUEST_ID, LABEL],
+        window_days=cfg.drift.window_days,
+        target_required=False,
+    )
+    try:
+        parts = list(reader.frames())
+    except DataError as exc:  # no labels yet: performance says so
+        log.info("no labels for %s: %s", cfg.name, exc, extra=fields(model=cfg.name))
+        parts = []
+    frame = frame.drop(columns=[cfg.target], errors="ignore")
+    if not parts:
+        frame[cfg.target] = None
+        return frame
+    import pandas as pd
+
+    labels = pd.concat(parts, ignore_index=True).drop_duplicates(REQUEST_ID, keep="last")
+    labels = labels.rename(columns={LABEL: cfg.target})[[REQUEST_ID, cfg.target]]
+    return frame.merge(labels, on=REQUEST_ID, how="left")
 
 
 def sample_seed(cfg: ModelConfig, request: RunRequest) -> int:

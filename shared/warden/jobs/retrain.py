@@ -307,7 +307,13 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
     if cfg.task == "classification" and hasattr(candidate, "predict_proba"):
         pos = list(candidate.classes_).index(cfg.positive_label)
         scores = candidate.predict_proba(parts.X_holdout)[:, pos]
-    profile = build_profile(frame, cfg, baseline=cand_eval.metrics, scores=scores)
+    clusters = None
+    if cfg.task == "clustering" and hasattr(candidate, "predict"):
+        # The reference for prediction drift on served traffic (warden.ml.drift).
+        clusters = candidate.predict(parts.X_holdout)
+    profile = build_profile(
+        frame, cfg, baseline=cand_eval.metrics, scores=scores, clusters=clusters
+    )
     files = {
         ARTIFACT: dump(candidate),
         "profile.json": json.dumps(profile, sort_keys=True).encode(),

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -1203,3 +1204,56 @@ def compute_drift(
     acc = DriftAccumulator(profile, features)
     acc.update(columns)
     return acc.result(thresholds)
+
+
+def prediction_drift(
+    profile: Mapping[str, Any], values: Any, task: str, thresholds: DriftThresholds | None = None
+) -> dict[str, Any]:
+    """How far the model's outputs on served traffic moved from its outputs on the holdout at
+    training time (the reference in ``profile``).
+
+    Classification: the positive-class scores, in the profile's ten equal-width bins on [0, 1]
+    (``score_distribution``), judged by PSI (``thresholds.psi``). Clustering: the share of each
+    cluster (``cluster_distribution``), judged by the largest change of a share
+    (``thresholds.linf``). JS distance is reported for both. Fewer than ``thresholds.min_rows``
+    outputs, or a reference the version does not have (trained before it was recorded), give
+    ``drifted: False`` with the reason in ``detail``.
+    """
+    thresholds = thresholds or DriftThresholds()
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    out: dict[str, Any] = {"rows": len(arr), "drifted": False}
+    if task == "classification":
+        ref = profile.get("score_distribution")
+        if not ref:
+            return {**out, "detail": "the champion's profile has no score distribution"}
+        ref_counts = np.asarray(ref["counts"], dtype=float)
+        cur_counts, _ = np.histogram(np.clip(arr, 0.0, 1.0), bins=len(ref_counts), range=(0, 1))
+        edges = ref["bin_edges"]
+        labels = [f"{a:.1f}-{b:.1f}" for a, b in pairwise(edges)]
+        statistic, threshold = "psi", thresholds.psi
+        value = psi(ref_counts, cur_counts)
+    else:
+        ref = profile.get("cluster_distribution")
+        if not ref:
+            return {**out, "detail": "the champion's profile has no cluster distribution"}
+        current = Counter(str(int(v)) for v in arr)
+        labels = sorted({*ref["counts"], *current}, key=lambda k: (len(k), k))
+        ref_counts = np.asarray([ref["counts"].get(k, 0) for k in labels], dtype=float)
+        cur_counts = np.asarray([current.get(k, 0) for k in labels], dtype=float)
+        statistic, threshold = "linf", thresholds.linf
+        value = float(np.max(np.abs(_proportions(ref_counts) - _proportions(cur_counts))))
+    p, q = _proportions(ref_counts), _proportions(cur_counts)
+    out.update(
+        statistic=statistic,
+        value=value,
+        threshold=threshold,
+        js=js_distance(p, q),
+        reference={k: round(float(x), 6) for k, x in zip(labels, p, strict=True)},
+        current={k: round(float(x), 6) for k, x in zip(labels, q, strict=True)},
+    )
+    if len(arr) < thresholds.min_rows:
+        out["detail"] = f"insufficient data: {len(arr)} outputs (min_rows {thresholds.min_rows})"
+        return out
+    out["drifted"] = threshold is not None and value >= threshold
+    return out

@@ -22,6 +22,7 @@ def build_profile(
     *,
     baseline: dict[str, float] | None = None,
     scores: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
     from warden.ml.drift import build_reference_profile
 
@@ -43,4 +44,9 @@ def build_profile(
             np.clip(np.asarray(scores, dtype=float), 0.0, 1.0), bins=10, range=(0.0, 1.0)
         )
         profile["score_distribution"] = {"bin_edges": edges.tolist(), "counts": hist.tolist()}
+    if clusters is not None and len(clusters):
+        labels, counts = np.unique(np.asarray(clusters), return_counts=True)
+        profile["cluster_distribution"] = {
+            "counts": {str(k): int(n) for k, n in zip(labels.tolist(), counts, strict=True)}
+        }
     return profile
