@@ -5,7 +5,9 @@ The package is layered; imports point down only (``tests/test_layers.py`` walks 
 1. ``functions/NAME/main.py`` (outside the package): thin entry points.
 2. Use cases: :mod:`warden.jobs` (retrain, monitor, housekeeping, backup, health),
    :mod:`warden.alerts.router`, :mod:`warden.cli` (not bundled into functions).
-3. Wiring: :mod:`warden.runtime` (settings, config and clients, built once, typed).
+3. Wiring: :mod:`warden.runtime` (settings, config and clients, built once, typed); beside it
+   :mod:`warden.serving`, what serving applications import (the champion, the prediction log),
+   which needs no configuration and stays light.
 4. Adapters: :mod:`warden.store` (the one GCS helper, registry, run ledger, data reader),
    :mod:`warden.telemetry` (metrics, events), :mod:`warden.alerts.state`,
    :mod:`warden.alerts.receivers`, :mod:`warden.clients`.
