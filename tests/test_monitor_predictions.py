@@ -191,3 +191,30 @@ def test_a_log_without_the_output_column_is_a_clear_data_error(
             RunRequest(model=RISK, reason="schedule", key="x", message_id="4", as_of=LATER),
             rt,
         )
+
+
+def test_outputs_and_performance_are_the_champions_own_rows(
+    recent, make_runtime, storage_client, bucket_names
+) -> None:
+    """Rows another version answered (before a promotion, say) count for feature drift, what
+    the model saw, but not for the champion's prediction drift or its realized performance."""
+    frame = _feed(recent, RISK)
+    plog = PredictionLog(RISK, storage_client.bucket(bucket_names["data"]), flush_at_exit=False)
+    ids, loaded = _serve(recent, RISK, frame, plog, "score")
+    others = frame.iloc[:150]
+    for i, row in enumerate(others[recent.config.models[RISK].features].to_dict("records")):
+        day = others[ROW_DAY].iloc[i].to_pydatetime().replace(tzinfo=UTC)
+        rid = plog.log(row, {"score": 0.99}, version=loaded.version + 7, at=day)
+        plog.label(rid, 0, at=day)  # every other-version row labelled: none may count
+    for i in range(0, len(frame), 2):
+        day = frame[ROW_DAY].iloc[i].to_pydatetime().replace(tzinfo=UTC)
+        plog.label(ids[i], int(frame["malignant"].iloc[i]), at=day + timedelta(hours=20))
+    plog.close()
+    rt = _runtime(make_runtime, source="predictions")
+    outcome = monitor(
+        RunRequest(model=RISK, reason="schedule", key="mix", message_id="5", as_of=LATER), rt
+    )
+    got = _drift_json(rt, outcome)
+    assert got["window"]["rows"] == len(frame) + 150
+    assert got["prediction_drift"]["rows"] == len(frame)
+    assert got["performance"]["rows"] == len(range(0, len(frame), 2))

@@ -174,3 +174,24 @@ def test_a_row_with_a_reserved_or_repeated_name_is_rejected_not_raised(bucket) -
     stats = plog.stats()
     assert (stats["rejected"], stats["logged"]) == (2, 1)
     assert "clash" in stats["last_error"]["message"]
+
+
+def test_a_value_of_another_type_costs_its_row_not_the_batch(
+    storage_client, bucket, bucket_names
+) -> None:
+    """A string among a feature's numbers cannot go into one Parquet column with them: that
+    row is rejected at write time and counted; the others are written and logging goes on."""
+    plog = PredictionLog(MODEL, bucket, flush_at_exit=False)
+    for i in range(10):
+        row = _row(i)
+        if i == 4:
+            row["mean radius"] = "n/a"  # type: ignore[assignment]
+        plog.log(row, {"score": 0.5}, version=1, request_id=f"r{i}", at=DAY)
+    assert plog.flush() == 9
+    stats = plog.stats()
+    assert (stats["written"], stats["rejected"], stats["waiting"]) == (9, 1, 0)
+    assert "another type" in stats["last_error"]["message"]
+    plog.log(_row(11), {"score": 0.4}, version=1, request_id="r11", at=DAY)
+    assert plog.flush() == 1
+    table = _parquet(storage_client, bucket_names["data"], f"predictions/{MODEL}/")
+    assert sorted(table["request_id"]) == sorted([f"r{i}" for i in range(10) if i != 4] + ["r11"])

@@ -36,7 +36,7 @@ from warden.errors import ConflictError, DataError, PermanentError, RetryableErr
 from warden.jobs.messages import RunRequest
 from warden.logs import fields
 from warden.runtime import Runtime
-from warden.serving.predlog import LABEL, REQUEST_ID
+from warden.serving.predlog import LABEL, MODEL_VERSION, REQUEST_ID
 from warden.store import gcs
 from warden.store.data import clip_text
 from warden.store.runs import Finished, PriorRun, run_once
@@ -155,14 +155,16 @@ def _run(
 
     served = cfg.drift.source == "predictions"
     output = prediction_output(cfg) if served else None
-    bucket = cfg.data_bucket(rt.settings.data_bucket)
+    # The prediction log is where warden.serving writes it: WARDEN_DATA_BUCKET (a model's own
+    # data.bucket holds its training feed, which the serving side does not know of).
+    bucket = rt.settings.data_bucket if served else cfg.data_bucket(rt.settings.data_bucket)
     reader = WindowReader(
         rt.clients.storage,
         bucket=bucket,
         spec=prediction_log_spec(cfg) if served else cfg.data,
-        # The prediction log: the features, the output watched, and the request id that
-        # labels arriving later are joined on; the training feed: features and target.
-        columns=[*cfg.features, output, REQUEST_ID] if output else cfg.features,
+        # The prediction log: the features, the output watched, the version that answered and
+        # the request id labels are joined on; the training feed: features and target.
+        columns=[*cfg.features, output, MODEL_VERSION, REQUEST_ID] if output else cfg.features,
         as_of=request.as_of,
         target=None if served else cfg.target,
         categorical=[*cfg.categorical_features, REQUEST_ID] if served else cfg.categorical_features,
@@ -175,6 +177,9 @@ def _run(
     for frame in reader.frames():
         accumulator.update({c: frame[c].to_numpy() for c in cfg.features})
         if output:
+            # Feature drift is about what the model saw, whoever answered; its outputs and its
+            # performance are the champion's own: the rows other versions answered are not it.
+            frame = frame[frame[MODEL_VERSION] == version]
             outputs.append(frame[output].to_numpy())
         sample.add(frame)
     window = reader.window()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import io
 import logging
+import numbers
 import threading
 import time
 import uuid
@@ -54,12 +55,27 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _kind(value: Any) -> str:
+    """A value's column kind for Parquet: bool, number, string or other."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
 class PredictionLog:
     """Batches prediction rows (and later labels) and writes them as Parquet partitions.
 
     ``bucket``: a ``google.cloud.storage.Bucket`` (see :meth:`from_env`). ``prefix`` and
-    ``labels_prefix`` default to ``predictions/MODEL`` and ``labels/MODEL``. ``flush_rows``,
-    ``flush_seconds``: write when that many rows wait, or the oldest has waited that long.
+    ``labels_prefix`` default to ``predictions/MODEL`` and ``labels/MODEL``.
+
+    ``flush_rows``, ``flush_seconds``: write when that many rows wait, or the oldest has waited
+    that long. Each write is a file, and the monitor reads at most 10,000 files per window
+    (``warden.store.data.MAX_WINDOW_FILES``): at the default 300 s an instance with steady
+    traffic writes 288 files a day, about 2,000 in a 7-day window; keep instances x window days
+    x 86,400 / flush_seconds under 10,000.
+
     ``max_rows``: most rows (predictions and labels) held in memory. ``clock`` (monotonic
     seconds) and ``now`` (UTC datetimes) are injectable for tests.
     """
@@ -72,7 +88,7 @@ class PredictionLog:
         prefix: str | None = None,
         labels_prefix: str | None = None,
         flush_rows: int = 5_000,
-        flush_seconds: float = 60.0,
+        flush_seconds: float = 300.0,
         max_rows: int = 50_000,
         flush_at_exit: bool = True,
         clock: Callable[[], float] = time.monotonic,
@@ -220,42 +236,76 @@ class PredictionLog:
             by_day.setdefault(day, []).append(row)
         written = 0
         for day, part in by_day.items():
-            try:
-                name = self._upload(prefix, day, part, at)
-            except Exception as exc:
-                self._requeue(part, prefix == self.prefix, f"{prefix}/dt={day}: {exc}")
+            # Rows that cannot be written are counted out here, never retried.
+            table, good = self._table(part, at)
+            if not good:
                 continue
-            written += len(part)
+            try:
+                name = self._upload(prefix, day, table, good[0][at])
+            except Exception as exc:  # storage: the rows go back, within the bound
+                self._requeue(good, prefix == self.prefix, f"{prefix}/dt={day}: {exc}")
+                continue
+            written += table.num_rows
             with self._lock:
-                self._counts[counter] += len(part)
+                self._counts[counter] += table.num_rows
                 self._counts["files"] += 1
-            log.debug("wrote %d rows to %s", len(part), name)
+            log.debug("wrote %d rows to %s", table.num_rows, name)
         return written
 
-    def _upload(self, prefix: str, day: str, rows: list[dict[str, Any]], at: str) -> str:
-        import pyarrow as pa
+    def _upload(self, prefix: str, day: str, table: Any, first: datetime) -> str:
         import pyarrow.parquet as pq
 
         from warden.store import gcs
 
-        # Every column any row has, in first-seen order (one pass: rows x columns).
-        names = list(dict.fromkeys(key for row in rows for key in row))
-        columns = {name: [row.get(name) for row in rows] for name in names}
-        table = pa.table(
-            {
-                name: pa.array(values, type=pa.timestamp("us", tz="UTC"))
-                if name == at
-                else pa.array(values)
-                for name, values in columns.items()
-            }
-        )
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        first: datetime = rows[0][at]
         name = f"{prefix}/dt={day}/part-{first:%H%M%S}-{uuid.uuid4().hex[:16]}.parquet"
         # A unique name, create-only: a retried upload that landed is recognised as ours.
         gcs.create(self.bucket, name, buffer.getvalue(), content_type=PARQUET_TYPE)
         return name
+
+    def _table(self, rows: list[dict[str, Any]], at: str) -> tuple[Any, list[dict[str, Any]]]:
+        """The rows as an Arrow table, and the rows in it. A row whose value does not fit its
+        column's type (a string among a feature's numbers, say) is rejected and counted, not
+        retried: kept, it would fail every later write of its batch and, once the bound filled,
+        every row after it would be dropped."""
+        import pyarrow as pa
+
+        def build(part: list[dict[str, Any]]) -> Any:
+            # Every column any row has, in first-seen order (one pass: rows x columns).
+            names = list(dict.fromkeys(key for row in part for key in row))
+            return pa.table(
+                {
+                    name: pa.array([row.get(name) for row in part], type=pa.timestamp("us", "UTC"))
+                    if name == at
+                    else pa.array([row.get(name) for row in part])
+                    for name in names
+                }
+            )
+
+        try:
+            return build(rows), rows
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            pass
+        kinds: dict[str, str] = {}
+        for row in rows:  # each column's kind: that of its first value
+            for name, value in row.items():
+                if value is not None:
+                    kinds.setdefault(name, _kind(value))
+        good = [
+            row
+            for row in rows
+            if all(v is None or _kind(v) == kinds[k] for k, v in row.items() if k != at)
+        ]
+        rejected = len(rows) - len(good)
+        with self._lock:
+            self._counts["rejected"] += rejected
+            self._last_error = {
+                "at": self._now().isoformat(),
+                "message": f"{rejected} row(s) not written: a value of another type than its "
+                f"column's ({', '.join(f'{k}: {v}' for k, v in sorted(kinds.items())[:8])})",
+            }
+        return build(good), good
 
     def _requeue(self, rows: list[dict[str, Any]], predictions: bool, error: str) -> None:
         with self._lock:
