@@ -392,3 +392,32 @@ def test_a_check_never_blocks_a_request(registry, add_version) -> None:
     assert champion.status()["checks"] == 1  # one check in flight, not one per request
     release.set()
     wait_for(lambda: champion.status()["version"] == v2, 60, "the swap once loaded")
+
+
+def test_a_corrupt_champion_at_startup_serves_the_one_before_it_until_repaired(
+    registry, add_version, storage_client, bucket_names
+) -> None:
+    """A new instance starting while the champion's artifact is corrupt serves the previous
+    champion (what the instances already running serve), says why, and takes the champion
+    once its artifact matches the manifest again (restored from a backup, say)."""
+    v1, est1 = add_version(0.01)
+    v2, est2 = add_version(1.0)
+    blob = storage_client.bucket(bucket_names["registry"]).blob(
+        f"{MODEL}/versions/{v2:06d}/{ARTIFACT}"
+    )
+    good = blob.download_as_bytes()
+    blob.upload_from_string(b"not a pickle")
+    clock = Clock()
+    champion = Champion(MODEL, registry, check_interval=10, clock=clock)
+    loaded = champion.load()
+    assert loaded.version == v1
+    status = champion.status()
+    assert status["failing_version"] == v2
+    assert "sha256" in status["last_error"]["message"]
+    np.testing.assert_array_equal(champion.predict(X[:5]), est1.predict(X[:5]))
+    blob.upload_from_string(good)  # repaired
+    clock.advance(10)  # its retry delay
+    assert champion.refresh() is True
+    assert champion.status()["version"] == v2
+    assert champion.status()["failing_version"] is None
+    np.testing.assert_array_equal(champion.predict(X[:5]), est2.predict(X[:5]))

@@ -167,8 +167,7 @@ class Champion:
                 return self._loaded
             try:
                 generation = 0 if self.pinned else self.registry.alias_generation(self.model)
-                version, generation = self._target(generation)
-                loaded = self._fetch(version)
+                version, generation, previous = self._target(generation)
             except VersionNotFound:
                 raise
             except Exception as exc:
@@ -177,6 +176,11 @@ class Champion:
                     raise
                 self._error(f"registry unavailable at startup, serving the cache: {exc}")
                 loaded, generation = loaded_from_cache, 0
+            else:
+                try:
+                    loaded = self._fetch(version)
+                except Exception as exc:
+                    loaded = self._instead_of(version, previous, exc)
             self._loaded = loaded
             self._alias_generation = generation
             self._next_check = self._clock() + self.check_interval
@@ -185,6 +189,37 @@ class Champion:
                 extra={"json_fields": {"model": self.model, "version": loaded.version}},
             )
             return loaded
+
+    def _instead_of(self, version: int, previous: int | None, exc: Exception) -> Loaded:
+        """At startup the champion cannot be served (corrupt, missing, unpicklable): serve the
+        champion before it, as the instances already running do, or else the newest verified
+        cached version; retry the champion like a failed swap. Raise ``exc`` if neither."""
+        candidates: list[Callable[[], Loaded | None]] = []
+        if previous is not None and self.pinned is None:
+            candidates.append(lambda: self._fetch(previous))
+        candidates.append(self._newest_cached)
+        for attempt in candidates:
+            try:
+                fallback = attempt()
+            except Exception:  # the previous one is gone too: try the next way
+                log.warning("fallback for %s v%s failed", self.model, version, exc_info=True)
+                continue
+            if fallback is None or fallback.version == version:
+                continue
+            self._failing = (version, 1)
+            self._retry_at = self._clock() + self.check_interval
+            self._error(
+                f"v{version} not loaded at startup, serving v{fallback.version} "
+                f"({fallback.source}): {exc}"
+            )
+            log.error(
+                "champion v%s failed to load at startup; serving v%s",
+                version,
+                fallback.version,
+                extra={"json_fields": {"model": self.model, "version": version}},
+            )
+            return fallback
+        raise exc
 
     def refresh(self) -> bool:
         """Check the alias now, in this thread; True if a new version is being served."""
@@ -236,7 +271,7 @@ class Champion:
         retry_due = self._failing is not None and self._clock() >= self._retry_at
         if generation == self._alias_generation and not retry_due:
             return False  # the alias has not moved: the one request this check costs
-        version, generation = self._target(generation)
+        version, generation, _ = self._target(generation)
         current = self._loaded
         if current is not None and version == current.version:
             self._alias_generation, self._failing = generation, None
@@ -283,14 +318,14 @@ class Champion:
         )
         return True
 
-    def _target(self, generation: int) -> tuple[int, int]:
-        """(version to serve, the alias generation it was read at)."""
+    def _target(self, generation: int) -> tuple[int, int, int | None]:
+        """(version to serve, the alias generation it was read at, the champion before it)."""
         if self.pinned is not None:
-            return self.pinned, 0
+            return self.pinned, 0, None
         state = self.registry.alias(self.model)
         if state is None:
             raise VersionNotFound(f"{self.model}: no champion yet")
-        return state.version, state.generation or generation
+        return state.version, state.generation or generation, state.previous_version
 
     def _fetch(self, version: int) -> Loaded:
         """Version ``version`` loaded: from the cache if its bytes match the manifest's sha256,
