@@ -195,3 +195,24 @@ def test_a_value_of_another_type_costs_its_row_not_the_batch(
     assert plog.flush() == 1
     table = _parquet(storage_client, bucket_names["data"], f"predictions/{MODEL}/")
     assert sorted(table["request_id"]) == sorted([f"r{i}" for i in range(10) if i != 4] + ["r11"])
+
+
+def test_on_the_local_stack_rows_are_stamped_on_its_virtual_clock(
+    gcs_emulator, storage_client, bucket_names
+) -> None:
+    """The monitor's window is on the local stack's clock (WARDEN_LOCAL_CLOCK): the log's
+    ``logged_at`` must be too, or a fast clock's monitor would read the wrong days."""
+    import time
+
+    start = datetime(2030, 1, 15, 12, tzinfo=UTC).timestamp()
+    environ = {
+        "STORAGE_EMULATOR_HOST": gcs_emulator.host,
+        "WARDEN_PROJECT": "warden-test",
+        "WARDEN_DATA_BUCKET": bucket_names["data"],
+        "WARDEN_LOCAL_CLOCK": f"{start},{time.time()},1.0",
+    }
+    plog = PredictionLog.from_env(MODEL, environ=environ, flush_at_exit=False)
+    plog.log(_row(0), {"score": 0.5}, version=1)
+    plog.flush()
+    (name,) = [b.name for b in storage_client.list_blobs(bucket_names["data"])]
+    assert name.startswith(f"predictions/{MODEL}/dt=2030-01-15/")

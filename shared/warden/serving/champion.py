@@ -128,6 +128,7 @@ class Champion:
 
         settings = Settings.from_env(environ)
         registry = Registry(Clients(settings).storage, settings.registry_bucket)
+        kwargs.setdefault("now", settings.now)  # the local stack's virtual clock, if it has one
         return cls(model, registry, **kwargs)
 
     # -- the request path -------------------------------------------------------------------------

@@ -138,6 +138,7 @@ class PredictionLog:
 
         settings = Settings.from_env(environ)
         bucket = Clients(settings).storage.bucket(settings.data_bucket)
+        kwargs.setdefault("now", settings.now)  # the local stack's virtual clock, if it has one
         return cls(model, bucket, **kwargs)
 
     # -- the request path --------------------------------------------------------------------------
