@@ -263,6 +263,76 @@ def retrain_cmd(
     finish_wait(ctx, rt, request, model, "retrain", timeout=timeout)
 
 
+@main.command("register")
+@click.argument("model")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--as-of",
+    default=None,
+    callback=check_as_of,
+    help="Last day of the data window it is evaluated on (YYYY-MM-DD). [default: today, UTC]",
+)
+@click.option("--force", is_flag=True, help="Promote it even if it fails its gate (with --reason).")
+@click.option("--reason", default=None, help="Why (alias history); required with --force.")
+@click.option(
+    "--again", is_flag=True, help="Register a file already registered for MODEL (same sha256)."
+)
+@click.pass_context
+@handled
+def register_cmd(
+    ctx: click.Context,
+    model: str,
+    file: Path,
+    as_of: str | None,
+    force: bool,
+    reason: str | None,
+    again: bool,
+) -> None:
+    """Import FILE, an externally trained scikit-learn model (joblib), as a new version of MODEL.
+
+    It must take exactly MODEL's configured features (and, for a classifier, give probabilities
+    with the positive label among its classes). It is evaluated against the champion on the
+    configured data's holdout and gated exactly like a retrain; promoted if the gate passes (or
+    with --force --reason), else registered only, with the gate's reasons (exit 0 either way).
+    A file already registered for MODEL is refused unless --again."""
+    from datetime import date
+
+    from warden.jobs.register import register_file
+    from warden.settings import operator_identity
+
+    if force and not reason:
+        raise click.UsageError("--force needs --reason: say why it is promoted past its gate")
+    outcome = register_file(
+        configured(ctx, model),
+        model,
+        file,
+        as_of=date.fromisoformat(as_of) if as_of else None,
+        force=reason if force else None,
+        reason=reason,
+        again=again,
+        actor=operator_identity(),
+    )
+    metric = outcome.gate.get("metric")
+    value = outcome.gate.get("candidate_value")
+    scored = f" ({metric} {value:.4f})" if isinstance(value, int | float) else ""
+    head = f"{model}: registered {file.name} as v{outcome.version}{scored}"
+    if outcome.promoted:
+        was = f"v{outcome.champion_version}" if outcome.champion_version else "none"
+        text = f"{head}; champion is now v{outcome.version} (was {was})"
+        if outcome.forced:
+            text += " — forced past its failed gate"
+    elif outcome.gate.get("passed"):
+        text = f"{head}; not promoted: {outcome.detail}"
+    else:
+        failed = [str(r) for r in outcome.gate.get("reasons", []) if "rejected" in str(r)]
+        text = (
+            f"{head}; not promoted, its gate failed: {'; '.join(failed) or outcome.detail}\n"
+            f"To promote it anyway: warden promote {model} {outcome.version} --force "
+            "--reason '...'"
+        )
+    emit(ctx, outcome.to_dict(), text)
+
+
 @main.command()
 @click.argument("ref")
 @click.option(

@@ -4,6 +4,8 @@
 * :mod:`~warden.jobs.messages` — the job request messages (Scheduler, Pub/Sub push).
 * :mod:`~warden.jobs.retrain`, :mod:`~warden.jobs.monitor`, :mod:`~warden.jobs.housekeeping`,
   :mod:`~warden.jobs.backup` (backup and restore), :mod:`~warden.jobs.health`.
+* :mod:`~warden.jobs.register` — an externally trained model imported as a version, through
+  the retrain's evaluation and gate (``warden register``; no function runs it).
 
 May import everything below: the runtime, adapters (store, telemetry), core and foundation.
 Never imported by them.
@@ -16,5 +18,6 @@ __all__ = [
     "housekeeping",
     "messages",
     "monitor",
+    "register",
     "retrain",
 ]

@@ -24,15 +24,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 from warden.errors import DataError, IntegrityError, PermanentError
 from warden.jobs.messages import RunRequest
 from warden.logs import fields
 from warden.runtime import Runtime
 from warden.store.runs import Finished, PriorRun, Run, run_once
+
+if TYPE_CHECKING:
+    from warden.config import ModelConfig
+    from warden.ml.evaluation import Evaluation
+    from warden.ml.gate import GateDecision
+    from warden.ml.training import ChampionRows, Split
+    from warden.store.data import DataWindow
+    from warden.store.registry import AliasState
 
 log = logging.getLogger(__name__)
 
@@ -163,30 +172,213 @@ def _resume(
 
 
 def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> RetrainOutcome:
-    run_id = run.run_id
-    from warden.ml.evaluation import evaluate
-    from warden.ml.gate import decide
-    from warden.ml.profiles import build_profile
-    from warden.ml.training import champion_rows, dump, fit, library_versions, split
-    from warden.report.version import render_report
-    from warden.store.data import ROW_DAY, clip_text, read_training_frame
-    from warden.store.registry import ARTIFACT
+    from warden.ml.training import fit
 
     cfg = rt.config.model(request.model)
+    data = read_data(rt, cfg, request.as_of)
+    candidate = fit(cfg, data.parts)
+    comparison = compare(rt, cfg, data.parts, candidate)
+    version = rt.registry().claim_version(cfg.name, run.run_id)
+    run.checkpoint(version=version)  # before anything of the version is written
+    write_version(
+        rt,
+        cfg,
+        version=version,
+        run_id=run.run_id,
+        request=request.to_dict(),
+        estimator=cfg.estimator.model_dump(by_alias=True, exclude_defaults=True),
+        candidate=candidate,
+        data=data,
+        comparison=comparison,
+    )
+    return _after_register(
+        request,
+        rt,
+        version=version,
+        gate=comparison.decision.to_dict(),
+        champion_version=comparison.champion_version,
+        metrics=comparison.candidate.metrics,
+        run_id=run.run_id,
+        actor=actor,
+    )
+
+
+def _after_register(
+    request: RunRequest,
+    rt: Runtime,
+    *,
+    version: int,
+    gate: dict[str, Any],
+    champion_version: int | None,
+    metrics: dict[str, Any],
+    run_id: str,
+    actor: str,
+) -> RetrainOutcome:
+    """Events, then promote if the gate passed and the champion is still the one compared
+    against. Safe to repeat: a promote already done is kept (the alias is on ``version``)."""
+    cfg = rt.config.model(request.model)
+    promoted, detail = announce_and_promote(
+        rt,
+        cfg.name,
+        version=version,
+        gate=gate,
+        champion_version=champion_version,
+        metrics=metrics,
+        run_id=run_id,
+        actor=actor,
+        reason=f"gate passed ({request.reason})",
+    )
+    return RetrainOutcome(
+        model=cfg.name,
+        status="registered",
+        version=version,
+        promoted=promoted,
+        gate=gate,
+        run_id=run_id,
+        detail=detail,
+        metrics=metrics,
+    )
+
+
+def announce_and_promote(
+    rt: Runtime,
+    model: str,
+    *,
+    version: int,
+    gate: dict[str, Any],
+    champion_version: int | None,
+    metrics: dict[str, Any],
+    run_id: str,
+    actor: str,
+    reason: str,
+    forced: str | None = None,
+) -> tuple[bool, str]:
+    """Publish ``version_registered``; then promote ``version`` if its gate passed and the
+    champion is still ``champion_version`` (history records ``reason``) and publish
+    ``promoted``, else publish ``rejected``. Returns (promoted, detail).
+
+    ``forced``: an operator's reason to promote a version whose gate failed, whatever the
+    champion is now (history records "forced past a failed gate: ..."; ``promoted`` carries
+    ``forced``, ``reason`` and ``actor``, as ``warden promote --force`` publishes it)."""
     registry = rt.registry()
+    reasons = [str(r) for r in gate.get("reasons", [])]
+    rt.events().try_publish(
+        "version_registered",
+        model,
+        version=version,
+        run_id=run_id,
+        metrics=metrics,
+        gate=gate,
+    )
+    promoted = False
+    detail = "; ".join(reasons)
+    if not gate.get("passed") and forced is not None:
+        recorded = f"forced past a failed gate: {forced}"
+        state = registry.promote(model, version, reason=recorded, actor=actor)
+        promoted = state is not None and state.version == version
+        if state is not None and promoted:
+            rt.events().try_publish(
+                "promoted",
+                model,
+                version=version,
+                previous_version=state.previous_version,
+                reasons=reasons,
+                reason=recorded,
+                actor=actor,
+                forced=True,
+            )
+    elif gate.get("passed"):
+        state = registry.promote(
+            model,
+            version,
+            reason=reason,
+            actor=actor,
+            only_if_current=champion_version,
+        )
+        promoted = state is not None and state.version == version
+        if promoted:
+            rt.events().try_publish(
+                "promoted",
+                model,
+                version=version,
+                previous_version=champion_version,
+                reasons=reasons,
+            )
+        else:
+            detail = "gate passed, but the champion changed while this run evaluated; not promoted"
+            log.warning(detail, extra=fields(model=model, version=version))
+    else:
+        rt.events().try_publish(
+            "rejected",
+            model,
+            version=version,
+            reasons=reasons,
+            champion_version=champion_version,
+        )
+    return promoted, detail
+
+
+# -- the steps a retrain shares with `warden register` (warden.jobs.register) ---------------
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The configured data window as read, and its split into training and held-out rows."""
+
+    frame: Any
+    window: DataWindow
+    parts: Split
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate and the champion scored on the same held-out rows, and the gate's decision.
+
+    ``gate`` is the candidate's evaluation the gate compared: ``candidate`` itself, or the
+    candidate on the part of the holdout the champion had not seen (``champion_rows``).
+    """
+
+    champion: AliasState | None
+    candidate: Evaluation
+    champion_eval: Evaluation | None
+    gate: Evaluation
+    champion_rows: ChampionRows | None
+    decision: GateDecision
+
+    @property
+    def champion_version(self) -> int | None:
+        return self.champion.version if self.champion else None
+
+
+def read_data(rt: Runtime, cfg: ModelConfig, as_of: date) -> TrainingData:
+    """Read ``cfg``'s data window ending ``as_of`` and split off its holdout
+    (``evaluation.holdout``): the same data and settings always give the same held-out rows."""
+    from warden.ml.training import split
+    from warden.store.data import ROW_DAY, read_training_frame
+
     columns = cfg.features + ([cfg.target] if cfg.target else [])
     frame, window = read_training_frame(
         rt.clients.storage,
         bucket=cfg.data_bucket(rt.settings.data_bucket),
         spec=cfg.data,
         columns=columns,
-        as_of=request.as_of,
+        as_of=as_of,
         target=cfg.target,
         categorical=cfg.categorical_features,
         row_days=True,
     )
-    parts = split(frame, cfg, days=frame[ROW_DAY])
-    candidate = fit(cfg, parts)
+    return TrainingData(frame, window, split(frame, cfg, days=frame[ROW_DAY]))
+
+
+def compare(rt: Runtime, cfg: ModelConfig, parts: Split, candidate: Any) -> Comparison:
+    """Evaluate ``candidate`` and the current champion on the same held-out rows and decide the
+    gate (the split's warnings join its reasons). Writes nothing."""
+    from warden.ml.evaluation import evaluate
+    from warden.ml.gate import decide
+    from warden.ml.training import champion_rows
+    from warden.store.data import clip_text
+
+    registry = rt.registry()
     cand_eval = evaluate(
         candidate,
         cfg.task,
@@ -258,9 +450,45 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
         log.warning(warning, extra=fields(model=cfg.name))
     if parts.warnings:
         decision = replace(decision, reasons=[*decision.reasons, *parts.warnings])
+    return Comparison(champion, cand_eval, champ_eval, gate_eval, champ_rows, decision)
 
-    version = registry.claim_version(cfg.name, run_id)
-    run.checkpoint(version=version)  # before anything of the version is written
+
+def write_version(
+    rt: Runtime,
+    cfg: ModelConfig,
+    *,
+    version: int,
+    run_id: str,
+    request: dict[str, Any],
+    estimator: dict[str, Any],
+    candidate: Any,
+    data: TrainingData,
+    comparison: Comparison,
+    fitted_here: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register ``candidate`` as the claimed ``version``: its artifact, ``profile.json``
+    (the training window's reference statistics, the baseline metrics and the candidate's
+    score or cluster distribution on the holdout), ``report.html``, then the manifest (the
+    commit point). Returns the manifest as stored.
+
+    ``fitted_here``: the candidate was fitted on ``data``'s training rows, which the manifest
+    records (``data.train_rows``, ``data.train_range``); an imported model's training data is
+    unknown, so both are None. ``extra`` adds top-level manifest keys (``source``)."""
+    from warden.ml.profiles import build_profile
+    from warden.ml.training import dump, library_versions
+    from warden.report.version import render_report
+    from warden.store.registry import ARTIFACT
+
+    parts, window = data.parts, data.window
+    cand_eval, champ_eval, gate_eval = (
+        comparison.candidate,
+        comparison.champion_eval,
+        comparison.gate,
+    )
+    champ_rows, decision = comparison.champion_rows, comparison.decision
+    get_params = getattr(candidate, "get_params", None)
+    params = get_params(deep=True) if callable(get_params) else {}
     manifest: dict[str, Any] = {
         "model": cfg.name,
         "version": version,
@@ -269,22 +497,24 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
         "run_id": run_id,
         "code_version": rt.settings.code_version,
         "libraries": library_versions(),
-        "request": request.to_dict(),
+        "request": request,
         "features": cfg.features,
         "target": cfg.target,
-        "estimator": cfg.estimator.model_dump(by_alias=True, exclude_defaults=True),
+        "estimator": estimator,
         "params": {
             k: repr(v)
-            for k, v in candidate.get_params(deep=True).items()
+            for k, v in params.items()
             if isinstance(v, int | float | str | bool | type(None))
         },
         "data": {
             **window.to_dict(),
-            "train_rows": len(parts.X_train),
+            "train_rows": len(parts.X_train) if fitted_here else None,
             "holdout_rows": len(parts.X_holdout),
             # The days of the rows it was fitted on: a later retrain scores it only on rows
             # dated after train_range.last.
-            "train_range": parts.train_range.to_dict() if parts.train_range else None,
+            "train_range": (
+                parts.train_range.to_dict() if fitted_here and parts.train_range else None
+            ),
         },
         "metrics": {
             "candidate": cand_eval.metrics,
@@ -300,8 +530,9 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
             "candidate_on_champion_rows": None if gate_eval is cand_eval else gate_eval.metrics,
             "warnings": list(parts.warnings),
         },
-        "champion_version": champion.version if champion else None,
+        "champion_version": comparison.champion_version,
         "gate": decision.to_dict(),
+        **(extra or {}),
     }
     scores = None
     if cfg.task == "classification" and hasattr(candidate, "predict_proba"):
@@ -312,14 +543,14 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
         # The reference for prediction drift on served traffic (warden.ml.drift).
         clusters = candidate.predict(parts.X_holdout)
     profile = build_profile(
-        frame, cfg, baseline=cand_eval.metrics, scores=scores, clusters=clusters
+        data.frame, cfg, baseline=cand_eval.metrics, scores=scores, clusters=clusters
     )
     files = {
         ARTIFACT: dump(candidate),
         "profile.json": json.dumps(profile, sort_keys=True).encode(),
         "report.html": render_report(manifest, profile).encode(),
     }
-    registry.register(cfg.name, version, files, manifest)
+    stored = rt.registry().register(cfg.name, version, files, manifest)
     log.info(
         "registered %s v%d",
         cfg.name,
@@ -328,82 +559,7 @@ def _train(request: RunRequest, rt: Runtime, run: Run, *, actor: str) -> Retrain
             model=cfg.name, version=version, gate_passed=decision.passed, metrics=cand_eval.metrics
         ),
     )
-    return _after_register(
-        request,
-        rt,
-        version=version,
-        gate=decision.to_dict(),
-        champion_version=champion.version if champion else None,
-        metrics=cand_eval.metrics,
-        run_id=run_id,
-        actor=actor,
-    )
-
-
-def _after_register(
-    request: RunRequest,
-    rt: Runtime,
-    *,
-    version: int,
-    gate: dict[str, Any],
-    champion_version: int | None,
-    metrics: dict[str, Any],
-    run_id: str,
-    actor: str,
-) -> RetrainOutcome:
-    """Events, then promote if the gate passed and the champion is still the one compared
-    against. Safe to repeat: a promote already done is kept (the alias is on ``version``)."""
-    cfg = rt.config.model(request.model)
-    registry = rt.registry()
-    reasons = [str(r) for r in gate.get("reasons", [])]
-    rt.events().try_publish(
-        "version_registered",
-        cfg.name,
-        version=version,
-        run_id=run_id,
-        metrics=metrics,
-        gate=gate,
-    )
-    promoted = False
-    detail = "; ".join(reasons)
-    if gate.get("passed"):
-        state = registry.promote(
-            cfg.name,
-            version,
-            reason=f"gate passed ({request.reason})",
-            actor=actor,
-            only_if_current=champion_version,
-        )
-        promoted = state is not None and state.version == version
-        if promoted:
-            rt.events().try_publish(
-                "promoted",
-                cfg.name,
-                version=version,
-                previous_version=champion_version,
-                reasons=reasons,
-            )
-        else:
-            detail = "gate passed, but the champion changed while this run evaluated; not promoted"
-            log.warning(detail, extra=fields(model=cfg.name, version=version))
-    else:
-        rt.events().try_publish(
-            "rejected",
-            cfg.name,
-            version=version,
-            reasons=reasons,
-            champion_version=champion_version,
-        )
-    return RetrainOutcome(
-        model=cfg.name,
-        status="registered",
-        version=version,
-        promoted=promoted,
-        gate=gate,
-        run_id=run_id,
-        detail=detail,
-        metrics=metrics,
-    )
+    return stored
 
 
 def _best_effort_metrics(
