@@ -137,6 +137,126 @@ resource "google_monitoring_alert_policy" "config" {
   }
 }
 
+# Serving alerts (warden.yaml `serving:`, warden.config.ServingConfig): on the request metrics
+# Cloud Run publishes for every service, a Cloud Function gen2 included, with no code in the
+# application (https://cloud.google.com/monitoring/api/metrics_gcp, "run"): request_latencies, a
+# DELTA DISTRIBUTION in ms, and request_count, a DELTA INT64 labelled response_code,
+# response_code_class ("2xx" … "5xx") and route; both on resource cloud_run_revision, whose
+# service_name label names the service. Cloud Run samples them every 60 s: the alignment period.
+# The local Monitoring stand-in evaluates the same policies (warden_local.policies).
+locals {
+  serving_latency = { for name, p in module.config.serving_policies : name => p if p.kind == "latency" }
+  serving_errors  = { for name, p in module.config.serving_policies : name => p if p.kind == "errors" }
+  serving_filter = {
+    for name, p in module.config.serving_policies : name => join(" AND ", [
+      "resource.type=\"cloud_run_revision\"",
+      "resource.label.service_name=\"${p.service}\"",
+    ])
+  }
+}
+
+# p95 over every request of the service: ALIGN_DELTA keeps each series' distribution per 60 s,
+# and REDUCE_PERCENTILE_95 merges the series of all revisions, routes and response codes before
+# taking the percentile (valid for DELTA distributions: Aggregation.Reducer,
+# https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies#aggregation).
+# ALIGN_PERCENTILE_95 + REDUCE_MAX would page on one slow 404 in a series of its own.
+resource "google_monitoring_alert_policy" "serving_latency" {
+  for_each     = local.serving_latency
+  project      = var.project_id
+  display_name = each.key # the alertname in the router
+  combiner     = "OR"
+  severity     = local.severity[each.value.severity]
+  user_labels  = { warden_policy = each.key, warden_prefix = var.prefix, severity = each.value.severity }
+
+  conditions {
+    display_name = "p95 latency of ${each.value.service} > ${each.value.threshold} ms"
+    condition_threshold {
+      filter          = "metric.type=\"run.googleapis.com/request_latencies\" AND ${local.serving_filter[each.key]}"
+      comparison      = "COMPARISON_GT"
+      threshold_value = each.value.threshold
+      duration        = "${each.value.duration_s}s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_PERCENTILE_95"
+        group_by_fields      = ["resource.label.service_name"]
+      }
+      # No request in a window is no breach: an idle service closes its incident.
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "[${upper(each.value.severity)}] ${each.key}: $${resource.label.service_name}"
+    content   = "Serving policy `${each.key}`: p95 request latency of Cloud Run service `${each.value.service}` above ${each.value.threshold} ms for ${each.value.duration_s} s.\n\nRunbook: ${var.runbook_base_url}/${each.value.runbook}"
+  }
+
+  notification_channels = local.notification_channels
+}
+
+# 5xx share: a ratio condition (MetricThreshold.denominator_filter, "the ratio of the two is
+# compared with the threshold"; the Terraform google_monitoring_alert_policy resource,
+# conditions.condition_threshold.denominator_filter and denominator_aggregations,
+# https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/monitoring_alert_policy).
+# Numerator and denominator are aligned and reduced alike (ALIGN_RATE, REDUCE_SUM by service), as
+# a ratio condition requires, so the value is 5xx requests / all requests per 60 s.
+resource "google_monitoring_alert_policy" "serving_errors" {
+  for_each     = local.serving_errors
+  project      = var.project_id
+  display_name = each.key # the alertname in the router
+  combiner     = "OR"
+  severity     = local.severity[each.value.severity]
+  user_labels  = { warden_policy = each.key, warden_prefix = var.prefix, severity = each.value.severity }
+
+  conditions {
+    display_name = "5xx share of ${each.value.service} > ${each.value.threshold}"
+    condition_threshold {
+      filter             = "metric.type=\"run.googleapis.com/request_count\" AND ${local.serving_filter[each.key]} AND metric.label.response_code_class=\"5xx\""
+      denominator_filter = "metric.type=\"run.googleapis.com/request_count\" AND ${local.serving_filter[each.key]}"
+      comparison         = "COMPARISON_GT"
+      threshold_value    = each.value.threshold
+      duration           = "${each.value.duration_s}s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.service_name"]
+      }
+      denominator_aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.service_name"]
+      }
+      # No 5xx (or no request) in a window is no breach.
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "[${upper(each.value.severity)}] ${each.key}: $${resource.label.service_name}"
+    content   = "Serving policy `${each.key}`: share of 5xx answers of Cloud Run service `${each.value.service}` above ${each.value.threshold} for ${each.value.duration_s} s.\n\nRunbook: ${var.runbook_base_url}/${each.value.runbook}"
+  }
+
+  notification_channels = local.notification_channels
+}
+
 resource "google_monitoring_alert_policy" "function_errors" {
   project      = var.project_id
   display_name = "function-errors"

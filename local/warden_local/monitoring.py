@@ -19,6 +19,13 @@ get it wrong, so a test that passes here does not fail against Google:
   ``order_by`` are UNIMPLEMENTED rather than silently ignored.
 * ``CreateMetricDescriptor`` / ``GetMetricDescriptor`` / ``ListMetricDescriptors``: store and
   return, with ``metric.type = "T"`` or ``metric.type = starts_with("P")`` filters.
+* Cloud Run's own request metrics (:data:`CLOUD_RUN_METRICS`), only with
+  ``cloud_run_metrics=True``: the stand-in then plays Cloud Run, which publishes them for every
+  service (no user can write ``run.googleapis.com/`` types in Google's API, and without the flag
+  neither can anyone here). Written as Cloud Run's are: DELTA points (start strictly before
+  end, no overlap with the series' previous point) on resource ``cloud_run_revision`` with a
+  ``service_name``; ``request_count`` INT64, ``request_latencies`` a DISTRIBUTION in ms. They
+  are handed to ``on_serving_point`` (the serving policies, warden_local.policies).
 
 Nothing starts at import time. Optional JSON persistence (``state_file``) lets series survive a
 restart, so ordering errors show up across local runs exactly as they would in the cloud.
@@ -57,6 +64,21 @@ _WRITABLE_PREFIXES = (
     "external.googleapis.com/",
     "workload.googleapis.com/",
 )
+#: Cloud Run's request metrics the stand-in accepts when it plays Cloud Run: type → (value type,
+#: unit). https://cloud.google.com/monitoring/api/metrics_gcp ("run"): request_count (DELTA,
+#: INT64, labels response_code, response_code_class, route) and request_latencies (DELTA,
+#: DISTRIBUTION, ms, same labels), on the monitored resource cloud_run_revision.
+CLOUD_RUN_METRICS = {
+    "run.googleapis.com/request_count": (
+        metric_pb2.MetricDescriptor.ValueType.INT64,
+        "1",
+    ),
+    "run.googleapis.com/request_latencies": (
+        metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION,
+        "ms",
+    ),
+}
+CLOUD_RUN_RESOURCE = "cloud_run_revision"
 _PROJECT_NAME = re.compile(r"projects/([A-Za-z0-9][A-Za-z0-9.:-]*)")
 _DESCRIPTOR_NAME = re.compile(r"(projects/[^/]+)/metricDescriptors/(.+)")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,99}")
@@ -102,6 +124,8 @@ class _Series:
     value_type: int
     # (end time in ns, TypedValue pb), oldest first
     points: list[tuple[int, Any]] = field(default_factory=list)
+    # end time → start time in ns, for DELTA points (Cloud Run's metrics)
+    starts: dict[int, int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -236,8 +260,14 @@ class MonitoringStandIn:
         state_file: Path | None = None,
         check_time_window: bool = True,
         on_point: Callable[[str, dict, str, dict, int, float], None] | None = None,
+        cloud_run_metrics: bool = False,
+        on_serving_point: Callable[[str, dict, str, dict, int, int, Any], None] | None = None,
     ) -> None:
         self._on_point = on_point  # alert policy evaluation (warden_local.policies)
+        # Serving policies: (metric type, metric labels, resource type, resource labels, start
+        # ns, end ns, TypedValue pb) of each accepted Cloud Run point.
+        self._cloud_run_metrics = cloud_run_metrics
+        self._on_serving_point = on_serving_point
         self._requested_port = port
         self._port: int | None = port
         self._state_file = Path(state_file) if state_file is not None else None
@@ -428,8 +458,19 @@ class MonitoringStandIn:
         metric_type = ts.metric.type
         if not metric_type:
             raise _Reject(bad, "Field metric.type had an invalid value: a metric type is required")
-        if not metric_type.startswith(_WRITABLE_PREFIXES):
-            raise _Reject(bad, f"The metric type {metric_type!r} cannot be written by users")
+        cloud_run = self._cloud_run_metrics and metric_type in CLOUD_RUN_METRICS
+        if not cloud_run and not metric_type.startswith(_WRITABLE_PREFIXES):
+            hint = (
+                " (start the stand-in with cloud_run_metrics=True / --cloud-run-metrics to play "
+                "Cloud Run)"
+                if metric_type in CLOUD_RUN_METRICS
+                else ""
+            )
+            raise _Reject(bad, f"The metric type {metric_type!r} cannot be written by users{hint}")
+        if cloud_run and ts.resource.type != CLOUD_RUN_RESOURCE:
+            raise _Reject(bad, f"{metric_type} is written on resource {CLOUD_RUN_RESOURCE} only")
+        if cloud_run and not ts.resource.labels.get("service_name"):
+            raise _Reject(bad, f"The monitored resource {CLOUD_RUN_RESOURCE} requires service_name")
         for key in ts.metric.labels:
             if not _LABEL_KEY.fullmatch(key):
                 raise _Reject(bad, f"Field metric.labels had an invalid label key {key!r}")
@@ -443,8 +484,12 @@ class MonitoringStandIn:
                 f"Field points had an invalid value: only one point can be written per "
                 f"TimeSeries per request, got {len(ts.points)}",
             )
-        if ts.metric_kind not in (_Kind.METRIC_KIND_UNSPECIFIED, _Kind.GAUGE):
-            raise _Reject(bad, "The stand-in accepts only GAUGE time series")
+        metric_kind = _Kind.DELTA if cloud_run else _Kind.GAUGE
+        if ts.metric_kind not in (_Kind.METRIC_KIND_UNSPECIFIED, metric_kind):
+            raise _Reject(
+                bad,
+                f"The stand-in accepts only {_Kind.Name(metric_kind)} points for {metric_type}",
+            )
         point = ts.points[0]
         kind = point.value.WhichOneof("value")
         if kind is None:
@@ -459,7 +504,25 @@ class MonitoringStandIn:
         if not point.interval.HasField("end_time"):
             raise _Reject(bad, "Field points[0].interval.end_time is required")
         end_ns = _timestamp_ns(point.interval.end_time)
-        if point.interval.HasField("start_time") and _timestamp_ns(point.interval.start_time) != (
+        start_ns = end_ns
+        if cloud_run:
+            want = CLOUD_RUN_METRICS[metric_type][0]
+            if value_type != want:
+                raise _Reject(
+                    bad,
+                    f"Value type for metric {metric_type} must be {_VType.Name(want)}, but is "
+                    f"{_VType.Name(value_type)}.",
+                )
+            if not point.interval.HasField("start_time"):
+                raise _Reject(bad, f"A DELTA point of {metric_type} needs a start time")
+            start_ns = _timestamp_ns(point.interval.start_time)
+            if start_ns >= end_ns:
+                raise _Reject(
+                    bad,
+                    f"The start time must be before the end time for the delta metric "
+                    f"{metric_type}",
+                )
+        elif point.interval.HasField("start_time") and _timestamp_ns(point.interval.start_time) != (
             end_ns
         ):
             raise _Reject(
@@ -494,13 +557,18 @@ class MonitoringStandIn:
         series = self._series.get(key)
         if series is not None and series.points and end_ns <= series.points[-1][0]:
             raise _Reject(bad, _OUT_OF_ORDER)
+        if cloud_run and series is not None and series.points and start_ns < series.points[-1][0]:
+            raise _Reject(bad, _OUT_OF_ORDER)  # DELTA intervals of one series never overlap
         if descriptor is None:
             descriptor = metric_pb2.MetricDescriptor(
                 name=f"projects/{project}/metricDescriptors/{metric_type}",
                 type=metric_type,
-                metric_kind=_Kind.GAUGE,
+                metric_kind=metric_kind,
                 value_type=value_type,
-                description="Auto-created on first write.",
+                unit=CLOUD_RUN_METRICS[metric_type][1] if cloud_run else "",
+                description="Cloud Run's (played by the stand-in)."
+                if cloud_run
+                else "Auto-created on first write.",
             )
             self._descriptors[(project, metric_type)] = descriptor
         known = {label.key for label in descriptor.labels}
@@ -513,14 +581,32 @@ class MonitoringStandIn:
                 metric_labels=metric_labels,
                 resource_type=ts.resource.type,
                 resource_labels=resource_labels,
-                metric_kind=_Kind.GAUGE,
+                metric_kind=metric_kind,
                 value_type=value_type,
             )
             self._series[key] = series
         value = _TypedValuePb()
         value.CopyFrom(point.value)
         series.points.append((end_ns, value))
-        if self._on_point is not None and kind in ("double_value", "int64_value", "bool_value"):
+        if cloud_run:
+            series.starts[end_ns] = start_ns
+            if self._on_serving_point is not None:
+                try:
+                    self._on_serving_point(
+                        metric_type,
+                        metric_labels,
+                        ts.resource.type,
+                        resource_labels,
+                        start_ns,
+                        end_ns,
+                        value,
+                    )
+                except Exception:  # evaluating alerts must never break writes
+                    import logging
+
+                    logging.getLogger(__name__).exception("serving policy evaluation failed")
+        numeric = kind in ("double_value", "int64_value", "bool_value")
+        if self._on_point is not None and numeric and not cloud_run:
             try:
                 self._on_point(
                     metric_type,
@@ -589,6 +675,8 @@ class MonitoringStandIn:
                 for end, value in reversed(points):  # newest first, as the real API returns
                     point = out.points.add()
                     point.interval.end_time.FromNanoseconds(end)
+                    if end in series.starts:
+                        point.interval.start_time.FromNanoseconds(series.starts[end])
                     point.value.CopyFrom(value)
         if offset + page_size < len(matched):
             response.next_page_token = str(offset + page_size)
@@ -675,6 +763,7 @@ class MonitoringStandIn:
                     "metric_kind": s.metric_kind,
                     "value_type": s.value_type,
                     "points": [[ns, json_format.MessageToDict(v)] for ns, v in s.points],
+                    "starts": [[end, start] for end, start in s.starts.items()],
                 }
                 for s in self._series.values()
             ],
@@ -712,6 +801,7 @@ class MonitoringStandIn:
                         (int(ns), json_format.ParseDict(value, _TypedValuePb()))
                         for ns, value in item["points"]
                     ],
+                    starts={int(end): int(start) for end, start in item.get("starts", [])},
                 )
                 self._series[series.key] = series
         except (OSError, ValueError, KeyError, TypeError, json_format.ParseError) as exc:
@@ -764,19 +854,31 @@ def main(argv: list[str] | None = None) -> int:
         help="or a Pub/Sub notification channel: projects/P/topics/T receiving the same JSON",
     )
     parser.add_argument("--project", default="warden-local")
+    parser.add_argument(
+        "--cloud-run-metrics",
+        action="store_true",
+        help="play Cloud Run: accept its request metrics (on by itself when --config declares "
+        "serving services)",
+    )
     args = parser.parse_args(argv)
     evaluator = None
-    if args.config is not None and (args.incident_url or args.incident_topic):
+    cloud_run_metrics = args.cloud_run_metrics
+    if args.config is not None:
         from warden.config import load_config
-        from warden_local.policies import PolicyEvaluator
 
-        evaluator = PolicyEvaluator(
-            load_config(args.config).alert_policies,
-            project=args.project,
-            url=args.incident_url,
-            topic=args.incident_topic,
-            token=os.environ.get("WARDEN_WEBHOOK_TOKEN", ""),
-        )
+        config = load_config(args.config)
+        cloud_run_metrics = cloud_run_metrics or bool(config.serving_policies)
+        if args.incident_url or args.incident_topic:
+            from warden_local.policies import PolicyEvaluator
+
+            evaluator = PolicyEvaluator(
+                config.alert_policies,
+                serving=config.serving_policies,
+                project=args.project,
+                url=args.incident_url,
+                topic=args.incident_topic,
+                token=os.environ.get("WARDEN_WEBHOOK_TOKEN", ""),
+            )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -785,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
         state_file=args.state_file,
         check_time_window=not args.no_time_window,
         on_point=evaluator.observe if evaluator is not None else None,
+        cloud_run_metrics=cloud_run_metrics,
+        on_serving_point=evaluator.observe_serving if evaluator is not None else None,
     ).start()
     print(f"ready {standin.endpoint}", flush=True)
     try:

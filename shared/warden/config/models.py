@@ -13,7 +13,13 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from warden.config.alerting import parse_alerting
 from warden.config.base import Strict, loc
@@ -529,8 +535,181 @@ class AlertPolicy(Strict):
         }[self.comparison]
 
 
+#: A Cloud Run service name (a Cloud Function gen2 runs as the Cloud Run service of its name):
+#: lower-case letters, digits and '-', starting with a letter, not ending with '-', under 50.
+SERVICE_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,47}[a-z0-9])?$")
+#: Cloud Run samples its request metrics every 60 s: the alignment period of serving policies.
+SERVING_ALIGNMENT_S = 60
+Severity = Literal["critical", "error", "warning", "info"]
+
+
+def _whole_minutes(value: int) -> int:
+    # Cloud Monitoring takes a condition's duration only in whole minutes (0, 60, 120, ... s).
+    if value % 60:
+        raise ValueError(f"{value} is not a multiple of 60 seconds (Cloud Monitoring's unit)")
+    return value
+
+
+class ServingLatency(Strict):
+    """p95 request latency of a Cloud Run service (``run.googleapis.com/request_latencies``,
+    milliseconds, as Cloud Run publishes it for every request that reaches a revision)."""
+
+    p95_ms: float = Field(
+        gt=0,
+        le=3_600_000,
+        description="p95 latency in milliseconds above which the service is too slow (over all "
+        "its requests, per 60 s window)",
+    )
+    duration_s: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="seconds the breach must last before an incident opens (a multiple of 60, "
+        "as Cloud Monitoring requires)",
+    )
+    severity: Severity = Field(default="warning", description="the incident's severity label")
+    runbook: str = Field(
+        default="docs/RUNBOOKS.md#serving-latency",
+        description="link to the runbook, shown in the incident",
+    )
+
+    @field_validator("duration_s")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        return _whole_minutes(value)
+
+
+class ServingErrors(Strict):
+    """Share of 5xx answers among a Cloud Run service's requests
+    (``run.googleapis.com/request_count``, ``response_code_class``)."""
+
+    rate: float = Field(
+        gt=0.0,
+        lt=1.0,
+        description="share of requests answered 5xx above which the service fails "
+        "(0.05 = 5%), per 60 s window",
+    )
+    duration_s: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="seconds the breach must last before an incident opens (a multiple of 60, "
+        "as Cloud Monitoring requires)",
+    )
+    severity: Severity = Field(default="error", description="the incident's severity label")
+    runbook: str = Field(
+        default="docs/RUNBOOKS.md#serving-errors",
+        description="link to the runbook, shown in the incident",
+    )
+
+    @field_validator("duration_s")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        return _whole_minutes(value)
+
+
+class ServingPolicy(Strict):
+    """One serving alert policy as Terraform creates it and the local stand-in evaluates it:
+    derived from ``serving.services``, never written in ``warden.yaml`` itself."""
+
+    name: str = Field(description="SERVICE-latency or SERVICE-errors: the alertname")
+    kind: Literal["latency", "errors"] = Field(description="what the policy watches")
+    service: str = Field(description="the Cloud Run service name")
+    threshold: float = Field(description="p95 in ms (latency) or 5xx share (errors)")
+    duration_s: int = Field(description="seconds the breach must last")
+    severity: Severity = Field(description="the incident's severity label")
+    runbook: str = Field(description="link to the runbook")
+
+    def breached(self, value: float) -> bool:
+        """Cloud Monitoring's COMPARISON_GT: strictly above the threshold."""
+        return value > self.threshold
+
+
+class ServingService(Strict):
+    """A Cloud Run service (or Cloud Function gen2) serving a model, and its alert policies:
+    at least one of ``latency`` and ``errors``."""
+
+    name: str = Field(
+        description="the Cloud Run service name (a gen2 function's name): 1-49 characters of "
+        "a-z, 0-9 and '-', starting with a letter, not ending with '-'"
+    )
+    latency: ServingLatency | None = Field(
+        default=None, description="alert when the p95 latency is too high; null: no such alert"
+    )
+    errors: ServingErrors | None = Field(
+        default=None, description="alert when too many requests fail (5xx); null: no such alert"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SERVICE_NAME.match(value):
+            raise ValueError(
+                "Cloud Run service names are 1-49 characters of a-z, 0-9 and '-', starting with "
+                "a letter and not ending with '-'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _some_policy(self) -> ServingService:
+        if self.latency is None and self.errors is None:
+            raise ValueError(
+                f"service {self.name!r} declares no policy: give latency, errors or both"
+            )
+        return self
+
+    def policies(self) -> list[ServingPolicy]:
+        out = []
+        if self.latency is not None:
+            out.append(
+                ServingPolicy(
+                    name=f"{self.name}-latency",
+                    kind="latency",
+                    service=self.name,
+                    threshold=self.latency.p95_ms,
+                    duration_s=self.latency.duration_s,
+                    severity=self.latency.severity,
+                    runbook=self.latency.runbook,
+                )
+            )
+        if self.errors is not None:
+            out.append(
+                ServingPolicy(
+                    name=f"{self.name}-errors",
+                    kind="errors",
+                    service=self.name,
+                    threshold=self.errors.rate,
+                    duration_s=self.errors.duration_s,
+                    severity=self.errors.severity,
+                    runbook=self.errors.runbook,
+                )
+            )
+        return out
+
+
+class ServingConfig(Strict):
+    """Alerts on the serving application's Cloud Run services, from the request metrics Cloud
+    Run publishes (no code in the application): one Cloud Monitoring alert policy each."""
+
+    services: list[ServingService] = Field(
+        min_length=1, description="the Cloud Run services to watch (at least one)"
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _unique(cls, value: list[ServingService]) -> list[ServingService]:
+        dupes = sorted(n for n, k in Counter(s.name for s in value).items() if k > 1)
+        if dupes:
+            raise ValueError(f"services declared twice: {dupes}")
+        return value
+
+    def policies(self) -> list[ServingPolicy]:
+        """Every declared policy, named SERVICE-latency / SERVICE-errors."""
+        return [p for service in self.services for p in service.policies()]
+
+
 class WardenConfig(Strict):
-    """``warden.yaml``: the models, alert policies and alert routing."""
+    """``warden.yaml``: the models, alert policies, alert routing and serving alerts."""
 
     version: Literal[1] = Field(default=1, description="version of this file's format")
     models: dict[str, ModelConfig] = Field(description="the models, keyed by name (at least one)")
@@ -543,6 +722,26 @@ class WardenConfig(Strict):
         description="alert routing: receivers, route tree, inhibit rules (docs/alerting.md); "
         "null: no routing",
     )
+    serving: ServingConfig | None = Field(
+        default=None,
+        description="latency and error-rate alerts on the serving application's Cloud Run "
+        "services (docs/alerting.md); null: none",
+    )
+
+    @field_validator("serving")
+    @classmethod
+    def _serving_names_free(cls, value: ServingConfig | None, info: ValidationInfo) -> Any:
+        # A serving policy's name is an alertname like an alert_policies name: never both.
+        taken = {p.name for p in info.data.get("alert_policies", [])}
+        clash = sorted(p.name for p in (value.policies() if value else []) if p.name in taken)
+        if clash:
+            raise ValueError(f"serving policies {clash} have the name of an alert_policies entry")
+        return value
+
+    @property
+    def serving_policies(self) -> list[ServingPolicy]:
+        """The serving alert policies (empty without a ``serving`` block)."""
+        return self.serving.policies() if self.serving is not None else []
 
     def model(self, name: str) -> ModelConfig:
         try:

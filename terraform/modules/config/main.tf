@@ -77,4 +77,32 @@ locals {
       runbook        = try(p.runbook, "")
     }
   }
+
+  # Serving alerts (warden.config.ServingConfig.policies): one policy per declared latency or
+  # errors block of a Cloud Run service, named SERVICE-latency / SERVICE-errors. Defaults mirror
+  # warden.config.ServingLatency and ServingErrors.
+  # Absent, null or without services: none (a for over null fails, and try() turns it into []).
+  serving_services = try([for s in local.config.serving.services : s], [])
+  serving_policies = merge(
+    {
+      for s in local.serving_services : "${s.name}-latency" => {
+        kind       = "latency"
+        service    = s.name
+        threshold  = s.latency.p95_ms
+        duration_s = try(s.latency.duration_s, 300)
+        severity   = try(s.latency.severity, "warning")
+        runbook    = try(s.latency.runbook, "docs/RUNBOOKS.md#serving-latency")
+      } if try(s.latency, null) != null
+    },
+    {
+      for s in local.serving_services : "${s.name}-errors" => {
+        kind       = "errors"
+        service    = s.name
+        threshold  = s.errors.rate
+        duration_s = try(s.errors.duration_s, 300)
+        severity   = try(s.errors.severity, "error")
+        runbook    = try(s.errors.runbook, "docs/RUNBOOKS.md#serving-errors")
+      } if try(s.errors, null) != null
+    },
+  )
 }

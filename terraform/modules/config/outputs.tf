@@ -13,6 +13,11 @@ output "alert_policies" {
   value       = local.alert_policies
 }
 
+output "serving_policies" {
+  description = "Latency and error-rate policies on the serving Cloud Run services, by name (SERVICE-latency, SERVICE-errors): kind, service, threshold (p95 ms or 5xx share), duration_s, severity, runbook."
+  value       = local.serving_policies
+}
+
 output "alerting_enabled" {
   description = "Whether warden.yaml configures alert routing."
   value       = local.alerting_enabled
