@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -55,19 +56,27 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert "< floor 0.900: rejected" in out
     assert "silhouette" in out
     assert "< floor 0.250: rejected" in out
-    # The monitors see the drift and the degradation; one asks for a retrain.
-    assert "customer-segments    champion v2: DATASET DRIFT" in out
+    # The monitors see the degradation; one asks for a retrain.
     assert "roc_auc on recent data" in out
     assert "DEGRADED" in out
     assert "→ retrain requested by the monitor: v4" in out
+    # Serving: the example app answers with customer-segments' champion; the monitor reads
+    # the prediction log, sees the shifted traffic, asks for a retrain that is promoted, and
+    # the app swaps to it while the traffic goes on: no failed request.
+    assert "customer-segments    watches what its app serves" in out
+    assert re.search(r"monitor on \d+ served rows: DATASET DRIFT", out)
+    assert re.search(r"retrain requested by the monitor: v4: silhouette=\S+ .*PROMOTED", out)
+    served = r"serving: \d+ requests to the example app, 0 failed, answered by v2 → v4"
+    assert re.search(served, out)
+    assert "(hot swap v2 → v4)" in out
     # Metric → incident → route → receiver, and model events → receivers.
     assert "slack  ← [FIRING:1] model-degraded" in out
     assert "slack  ← [FIRING:1] ModelDriftDetected" in out
     assert "notifications (every alert group, HMAC-signed webhook)" in out
     # Rollback, health and metrics read from the outside, and a summary.
-    assert "rollback → v1" in out
+    assert "rollback → v2" in out
     assert "GET health?deep=true → 200 ok" in out
     assert "model/roc_auc     breast-cancer-risk   v1=" in out
-    assert "champion v1" in out
+    assert "champion v2" in out
     assert "Demo finished" in out
     assert _processes_with(marker) == []

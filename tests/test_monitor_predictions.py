@@ -218,3 +218,14 @@ def test_outputs_and_performance_are_the_champions_own_rows(
     assert got["window"]["rows"] == len(frame) + 150
     assert got["prediction_drift"]["rows"] == len(frame)
     assert got["performance"]["rows"] == len(range(0, len(frame), 2))
+
+
+def test_a_window_with_nothing_served_is_skipped_not_failed(recent, make_runtime) -> None:
+    """No app traffic yet (or a quiet week): nothing to judge, and no failure to page about."""
+    rt = _runtime(make_runtime, source="predictions")
+    outcome = monitor(
+        RunRequest(model=RISK, reason="schedule", key="quiet", message_id="6", as_of=LATER), rt
+    )
+    assert outcome.status == "skipped"
+    assert "no predictions logged" in outcome.detail
+    assert rt.ledger().status(RISK, "monitor")["last_run"]["outcome"] != "failed"

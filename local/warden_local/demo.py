@@ -8,7 +8,13 @@
    function.
 3. A week later, fresh data, ``jobs run`` through the Scheduler API: new champions.
 4. The data goes bad: retrains are rejected by their gates, with the reasons.
-5. An operator rolls one model back; health and metrics are read from the outside.
+5. Serving: the example app (examples/serving_app) answers with customer-segments' champion
+   and logs every prediction; its traffic shifts; the monitor, reading the prediction log
+   (this run's copy of warden.yaml sets ``drift.source: predictions`` and ``retrain_on_drift``
+   for that model), asks for a retrain; the new champion is promoted and the app swaps to it
+   while the traffic goes on.
+6. Alerts reach the receivers; an operator rolls one model back; health and metrics are read
+   from the outside.
 Everything it starts, it stops; the summary says what happened.
 """
 
@@ -90,7 +96,7 @@ def run_demo(*, keep: bool = False) -> int:
 
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="warden-demo-"))
-    config_path = ROOT / "warden.yaml"
+    config_path = _demo_config(run_dir)
     from warden.config import load_config
 
     config = load_config(config_path)
@@ -169,14 +175,12 @@ def run_demo(*, keep: bool = False) -> int:
         )
         _run_and_show(rt, stack, retrain_jobs, version=3, force="manual")
         _monitor_and_show(rt, stack, config)
+        swap = _serving_and_show(rt, stack, config, run_dir)
         _alerts_and_show(rt, stack, config)
 
-        _step('Operator rolls back customer-segments ("v2 segments broke campaign targeting")')
-        state = registry.rollback(
-            "customer-segments",
-            actor="demo-operator",
-            reason="v2 segments broke campaign targeting",
-        )
+        broke = f"v{registry.resolve('customer-segments')} segments broke campaign targeting"
+        _step(f'Operator rolls back customer-segments ("{broke}")')
+        state = registry.rollback("customer-segments", actor="demo-operator", reason=broke)
         _info(f"champion v{state.previous_version} → v{state.version}")
         for h in registry.history("customer-segments"):
             _info(f"history #{h.seq}: {h.action:<8} → v{h.version}  ({h.actor}: {h.reason})")
@@ -211,6 +215,8 @@ def run_demo(*, keep: bool = False) -> int:
                 f"v{m['version']} {'✓' if m['gate']['passed'] else '✗'}" for m in versions
             )
             _info(f"{spec.model:<20} {marks}; champion v{registry.resolve(spec.model)}")
+        if swap:
+            _info(swap)
         _info(
             f"{_deliveries_summary(run_dir)}; logs in "
             f"{run_dir if keep else '(removed; --keep to retain)'}"
@@ -325,6 +331,9 @@ def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
 
     _step("Monitoring: the monitor jobs compare this week with the champions' profiles")
     for spec in [s for s in job_specs(config) if s.kind == "monitor"]:
+        if config.model(spec.model).drift.source == "predictions":
+            _info(f"{spec.model:<20} watches what its app serves: see Serving below")
+            continue
         before = (rt.ledger().status(spec.model, "monitor") or {}).get("last_run") or {}
         versions_before = rt.registry().version_numbers(spec.model)
         rt.clients.scheduler.run_job(name=spec.name(stack.project, stack.location))
@@ -417,6 +426,159 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
             f"inhibited, not sent: {', '.join(sorted(set(muted)))} (the same model's "
             "model-degraded is firing)"
         )
+
+
+#: The model the demo serves through examples/serving_app, monitored on what it served.
+SERVED = "customer-segments"
+
+
+def _demo_config(run_dir: Path) -> Path:
+    """warden.yaml as shipped, but with SERVED monitored on its prediction log (``drift.source:
+    predictions``) and retraining when that drifts: the serving step's story."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "warden.yaml").read_text())
+    raw["models"][SERVED]["drift"].update(source="predictions", retrain_on_drift=True)
+    path = run_dir / "warden.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _serving_and_show(rt: Any, stack: Any, config: Any, run_dir: Path) -> str:
+    """An app serves SERVED's champion; its traffic shifts; the monitor, reading the prediction
+    log, sees the drift and asks for a retrain; the new champion is promoted and the app swaps
+    to it while the traffic goes on. Returns the summary line."""
+    import os
+    import threading
+
+    import requests
+
+    from warden_local.examples import customer_frame, seed_examples
+    from warden_local.process import FunctionServer
+
+    cfg = config.model(SERVED)
+    _step(
+        f"Serving: an app answers with the champion of {SERVED}; its traffic shifts; the monitor "
+        "reads what it served (drift.source: predictions)"
+    )
+    today = datetime.now(UTC).date()
+    # This week's feed (what a retrain learns from) has moved the way the traffic has.
+    seed_examples(
+        rt.clients.storage,
+        bucket=stack.data_bucket,
+        end=today,
+        days=7,
+        customer_rows=3000,
+        seed=4,
+        shift=0.3,
+        models=(SERVED,),
+    )
+    env = {
+        **os.environ,
+        **stack.client_env(),
+        "WARDEN_SERVE_MODEL": SERVED,
+        "SERVE_CHECK_INTERVAL": "1",
+        "SERVE_FLUSH_SECONDS": "1",
+        "THREADS": "8",
+    }
+    frame = customer_frame(2400, seed=5, shift=0.3)
+    rows = [{f: float(v) for f, v in r.items()} for r in frame[cfg.features].to_dict("records")]
+    answered: list[tuple[int, int]] = []  # (status, version) per request
+    stop = threading.Event()
+    with (
+        (run_dir / "function-serving_app.log").open("wb") as log,
+        FunctionServer(
+            ROOT / "examples/serving_app/main.py", "serve", signature="http", env=env, log=log
+        ) as app,
+    ):
+        url = app.url.rstrip("/")
+
+        def health() -> dict[str, Any]:
+            return dict(requests.get(f"{url}/health", timeout=30).json())
+
+        first = health()
+        _info(f"example app {url} (examples/serving_app): {SERVED} v{first['version']} loaded")
+
+        def client(k: int) -> None:
+            session = requests.Session()
+            i = k
+            while not stop.is_set():
+                batch = [rows[(i * 40 + j) % len(rows)] for j in range(40)]
+                try:
+                    resp = session.post(f"{url}/predict", json={"rows": batch}, timeout=30)
+                    version = int(resp.json().get("version", -1)) if resp.ok else -1
+                    answered.append((resp.status_code, version))
+                except requests.RequestException:
+                    answered.append((0, -1))
+                i += 2
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(
+                lambda: health()["prediction_log"]["written"] >= 1500,
+                timeout=60,
+                what="1,500 logged predictions",
+            )
+            _info(
+                f"traffic: shifted customers, 40 rows a request; {len(answered)} requests so "
+                "far, every row in the prediction log (predictions/customer-segments/dt=…)"
+            )
+            versions_before = rt.registry().version_numbers(SERVED)
+            before = (rt.ledger().status(SERVED, "monitor") or {}).get("last_run") or {}
+            _publish_job(rt, SERVED, "monitor")
+
+            def monitored() -> Any:
+                run = (rt.ledger().status(SERVED, "monitor") or {}).get("last_run") or {}
+                return run if run.get("at") and run.get("at") != before.get("at") else None
+
+            wait_until(monitored, timeout=90, what=f"{SERVED}'s monitor")
+            folder = _latest_monitoring(rt, SERVED)
+            summary = json.loads(
+                rt.clients.storage.bucket(rt.settings.registry_bucket)
+                .blob(folder + "drift.json")
+                .download_as_bytes()
+            )
+            drift, pred = summary["drift"], summary.get("prediction_drift") or {}
+            _info(
+                f"monitor on {summary['window']['rows']} served rows: "
+                f"{'DATASET DRIFT' if drift['dataset_drift'] else 'no dataset drift'} "
+                f"(share {drift['drift_share']:.2f}); cluster shares moved "
+                f"{pred.get('value', 0):.3f} (threshold {pred.get('threshold')}) → "
+                f"{'prediction drift' if pred.get('drifted') else 'no prediction drift'}"
+            )
+            version = max(versions_before, default=0) + 1
+            manifest = _wait_done(rt, SERVED, version, timeout=120)
+            champion = rt.registry().resolve(SERVED)
+            _info(f"→ retrain requested by the monitor: {_describe(manifest, champion)}")
+            if champion == version:
+                wait_until(
+                    lambda: health()["version"] == version, timeout=60, what="the app's swap"
+                )
+                mark = len(answered)
+                wait_until(lambda: len(answered) >= mark + 10, timeout=60, what="traffic on it")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        final = health()
+    failed = sum(1 for status, _ in answered if status != 200)
+    order: list[int] = []
+    for _, v in answered:
+        if v > 0 and (not order or order[-1] != v):
+            order.append(v)
+    swap = final["champion"].get("last_swap") or {}
+    served = " → ".join(f"v{v}" for v in order)
+    _info(
+        f"{len(answered)} requests, {final['predictions']} predictions, {failed} failed; "
+        f"answered by {served}"
+        + (f"; swapped v{swap['from']} → v{swap['to']} without a restart" if swap else "")
+    )
+    return (
+        f"serving: {len(answered)} requests to the example app, {failed} failed, answered by "
+        f"{served}" + (f" (hot swap v{swap['from']} → v{swap['to']})" if swap else " (no swap)")
+    )
 
 
 def _latest_monitoring(rt: Any, model: str) -> str:

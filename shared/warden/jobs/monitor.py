@@ -158,6 +158,12 @@ def _run(
     # The prediction log is where warden.serving writes it: WARDEN_DATA_BUCKET (a model's own
     # data.bucket holds its training feed, which the serving side does not know of).
     bucket = rt.settings.data_bucket if served else cfg.data_bucket(rt.settings.data_bucket)
+    if served and _nothing_served(rt, bucket, cfg, request):
+        # No traffic is not a failure of the model (an app not deployed yet, a quiet week):
+        # skipped, and said so; a broken logger shows in the app's health (dropped, errors).
+        detail = f"no predictions logged in the {cfg.drift.window_days} days to {request.as_of}"
+        log.warning("nothing to monitor: %s", detail, extra=fields(model=cfg.name))
+        return MonitorOutcome(model=cfg.name, status="skipped", run_id=run_id, detail=detail)
     reader = WindowReader(
         rt.clients.storage,
         bucket=bucket,
@@ -304,6 +310,20 @@ def prediction_log_spec(cfg: ModelConfig, labels: bool = False) -> DataSpec:
         window_days=cfg.drift.window_days,
         min_rows=10,
     )
+
+
+def _nothing_served(rt: Runtime, bucket: str, cfg: ModelConfig, request: RunRequest) -> bool:
+    """True when no day of the window has a prediction-log partition (one short listing per
+    day, the window's days only)."""
+    prefix = prediction_log_spec(cfg).prefix
+    for back in range(cfg.drift.window_days):
+        day = request.as_of - timedelta(days=back)
+        found = rt.clients.storage.list_blobs(
+            bucket, prefix=f"{prefix}/dt={day.isoformat()}/", max_results=1
+        )
+        if any(True for _ in found):
+            return False
+    return True
 
 
 def _with_labels(
