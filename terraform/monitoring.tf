@@ -12,6 +12,7 @@ locals {
     "drift/share"                     = { labels = ["model", "version"], unit = "1", description = "Share of features that drifted from the champion's profile." }
     "drift/dataset"                   = { labels = ["model", "version"], unit = "1", description = "1 when the dataset-level drift verdict is positive." }
     "drift/score"                     = { labels = ["model", "version", "feature"], unit = "1", description = "Per-feature drift statistic (see docs/drift.md)." }
+    "drift/prediction"                = { labels = ["model", "version", "statistic"], unit = "1", description = "Prediction drift of served outputs against the champion's holdout outputs." }
     "monitor/performance"             = { labels = ["model", "version", "metric"], unit = "1", description = "Champion's metric on recent data." }
     "monitor/performance_drop"        = { labels = ["model", "version", "metric"], unit = "1", description = "Relative drop of that metric against the promoted value." }
     "housekeeping/heartbeat"          = { labels = ["model"], unit = "1", description = "1 at the end of each successful housekeeping run." }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +229,29 @@ def test_a_window_with_nothing_served_is_skipped_not_failed(recent, make_runtime
     assert outcome.status == "skipped"
     assert "no predictions logged" in outcome.detail
     assert rt.ledger().status(RISK, "monitor")["last_run"]["outcome"] != "failed"
+
+
+def test_prediction_drift_is_a_metric_and_no_labels_yet_is_no_failure(
+    recent, make_runtime, storage_client, bucket_names
+) -> None:
+    from warden_local.monitoring import MonitoringStandIn
+
+    frame = _feed(recent, RISK)
+    plog = PredictionLog(RISK, storage_client.bucket(bucket_names["data"]), flush_at_exit=False)
+    _serve(recent, RISK, frame, plog, "score")
+    plog.close()
+    with MonitoringStandIn() as standin:
+        rt = make_runtime(install=False, metrics_enabled=True, monitoring_endpoint=standin.endpoint)
+        rt._config = _runtime(make_runtime, source="predictions").config
+        outcome = monitor(
+            RunRequest(model=RISK, reason="schedule", key="m", message_id="7", as_of=LATER), rt
+        )
+        summary = _drift_json(rt, outcome)
+        value = summary["prediction_drift"]["value"]
+        # No label has arrived yet: performance says so rather than failing the run.
+        assert summary["performance"]["labeled_rows"] == 0
+        assert summary["performance"]["current"] is None
+        since = datetime.now(UTC) - timedelta(hours=1)
+        points = rt.metrics().read("drift/prediction", labels={"model": RISK}, since=since)
+        rt.clients.monitoring.transport.close()
+    assert [(labels["statistic"], v) for labels, _, v in points] == [("psi", pytest.approx(value))]

@@ -237,7 +237,7 @@ def _run(
         " (dataset drift)" if drift["dataset_drift"] else "",
         extra=fields(model=cfg.name, version=version, drifted=drift["drifted"], degraded=degraded),
     )
-    _metrics(rt, cfg, version, drift, performance)
+    _metrics(rt, cfg, version, drift, performance, predictions)
 
     if alert:
         rt.events().try_publish(
@@ -335,17 +335,17 @@ def _with_labels(
     from warden.store.data import WindowReader
 
     assert cfg.target is not None  # a classifier
-    reader = WindowReader(
-        rt.clients.storage,
-        bucket=bucket,
-        spec=prediction_log_spec(cfg, labels=True),
-        columns=[REQUEST_ID, LABEL],
-        as_of=request.as_of,
-        categorical=[REQUEST_ID, LABEL],
-        window_days=cfg.drift.window_days,
-        target_required=False,
-    )
     try:
+        reader = WindowReader(
+            rt.clients.storage,
+            bucket=bucket,
+            spec=prediction_log_spec(cfg, labels=True),
+            columns=[REQUEST_ID, LABEL],
+            as_of=request.as_of,
+            categorical=[REQUEST_ID, LABEL],
+            window_days=cfg.drift.window_days,
+            target_required=False,
+        )
         parts = list(reader.frames())
     except DataError as exc:  # no labels yet: performance says so
         log.info("no labels for %s: %s", cfg.name, exc, extra=fields(model=cfg.name))
@@ -514,6 +514,7 @@ def _metrics(
     version: int,
     drift: dict[str, Any],
     performance: dict[str, Any] | None,
+    predictions: dict[str, Any] | None = None,
 ) -> None:
     from warden.telemetry.metrics import MetricPoint
 
@@ -522,6 +523,9 @@ def _metrics(
         MetricPoint("drift/share", float(drift["drift_share"]), dict(base)),
         MetricPoint("drift/dataset", float(drift["dataset_drift"]), dict(base)),
     ]
+    if predictions and predictions.get("value") is not None:
+        labels = {**base, "statistic": str(predictions["statistic"])}
+        points.append(MetricPoint("drift/prediction", float(predictions["value"]), labels))
     for name, feature in drift["features"].items():
         points.append(MetricPoint("drift/score", _score(feature), {**base, "feature": name}))
     if performance and performance.get("current") is not None:

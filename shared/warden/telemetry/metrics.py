@@ -77,6 +77,11 @@ CATALOGUE: dict[str, MetricSpec] = {
     "drift/score": MetricSpec(
         (*_VERSIONED, "feature"), "1", "Per-feature drift statistic (see docs/drift.md)."
     ),
+    "drift/prediction": MetricSpec(
+        (*_VERSIONED, "statistic"),
+        "1",
+        "Prediction drift of served outputs against the champion's holdout outputs.",
+    ),
     "monitor/performance": MetricSpec(
         (*_VERSIONED, "metric"), "1", "Champion's metric on recent data."
     ),
