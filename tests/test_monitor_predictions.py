@@ -137,6 +137,15 @@ def test_the_log_gives_the_drift_the_same_rows_give_as_a_feed_and_joins_labels(
     assert b["prediction_drift"]["value"] == pytest.approx(expected["value"])
     assert b["prediction_drift"]["drifted"] == expected["drifted"]
     assert a["prediction_drift"] is None
+    # The report shows the served outputs against the holdout's, on a run over served traffic.
+    reports = {}
+    for rt_, outcome in ((recent, direct), (served_rt, served)):
+        path = outcome.report.split(f"gs://{rt_.settings.registry_bucket}/", 1)[1]
+        blob = rt_.clients.storage.bucket(rt_.settings.registry_bucket).blob(path)
+        reports[rt_ is served_rt] = blob.download_as_bytes().decode()
+    assert 'id="predictions"' in reports[True]
+    assert f"psi {b['prediction_drift']['value']:.3f}" in reports[True]
+    assert 'id="predictions"' not in reports[False]
     # Realized performance: on exactly the rows whose labels arrived.
     perf = b["performance"]
     assert perf["rows"] == len(labeled)

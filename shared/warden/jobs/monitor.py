@@ -498,6 +498,7 @@ def _store(rt: Runtime, folder: str, summary: dict[str, Any], history: list[dict
         window=summary["window"],
         performance=summary["performance"],
         history=history,
+        predictions=summary.get("prediction_drift"),
     )
     # Report first, summary last: a run is listed (by its drift.json) only once complete.
     for name, data, content_type in (

@@ -972,6 +972,40 @@ def _drift_distributions(ordered: list[tuple[str, Mapping[str, Any]]]) -> list[D
     return cards
 
 
+def _drift_predictions(predictions: Mapping[str, Any] | None) -> Data | None:
+    """The served outputs against the champion's holdout outputs (None: a training-feed run)."""
+    pred = _map(predictions)
+    if not pred:
+        return None
+    reference, current = _map(pred.get("reference")), _map(pred.get("current"))
+    labels = [str(k) for k in reference] or [str(k) for k in current]
+    output = str(pred.get("output") or "output")
+    statistic = str(pred.get("statistic") or "")
+    drifted = bool(pred.get("drifted"))
+    chart = _bars_svg(
+        f"{output}: share of served outputs per {'bin' if statistic == 'psi' else 'cluster'}, "
+        "champion's holdout vs this window",
+        labels,
+        [
+            ("ref", "holdout at training", [reference.get(k) for k in labels]),
+            ("cur", "served in this window", [current.get(k) for k in labels]),
+        ],
+    )
+    value, threshold = _float(pred.get("value")), _float(pred.get("threshold"))
+    detail = str(pred.get("detail") or "")
+    if value is not None:
+        detail = (
+            f"{statistic} {_num(value)} (threshold {_num(threshold)}) on "
+            f"{_int(pred.get('rows'))} outputs of the champion" + (f"; {detail}" if detail else "")
+        )
+    return {
+        "cls": "bad" if drifted else "ok",
+        "verdict": "Prediction drift" if drifted else "Outputs hold steady",
+        "detail": detail,
+        "chart": chart,
+    }
+
+
 def _drift_performance(performance: Mapping[str, Any] | None) -> Data | None:
     """None when the window has no labels (no current value)."""
     perf = _map(performance)
@@ -1110,12 +1144,14 @@ def render_drift_report(
     window: dict[str, Any] | None = None,
     performance: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
+    predictions: dict[str, Any] | None = None,
 ) -> str:
     """One drift monitoring run as a self-contained HTML page (template ``drift.html.j2``).
 
     ``result`` is the drift module's output (schema 1); ``history`` lists earlier runs, oldest
     first (``feature_scores`` and ``drifted`` in a run feed the per-feature trends);
-    ``performance`` is None when the window has no labels.
+    ``performance`` is None when the window has no labels; ``predictions`` is the prediction
+    drift of a run on served traffic (``drift.source: predictions``), else None.
     """
     result = dict(_map(result))
     features = _map(result.get("features"))
@@ -1132,6 +1168,7 @@ def render_drift_report(
         features=_drift_features(ordered),
         distributions=_drift_distributions(ordered),
         performance=_drift_performance(performance),
+        predictions=_drift_predictions(predictions),
         history=_drift_history(result, _seq(history), at, performance),
         trends=_drift_trends(ordered, _seq(history), at),
     )
