@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import requests
+import yaml
 from sklearn.datasets import load_breast_cancer
 
 from stack_process import wait_for
@@ -175,3 +176,76 @@ def test_a_promotion_under_load_is_swapped_to_without_a_failed_request(
     assert "score" in table.columns
     labels = json.dumps(requests.get(f"{url}/health", timeout=30).json()["prediction_log"])
     assert '"labels": 5' in labels
+
+
+def test_locally_the_app_writes_cloud_runs_request_metrics_and_the_errors_policy_fires(
+    gcs_emulator, bucket_names, tmp_path
+) -> None:
+    """No champion yet: every /predict is a 503. Written as Cloud Run would (SERVE_LOCAL_METRICS),
+    they breach the service's 5xx-share policy in the Monitoring stand-in, which opens an
+    incident for warden-example-app-errors (the router's side: tests/test_serving_alerts.py)."""
+    from types import SimpleNamespace
+
+    from warden.config import parse_config
+    from warden_local.monitoring import MonitoringStandIn
+    from warden_local.policies import PolicyEvaluator
+
+    raw = yaml.safe_load((ROOT / "warden.yaml").read_text())
+    raw["serving"] = {
+        "services": [
+            {
+                "name": "warden-example-app",
+                "latency": {"p95_ms": 500, "duration_s": 0},
+                "errors": {"rate": 0.05, "duration_s": 0},
+            }
+        ]
+    }
+    sent: list[dict[str, Any]] = []
+    evaluator = PolicyEvaluator(
+        [],
+        serving=parse_config(raw).serving_policies,
+        project="warden-test",
+        url="http://route-alerts.invalid/",
+        token="t",
+        post=lambda url, *, json, headers, timeout: (
+            sent.append(json) or SimpleNamespace(status_code=200)
+        ),
+    )
+    with MonitoringStandIn(
+        cloud_run_metrics=True, on_serving_point=evaluator.observe_serving
+    ) as standin:
+        env = {
+            **os.environ,
+            "STORAGE_EMULATOR_HOST": gcs_emulator.host,
+            "WARDEN_PROJECT": "warden-test",
+            "WARDEN_REGISTRY_BUCKET": bucket_names["registry"],
+            "WARDEN_DATA_BUCKET": bucket_names["data"],
+            "WARDEN_SERVE_MODEL": RISK,
+            "WARDEN_MONITORING_ENDPOINT": standin.endpoint,
+            "SERVE_LOCAL_METRICS": "warden-example-app",
+        }
+        with (
+            (tmp_path / "app.log").open("wb") as out,
+            FunctionServer(APP, "serve", signature="http", env=env, log=out) as server,
+        ):
+            for _ in range(5):
+                resp = requests.post(f"{server.url}predict", json={"rows": _rows(1)}, timeout=30)
+                assert resp.status_code == 503  # no champion yet
+            status = evaluator.serving_status
+            wait_for(
+                lambda: (
+                    "warden-example-app-errors" in status
+                    and status["warden-example-app-errors"].requests >= 5
+                ),
+                30,
+                "the stand-in to evaluate the app's five requests",
+            )
+        evaluator.drain()
+        wait_for(lambda: sent, 30, "the incident")
+    evaluator.close()
+    assert status["warden-example-app-errors"].breached
+    assert not status["warden-example-app-latency"].breached
+    (incident,) = [p["incident"] for p in sent]
+    assert incident["policy_name"] == "warden-example-app-errors"
+    assert incident["state"] == "open"
+    assert incident["resource"]["labels"]["service_name"] == "warden-example-app"

@@ -15,13 +15,16 @@ Runs on functions-framework (as a Cloud Run service or a 2nd-gen HTTP function w
 
 Settings (environment): ``WARDEN_SERVE_MODEL`` (required), ``WARDEN_REGISTRY_BUCKET`` and
 ``WARDEN_DATA_BUCKET`` as for the functions, ``SERVE_CHECK_INTERVAL`` (seconds between champion
-checks, default 30), ``SERVE_FLUSH_SECONDS`` (prediction log age flush, default 60).
+checks, default 30), ``SERVE_FLUSH_SECONDS`` (prediction log age flush, default 60),
+``SERVE_LOCAL_METRICS`` (locally only: write each request's Cloud Run metrics as this service).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from typing import Any
 
 import functions_framework
@@ -37,6 +40,16 @@ predictions = PredictionLog.from_env(
 )
 MAX_ROWS = 1000  # per request
 
+# Locally nobody plays Cloud Run, which publishes each request's latency and status for the
+# serving alert policies (warden.yaml ``serving:``): with SERVE_LOCAL_METRICS set to the
+# service's name, the app writes them itself to the Monitoring stand-in. Never deployed: Cloud
+# Run writes its own and Google refuses user writes to run.googleapis.com types.
+_local_metrics: Any = None
+if os.environ.get("SERVE_LOCAL_METRICS"):
+    from warden_local.serving_metrics import ServingMetrics
+
+    _local_metrics = ServingMetrics(os.environ["SERVE_LOCAL_METRICS"])
+
 
 def _answer(status: int, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return body, status
@@ -44,6 +57,17 @@ def _answer(status: int, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 @functions_framework.http
 def serve(request: Any) -> tuple[dict[str, Any], int]:
+    started = time.perf_counter()
+    body, status = _route(request)
+    if _local_metrics is not None:
+        try:
+            _local_metrics.record((time.perf_counter() - started) * 1000, status)
+        except Exception:  # observability, never the request's failure
+            logging.getLogger(__name__).warning("local serving metrics not written", exc_info=True)
+    return body, status
+
+
+def _route(request: Any) -> tuple[dict[str, Any], int]:
     path = request.path.rstrip("/") or "/"
     if path == "/health":
         return _health()
