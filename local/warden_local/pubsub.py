@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +53,40 @@ def launcher_path() -> Path:
 JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:CICompilerCount=1"
 
 
+#: Seconds after which a class-archive writer's lock counts as left by a dead writer.
+ARCHIVE_LOCK_TTL = 600
+
+
+def class_archive(cache: Path | None = None) -> Path:
+    """Where the emulator's class-data-sharing archive lives: one per launcher and java binary
+    (an archive from another JDK or emulator would only be ignored, with a warning)."""
+    java = os.path.realpath(shutil.which("java") or "java")
+    launcher = launcher_path()
+    stamp = f"{java}|{launcher}|{launcher.stat().st_mtime_ns}"
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "warden"
+    return base / f"pubsub-emulator-{key}.jsa"
+
+
 class PubSubEmulator(ManagedProcess):
-    """The real Pub/Sub emulator; ``host`` is what to put in ``PUBSUB_EMULATOR_HOST``."""
+    """The real Pub/Sub emulator; ``host`` is what to put in ``PUBSUB_EMULATOR_HOST``.
+
+    Its JVM starts from a class-data-sharing archive of the emulator's classes (JDK 13+'s
+    dynamic AppCDS): the first run without one writes it as the JVM exits, and every later start
+    maps it instead of loading and verifying each class. Measured here: ready in 0.35 s instead
+    of 0.8 s, half the CPU (the suite starts a dozen emulators). ``cache``: where the archive
+    is kept (default ``$XDG_CACHE_HOME/warden`` or ``~/.cache/warden``)."""
 
     name = "pubsub-emulator"
+
+    def __init__(self, *args: Any, cache: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache = cache
+        self._archive: Path | None = None
+        self._archive_tmp: Path | None = None
+        self._lock: Path | None = None
+        #: ``used``: started from the archive; ``writing``: this run writes it at exit.
+        self.class_sharing = ""
 
     @property
     def host(self) -> str:
@@ -73,10 +105,66 @@ class PubSubEmulator(ManagedProcess):
         # collector (the launcher reads CLOUD_PUBSUB_EMULATOR_OPTS). Measured here: 25 % less
         # CPU to start and serve 300 messages (3.1 → 2.3 s), same readiness time.
         env = dict(os.environ if self._env is None else self._env)
-        env.setdefault("CLOUD_PUBSUB_EMULATOR_OPTS", JVM_OPTS)
+        chosen = "CLOUD_PUBSUB_EMULATOR_OPTS" not in env
+        if chosen:
+            env["CLOUD_PUBSUB_EMULATOR_OPTS"] = JVM_OPTS + self._sharing_opts()
         self._env = env
-        super().start(timeout=timeout)
+        try:
+            super().start(timeout=timeout)
+        except RuntimeError:
+            if not (chosen and self.class_sharing == "used" and self._archive is not None):
+                raise
+            # A damaged archive makes the JVM die at start (a truncated one: SIGBUS): drop it
+            # and start without; the next clean run writes a new one.
+            with contextlib.suppress(OSError):
+                self._archive.unlink()
+            env["CLOUD_PUBSUB_EMULATOR_OPTS"] = JVM_OPTS + self._sharing_opts()
+            super().start(timeout=timeout)
         return self
+
+    def _sharing_opts(self) -> str:
+        try:
+            archive = class_archive(self._cache)
+            archive.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # no writable cache: start without the archive
+            return ""
+        self._archive = archive
+        if archive.is_file() and archive.stat().st_size:
+            self.class_sharing = "used"
+            return f" -XX:SharedArchiveFile={archive}"
+        # One writer at a time (writing costs the JVM a second at exit): whoever creates the
+        # lock; a lock left by a writer that died is taken over after ARCHIVE_LOCK_TTL.
+        lock = archive.with_name(archive.name + ".lock")
+        with contextlib.suppress(OSError):
+            if time.time() - lock.stat().st_mtime > ARCHIVE_LOCK_TTL:
+                lock.unlink()
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except OSError:
+            return ""  # another emulator is writing it: start as before
+        self._lock = lock
+        # Written by the JVM at exit under a name of its own, then moved into place whole.
+        self._archive_tmp = archive.with_name(f"{archive.name}.{os.getpid()}.{id(self)}.tmp")
+        self.class_sharing = "writing"
+        return f" -XX:ArchiveClassesAtExit={self._archive_tmp}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc = self._proc
+        super().stop(timeout=timeout)
+        tmp, self._archive_tmp = self._archive_tmp, None
+        lock, self._lock = self._lock, None
+        if tmp is not None and self._archive is not None:
+            # Only an archive the JVM finished: it exits 143 on our SIGTERM after writing it;
+            # a SIGKILL (the stop's fallback, or a crash test's kill()) may have cut it short.
+            finished = proc is not None and proc.returncode in (0, 143)
+            with contextlib.suppress(OSError):
+                if finished and tmp.stat().st_size:
+                    os.replace(tmp, self._archive)
+                else:
+                    tmp.unlink()
+        if lock is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
 
 # -- the delivery policy Terraform deploys -------------------------------------------------------
