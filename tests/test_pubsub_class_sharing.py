@@ -48,6 +48,7 @@ def test_a_damaged_archive_is_dropped_and_the_emulator_starts_anyway(tmp_path: P
         assert emulator.class_sharing == "writing"  # started without it, writes a new one
         _round_trip(emulator)
     assert archive.stat().st_size > len(whole) // 2  # a whole new archive, in use next time
+    assert not list(Path.cwd().glob("hs_err_pid*.log"))  # the crash report is kept aside
     again = PubSubEmulator(cache=tmp_path)
     with again:
         assert again.class_sharing == "used"

@@ -131,7 +131,10 @@ class PubSubEmulator(ManagedProcess):
         self._archive = archive
         if archive.is_file() and archive.stat().st_size:
             self.class_sharing = "used"
-            return f" -XX:SharedArchiveFile={archive}"
+            # A damaged archive kills the JVM; its crash report goes beside the archive, not
+            # into whatever folder the emulator was started from.
+            report = archive.parent / "hs_err_pid%p.log"
+            return f" -XX:SharedArchiveFile={archive} -XX:ErrorFile={report}"
         # One writer at a time (writing costs the JVM a second at exit): whoever creates the
         # lock; a lock left by a writer that died is taken over after ARCHIVE_LOCK_TTL.
         lock = archive.with_name(archive.name + ".lock")
