@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +25,7 @@ from google.api import metric_pb2
 from google.api_core import exceptions as api_exceptions
 from google.cloud import monitoring_v3
 
+from stack_process import wait_for
 from test_policies import DOCUMENTED_FIELDS
 from test_route_alerts import SECRET, SOURCE, TOKEN, alerting, capture  # noqa: F401
 from test_terraform import _anchors, _evaluate_config, _resources, _root
@@ -463,9 +463,8 @@ def test_the_stand_in_opens_serving_incidents_through_the_router(router) -> None
         for i in range(42, 50):
             slow.record(30.0, 200, at=start + timedelta(seconds=10 * i))
         evaluator.drain()
-        deadline = time.monotonic() + 20
-        while len(evaluator.sent) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the sender thread records a delivery just after the router answers
+        # The sender thread records a delivery just after the router answers.
+        wait_for(lambda: len(evaluator.sent) >= 3, 20, "three deliveries", interval=0.05)
     evaluator.close()
 
     states = sorted(
