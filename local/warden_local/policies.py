@@ -101,7 +101,68 @@ def incident_payload(
     model = metric_labels.get("model", "")
     filters = [f'metric.type="{metric_type}"', f'resource.type="{resource_type}"']
     filters += [f'metric.label.{k}="{v}"' for k, v in policy.filter.items()]
-    policy_id = int(hashlib.sha256(policy.name.encode()).hexdigest()[:15], 16)
+    return _incident(
+        policy_name=policy.name,
+        severity=policy.severity,
+        prefix=prefix,
+        project=project,
+        incident_id=incident_id,
+        state=state,
+        started_at=started_at,
+        ended_at=ended_at,
+        resource_name=resource_name,
+        resource_type_display_name=display,
+        resource={"type": resource_type, "labels": dict(resource_labels)},
+        metric={"type": metric_type, "displayName": policy.metric, "labels": dict(metric_labels)},
+        condition_name=condition,
+        threshold_text=f"{threshold:g}",
+        value=value,
+        condition_threshold={
+            "filter": " AND ".join(filters),
+            "aggregations": [
+                {
+                    "alignmentPeriod": "300s",
+                    "perSeriesAligner": "ALIGN_MAX" if verb == "above" else "ALIGN_MIN",
+                }
+            ],
+            "comparison": _API_COMPARISON[policy.comparison],
+            "thresholdValue": threshold,
+            "duration": f"{policy.duration_s}s",
+            "trigger": {"count": 1},
+        },
+        content=f"Warden policy `{policy.name}`: {condition} for model {model}.\n\n"
+        f"Runbook: {policy.runbook or 'docs/RUNBOOKS.md'}",
+        subject=f"[{policy.severity.upper()}] {policy.name}: {model}",
+        summary=summary,
+    )
+
+
+def _incident(
+    *,
+    policy_name: str,
+    severity: str,
+    prefix: str,
+    project: str,
+    incident_id: str,
+    state: str,
+    started_at: int,
+    ended_at: int | None,
+    resource_name: str,
+    resource_type_display_name: str,
+    resource: dict[str, Any],
+    metric: dict[str, Any],
+    condition_name: str,
+    threshold_text: str,
+    value: float,
+    condition_threshold: dict[str, Any],
+    content: str,
+    subject: str,
+    summary: str,
+) -> dict[str, Any]:
+    """The schema 1.2 envelope every incident this stand-in sends shares, around one policy's
+    resource, metric and condition: the documented fields, names and spelling
+    (https://cloud.google.com/monitoring/support/notification-options#webhooks)."""
+    policy_id = int(hashlib.sha256(policy_name.encode()).hexdigest()[:15], 16)
     return {
         "incident": {
             "incident_id": incident_id,
@@ -109,52 +170,35 @@ def incident_payload(
             "scoping_project_number": _project_number(project),
             "url": "https://console.cloud.google.com/monitoring/alerting/incidents/"
             f"{incident_id}?project={project}",
-            "severity": SEVERITY[policy.severity],
+            "severity": SEVERITY[severity],
             "started_at": started_at,
             "ended_at": ended_at,
             "state": state,
             "resource_id": "",
             "resource_name": resource_name,
             "resource_display_name": "",
-            "resource_type_display_name": display,
-            "resource": {"type": resource_type, "labels": dict(resource_labels)},
-            "metric": {
-                "type": metric_type,
-                "displayName": policy.metric,
-                "labels": dict(metric_labels),
-            },
+            "resource_type_display_name": resource_type_display_name,
+            "resource": resource,
+            "metric": metric,
             "metadata": {"system_labels": {}, "user_labels": {}},
-            "policy_name": policy.name,
+            "policy_name": policy_name,
             "policy_user_labels": {
-                "warden_policy": policy.name,
+                "warden_policy": policy_name,
                 "warden_prefix": prefix,
-                "severity": policy.severity,
+                "severity": severity,
             },
-            "condition_name": condition,
-            "threshold_value": f"{threshold:g}",
+            "condition_name": condition_name,
+            "threshold_value": threshold_text,
             "observed_value": f"{value:.3f}",
             "condition": {
                 "name": f"projects/{project}/alertPolicies/{policy_id}/conditions/{policy_id + 1}",
-                "displayName": condition,
-                "conditionThreshold": {
-                    "filter": " AND ".join(filters),
-                    "aggregations": [
-                        {
-                            "alignmentPeriod": "300s",
-                            "perSeriesAligner": "ALIGN_MAX" if verb == "above" else "ALIGN_MIN",
-                        }
-                    ],
-                    "comparison": _API_COMPARISON[policy.comparison],
-                    "thresholdValue": threshold,
-                    "duration": f"{policy.duration_s}s",
-                    "trigger": {"count": 1},
-                },
+                "displayName": condition_name,
+                "conditionThreshold": condition_threshold,
             },
             "documentation": {
-                "content": f"Warden policy `{policy.name}`: {condition} for model {model}.\n\n"
-                f"Runbook: {policy.runbook or 'docs/RUNBOOKS.md'}",
+                "content": content,
                 "mime_type": "text/markdown",
-                "subject": f"[{policy.severity.upper()}] {policy.name}: {model}",
+                "subject": subject,
             },
             "summary": summary,
         },
@@ -287,48 +331,27 @@ def serving_incident_payload(
         threshold["filter"] += ' AND metric.label.response_code_class="5xx"'
         threshold["denominatorFilter"] = f'metric.type="{metric_type}" AND {scope}'
         threshold["denominatorAggregations"] = [dict(aggregation)]
-    policy_id = int(hashlib.sha256(policy.name.encode()).hexdigest()[:15], 16)
-    return {
-        "incident": {
-            "incident_id": incident_id,
-            "scoping_project_id": project,
-            "scoping_project_number": _project_number(project),
-            "url": "https://console.cloud.google.com/monitoring/alerting/incidents/"
-            f"{incident_id}?project={project}",
-            "severity": SEVERITY[policy.severity],
-            "started_at": started_at,
-            "ended_at": ended_at,
-            "state": state,
-            "resource_id": "",
-            "resource_name": resource_name,
-            "resource_display_name": "",
-            "resource_type_display_name": "Cloud Run Revision",
-            "resource": {"type": "cloud_run_revision", "labels": resource_labels},
-            "metric": {"type": metric_type, "displayName": display, "labels": {}},
-            "metadata": {"system_labels": {}, "user_labels": {}},
-            "policy_name": policy.name,
-            "policy_user_labels": {
-                "warden_policy": policy.name,
-                "warden_prefix": prefix,
-                "severity": policy.severity,
-            },
-            "condition_name": condition,
-            "threshold_value": f"{policy.threshold:g}",
-            "observed_value": f"{value:.3f}",
-            "condition": {
-                "name": f"projects/{project}/alertPolicies/{policy_id}/conditions/{policy_id + 1}",
-                "displayName": condition,
-                "conditionThreshold": threshold,
-            },
-            "documentation": {
-                "content": f"{content}\n\nRunbook: {policy.runbook}",
-                "mime_type": "text/markdown",
-                "subject": f"[{policy.severity.upper()}] {policy.name}: {policy.service}",
-            },
-            "summary": summary,
-        },
-        "version": "1.2",
-    }
+    return _incident(
+        policy_name=policy.name,
+        severity=policy.severity,
+        prefix=prefix,
+        project=project,
+        incident_id=incident_id,
+        state=state,
+        started_at=started_at,
+        ended_at=ended_at,
+        resource_name=resource_name,
+        resource_type_display_name="Cloud Run Revision",
+        resource={"type": "cloud_run_revision", "labels": resource_labels},
+        metric={"type": metric_type, "displayName": display, "labels": {}},
+        condition_name=condition,
+        threshold_text=f"{policy.threshold:g}",
+        value=value,
+        condition_threshold=threshold,
+        content=f"{content}\n\nRunbook: {policy.runbook}",
+        subject=f"[{policy.severity.upper()}] {policy.name}: {policy.service}",
+        summary=summary,
+    )
 
 
 class PolicyEvaluator:

@@ -550,7 +550,24 @@ def _whole_minutes(value: int) -> int:
     return value
 
 
-class ServingLatency(Strict):
+class _ServingCondition(Strict):
+    """What the two kinds of serving policy share: how long a breach must last."""
+
+    duration_s: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="seconds the breach must last before an incident opens (a multiple of 60, "
+        "as Cloud Monitoring requires)",
+    )
+
+    @field_validator("duration_s")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        return _whole_minutes(value)
+
+
+class ServingLatency(_ServingCondition):
     """p95 request latency of a Cloud Run service (``run.googleapis.com/request_latencies``,
     milliseconds, as Cloud Run publishes it for every request that reaches a revision)."""
 
@@ -560,26 +577,14 @@ class ServingLatency(Strict):
         description="p95 latency in milliseconds above which the service is too slow (over all "
         "its requests, per 60 s window)",
     )
-    duration_s: int = Field(
-        default=300,
-        ge=0,
-        le=86_400,
-        description="seconds the breach must last before an incident opens (a multiple of 60, "
-        "as Cloud Monitoring requires)",
-    )
     severity: Severity = Field(default="warning", description="the incident's severity label")
     runbook: str = Field(
         default="docs/RUNBOOKS.md#serving-latency",
         description="link to the runbook, shown in the incident",
     )
 
-    @field_validator("duration_s")
-    @classmethod
-    def _whole_minutes(cls, value: int) -> int:
-        return _whole_minutes(value)
 
-
-class ServingErrors(Strict):
+class ServingErrors(_ServingCondition):
     """Share of 5xx answers among a Cloud Run service's requests
     (``run.googleapis.com/request_count``, ``response_code_class``)."""
 
@@ -589,23 +594,11 @@ class ServingErrors(Strict):
         description="share of requests answered 5xx above which the service fails "
         "(0.05 = 5%), per 60 s window",
     )
-    duration_s: int = Field(
-        default=300,
-        ge=0,
-        le=86_400,
-        description="seconds the breach must last before an incident opens (a multiple of 60, "
-        "as Cloud Monitoring requires)",
-    )
     severity: Severity = Field(default="error", description="the incident's severity label")
     runbook: str = Field(
         default="docs/RUNBOOKS.md#serving-errors",
         description="link to the runbook, shown in the incident",
     )
-
-    @field_validator("duration_s")
-    @classmethod
-    def _whole_minutes(cls, value: int) -> int:
-        return _whole_minutes(value)
 
 
 class ServingPolicy(Strict):
