@@ -47,3 +47,12 @@ def test_a_picked_port_taken_meanwhile_is_picked_again(held: int, monkeypatch) -
         assert listener_group(server.port) == server.pid
     finally:
         server.stop()
+
+
+def test_picked_ports_lie_below_the_ephemeral_range_outgoing_connections_use() -> None:
+    # A port picked now and bound later must not be one an outgoing connection's local end can
+    # take meanwhile: those come from ip_local_port_range.
+    low, _high = process._ephemeral_range()
+    picks = {process.free_port() for _ in range(50)}
+    assert all(port < low for port in picks)
+    assert len(picks) > 40  # spread out, not one port handed to every caller
