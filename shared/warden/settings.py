@@ -34,6 +34,15 @@ ENV_VARS: dict[str, str] = {
     "WARDEN_MONITORING_ENDPOINT": "host:port of a plaintext MetricService (local stand-in only).",
     "WARDEN_SCHEDULER_ENDPOINT": "http://host:port of a Cloud Scheduler REST API (local only).",
     "WARDEN_LOCATION": "Cloud Scheduler location (region) of Warden's jobs.",
+    "WARDEN_RETRAIN_JOB": (
+        "Cloud Run job (projects/P/locations/L/jobs/NAME) that runs retrains routed to the job "
+        "runner (warden.yaml runners.retrain); empty: none deployed."
+    ),
+    "WARDEN_MONITOR_JOB": (
+        "Cloud Run job (projects/P/locations/L/jobs/NAME) that runs monitor runs routed to the "
+        "job runner (warden.yaml runners.monitor); empty: none deployed."
+    ),
+    "WARDEN_RUN_ENDPOINT": "http://host:port of a Cloud Run Admin API v2 (local stand-in only).",
     "WARDEN_METRICS": "'on' (default) or 'off' to skip Cloud Monitoring writes.",
     "WARDEN_CODE_VERSION": "Version string of the deployed code (bundle hash or git sha).",
     "WARDEN_LOG_LEVEL": "Root log level (default INFO).",
@@ -52,10 +61,21 @@ LOCAL_ONLY_ENV_VARS = frozenset(
     {
         "WARDEN_MONITORING_ENDPOINT",
         "WARDEN_SCHEDULER_ENDPOINT",
+        "WARDEN_RUN_ENDPOINT",
         "WARDEN_CONFIG",
         "WARDEN_LOCAL_CLOCK",
     }
 )
+#: Set on the Cloud Run jobs only (not on functions): which use case a task runs (Terraform, on the
+#: job) and the request it runs (per execution, in the run's container overrides).
+JOB_ENV_VARS: dict[str, str] = {
+    "WARDEN_JOB": "On a Cloud Run job: the use case its tasks run, 'retrain' or 'monitor'.",
+    "WARDEN_RUN_REQUEST": (
+        "On a Cloud Run job execution: the run request (JSON, warden.jobs.messages.RunRequest) "
+        "the triggering function validated; set per execution through the run's overrides."
+    ),
+}
+
 #: Delivered to functions from Secret Manager, never as a plain environment variable.
 SECRET_ENV_VARS = frozenset({"WARDEN_WEBHOOK_TOKEN"})
 
@@ -107,6 +127,10 @@ class Settings:
     retrain_topic: str = "retrain-requests"
     monitoring_endpoint: str = ""
     scheduler_endpoint: str = ""
+    #: Cloud Run jobs of the job runner (full resource names) and, locally, the Admin API stand-in.
+    retrain_job: str = ""
+    monitor_job: str = ""
+    run_endpoint: str = ""
     location: str = "europe-west1"
     metrics_enabled: bool = True
     code_version: str = "dev"
@@ -143,6 +167,9 @@ class Settings:
             monitoring_endpoint=env.get("WARDEN_MONITORING_ENDPOINT", ""),
             scheduler_endpoint=env.get("WARDEN_SCHEDULER_ENDPOINT", ""),
             location=env.get("WARDEN_LOCATION", cls.location),
+            retrain_job=env.get("WARDEN_RETRAIN_JOB", "").strip(),
+            monitor_job=env.get("WARDEN_MONITOR_JOB", "").strip(),
+            run_endpoint=env.get("WARDEN_RUN_ENDPOINT", "").strip(),
             metrics_enabled=metrics == "on",
             code_version=env.get("WARDEN_CODE_VERSION", "dev"),
             log_level=env.get("WARDEN_LOG_LEVEL", "INFO").upper(),
@@ -172,6 +199,52 @@ class Settings:
                 '(eval "$(terraform output -raw cli_env)" sets it)'
             )
         return self.alert_bucket
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """One task of a Cloud Run job execution, as Cloud Run and Warden's job describe it: Cloud
+    Run sets ``CLOUD_RUN_EXECUTION``, ``CLOUD_RUN_TASK_INDEX`` (0-based), ``CLOUD_RUN_TASK_COUNT``
+    and ``CLOUD_RUN_TASK_ATTEMPT`` (0 on the first try); the job sets :data:`JOB_ENV_VARS`."""
+
+    job: str
+    request: str
+    execution: str = "local"
+    index: int = 0
+    count: int = 1
+    attempt: int = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TaskContext:
+        env = os.environ if environ is None else environ
+        job = env.get("WARDEN_JOB", "").strip()
+        if job not in {"retrain", "monitor"}:
+            raise ConfigError(f"environment: WARDEN_JOB must be 'retrain' or 'monitor', got {job!r}")
+        request = env.get("WARDEN_RUN_REQUEST", "").strip()
+        if not request:
+            raise ConfigError(
+                "environment: WARDEN_RUN_REQUEST is empty; a job execution gets its request "
+                "from the run's container overrides (warden.jobs.dispatch)"
+            )
+
+        def number(name: str, default: int) -> int:
+            text = env.get(name, "").strip()
+            try:
+                return int(text) if text else default
+            except ValueError:
+                raise ConfigError(f"environment: {name} must be an integer, got {text!r}") from None
+
+        index, count = number("CLOUD_RUN_TASK_INDEX", 0), number("CLOUD_RUN_TASK_COUNT", 1)
+        if not 0 <= index < count:
+            raise ConfigError(f"environment: task index {index} is outside 0..{count - 1}")
+        return cls(
+            job=job,
+            request=request,
+            execution=env.get("CLOUD_RUN_EXECUTION", "").strip() or "local",
+            index=index,
+            count=count,
+            attempt=number("CLOUD_RUN_TASK_ATTEMPT", 0),
+        )
 
 
 def secret(name: str) -> str | None:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +40,7 @@ from warden.runtime import Runtime
 from warden.serving.predlog import LABEL, MODEL_VERSION, REQUEST_ID
 from warden.store import gcs
 from warden.store.data import clip_text
-from warden.store.runs import Finished, PriorRun, run_once
+from warden.store.runs import Finished, PriorRun, Run, run_once
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,38 @@ def drift_thresholds(cfg: ModelConfig) -> Any:
     )
 
 
-def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -> MonitorOutcome:
+def monitor(
+    request: RunRequest,
+    rt: Runtime,
+    *,
+    actor: str = "monitor_model",
+    owner: str | None = None,
+    lease: timedelta | None = None,
+) -> MonitorOutcome:
+    """One monitor run over the whole window, in this process (a function, or a job of one
+    task). ``owner``/``lease``: see :meth:`warden.store.runs.RunLedger.begin`."""
     cfg = rt.config.model(request.model)
+    return ledgered(
+        request,
+        rt,
+        cfg,
+        lambda run: _run(request, rt, cfg, run, actor=actor),
+        owner=owner,
+        lease=lease,
+    )
+
+
+def ledgered(
+    request: RunRequest,
+    rt: Runtime,
+    cfg: ModelConfig,
+    work: Callable[[Run], MonitorOutcome],
+    *,
+    owner: str | None = None,
+    lease: timedelta | None = None,
+) -> MonitorOutcome:
+    """``work`` at most once per request key, through the run ledger (a redelivery, or another
+    shard's merge, finds the run done and returns ``duplicate``)."""
 
     def duplicate(prior: PriorRun) -> MonitorOutcome:
         return MonitorOutcome(
@@ -116,29 +147,99 @@ def monitor(request: RunRequest, rt: Runtime, *, actor: str = "monitor_model") -
         cfg.name,
         JOB,
         request.key,
-        work=lambda run: _run(request, rt, cfg, run_id=run.run_id, actor=actor),
+        work=work,
         finished=finished,
         duplicate=duplicate,
         failed=failed,
+        owner=owner,
+        lease=lease,
     )
 
 
-def _run(
-    request: RunRequest, rt: Runtime, cfg: ModelConfig, *, run_id: str, actor: str
-) -> MonitorOutcome:
-    import numpy as np
+@dataclass
+class Prepared:
+    """What a monitor run compares against: the champion version and its reference profile, and
+    where the recent rows are (the training feed, or the prediction log)."""
 
-    from warden.ml.drift import DriftAccumulator
-    from warden.store.data import RowSample, WindowReader
+    cfg: ModelConfig
+    version: int
+    manifest: dict[str, Any]
+    profile: dict[str, Any]
+    bucket: str
+    output: str | None  # the prediction log's output column (drift.source: predictions)
 
-    registry = rt.registry()
-    champion = registry.alias(cfg.name)
-    if champion is None:
-        log.warning("nothing to monitor: no champion yet", extra=fields(model=cfg.name))
-        return MonitorOutcome(
-            model=cfg.name, status="skipped", run_id=run_id, detail="no champion yet"
+    @property
+    def served(self) -> bool:
+        return self.output is not None
+
+    def reader(self, rt: Runtime, request: RunRequest, plan: Any = None) -> Any:
+        """The window's files (listed now, or pinned by ``plan``)."""
+        from warden.store.data import WindowReader
+
+        cfg, output = self.cfg, self.output
+        return WindowReader(
+            rt.clients.storage,
+            bucket=self.bucket,
+            spec=prediction_log_spec(cfg) if output else cfg.data,
+            # The prediction log: the features, the output watched, the version that answered
+            # and the request id labels are joined on; the training feed: features and target.
+            columns=[*cfg.features, output, MODEL_VERSION, REQUEST_ID] if output else cfg.features,
+            as_of=request.as_of,
+            target=None if output else cfg.target,
+            categorical=(
+                [*cfg.categorical_features, REQUEST_ID] if output else cfg.categorical_features
+            ),
+            window_days=cfg.drift.window_days,
+            target_required=False,
+            plan=plan,
         )
-    version = champion.version
+
+
+@dataclass
+class Scan:
+    """Counts of the recent rows: feature drift, the champion's outputs, the scoring sample.
+    Additive: scans of disjoint files merge into the scan of all of them."""
+
+    drift: Any  # warden.ml.drift.DriftAccumulator
+    predictions: Any  # warden.ml.drift.PredictionAccumulator, or None
+    sample: Any  # warden.store.data.RowSample
+
+    @classmethod
+    def empty(cls, prep: Prepared, request: RunRequest) -> Scan:
+        from warden.ml.drift import DriftAccumulator, PredictionAccumulator
+        from warden.store.data import RowSample
+
+        cfg = prep.cfg
+        return cls(
+            drift=DriftAccumulator(prep.profile, features=cfg.features),
+            predictions=PredictionAccumulator(prep.profile, cfg.task) if prep.served else None,
+            sample=RowSample(cfg.drift.max_eval_rows, seed=sample_seed(cfg, request)),
+        )
+
+    def read(self, prep: Prepared, reader: Any, indices: Any = None) -> None:
+        """Feed the files at ``indices`` of the reader's window (all by default)."""
+        features = prep.cfg.features
+        for ordinal, source, frame in reader.parts(indices):
+            self.drift.update({c: frame[c].to_numpy() for c in features})
+            if prep.output:
+                # Feature drift is about what the model saw, whoever answered; its outputs and
+                # its performance are the champion's own: rows other versions answered are not.
+                frame = frame[frame[MODEL_VERSION] == prep.version]
+                self.predictions.update(frame[prep.output].to_numpy())
+            self.sample.add(frame, source=source, ordinal=ordinal)
+
+
+def prepare(
+    request: RunRequest, rt: Runtime, cfg: ModelConfig, *, version: int | None = None
+) -> Prepared | str:
+    """The champion (or ``version``) and its profile; a string says why there is nothing to
+    monitor (no champion yet, nothing served in the window)."""
+    registry = rt.registry()
+    if version is None:
+        champion = registry.alias(cfg.name)
+        if champion is None:
+            return "no champion yet"
+        version = champion.version
     manifest = registry.manifest(cfg.name, version)
     profile = json.loads(registry.read_file(cfg.name, version, "profile.json", manifest))
     if profile.get("schema") != 2:
@@ -152,73 +253,83 @@ def _run(
             f"{cfg.name} v{version}: features {missing} are not in the champion's "
             "reference profile (the configuration changed since it was trained)"
         )
-
     served = cfg.drift.source == "predictions"
-    output = prediction_output(cfg) if served else None
     # The prediction log is where warden.serving writes it: WARDEN_DATA_BUCKET (a model's own
     # data.bucket holds its training feed, which the serving side does not know of).
     bucket = rt.settings.data_bucket if served else cfg.data_bucket(rt.settings.data_bucket)
     if served and _nothing_served(rt, bucket, cfg, request):
         # No traffic is not a failure of the model (an app not deployed yet, a quiet week):
         # skipped, and said so; a broken logger shows in the app's health (dropped, errors).
-        detail = f"no predictions logged in the {cfg.drift.window_days} days to {request.as_of}"
-        log.warning("nothing to monitor: %s", detail, extra=fields(model=cfg.name))
-        return MonitorOutcome(model=cfg.name, status="skipped", run_id=run_id, detail=detail)
-    reader = WindowReader(
-        rt.clients.storage,
-        bucket=bucket,
-        spec=prediction_log_spec(cfg) if served else cfg.data,
-        # The prediction log: the features, the output watched, the version that answered and
-        # the request id labels are joined on; the training feed: features and target.
-        columns=[*cfg.features, output, MODEL_VERSION, REQUEST_ID] if output else cfg.features,
-        as_of=request.as_of,
-        target=None if served else cfg.target,
-        categorical=[*cfg.categorical_features, REQUEST_ID] if served else cfg.categorical_features,
-        window_days=cfg.drift.window_days,
-        target_required=False,
-    )
-    accumulator = DriftAccumulator(profile, features=cfg.features)
-    sample = RowSample(cfg.drift.max_eval_rows, seed=sample_seed(cfg, request))
-    outputs = []
-    for frame in reader.frames():
-        accumulator.update({c: frame[c].to_numpy() for c in cfg.features})
-        if output:
-            # Feature drift is about what the model saw, whoever answered; its outputs and its
-            # performance are the champion's own: the rows other versions answered are not it.
-            frame = frame[frame[MODEL_VERSION] == version]
-            outputs.append(frame[output].to_numpy())
-        sample.add(frame)
+        return f"no predictions logged in the {cfg.drift.window_days} days to {request.as_of}"
+    output = prediction_output(cfg) if served else None
+    return Prepared(cfg, version, manifest, profile, bucket, output)
+
+
+def _skipped(cfg: ModelConfig, run_id: str, detail: str) -> MonitorOutcome:
+    log.warning("nothing to monitor: %s", detail, extra=fields(model=cfg.name))
+    return MonitorOutcome(model=cfg.name, status="skipped", run_id=run_id, detail=detail)
+
+
+def _run(
+    request: RunRequest, rt: Runtime, cfg: ModelConfig, run: Run, *, actor: str
+) -> MonitorOutcome:
+    prep = prepare(request, rt, cfg)
+    if isinstance(prep, str):
+        return _skipped(cfg, run.run_id, prep)
+    reader = prep.reader(rt, request)
+    scan = Scan.empty(prep, request)
+    scan.read(prep, reader)
+    return conclude(request, rt, prep, scan, reader, run, actor=actor)
+
+
+def conclude(
+    request: RunRequest,
+    rt: Runtime,
+    prep: Prepared,
+    scan: Scan,
+    reader: Any,
+    run: Run,
+    *,
+    actor: str,
+) -> MonitorOutcome:
+    """Judge a scan of the whole window (one process's, or the shards' merged), then store,
+    measure, announce and act on it."""
+    cfg, version, run_id = prep.cfg, prep.version, run.run_id
     window = reader.window()
     if window.rows == 0:
         raise DataError(
             f"{reader.root}: the monitoring window {reader.window_text} has files but no rows"
         )
     thresholds = drift_thresholds(cfg)
-    result = accumulator.result(thresholds)
+    result = scan.drift.result(thresholds)
     drift = result.to_dict()
     predictions = None
-    scored = sample.frame()
-    if output:
-        from warden.ml.drift import prediction_drift
-
-        values = np.concatenate(outputs) if outputs else np.empty(0)
-        predictions = prediction_drift(profile, values, cfg.task, thresholds)
-        predictions["output"] = output
+    scored = scan.sample.frame()
+    if prep.output:
+        predictions = scan.predictions.result(thresholds)
+        predictions["output"] = prep.output
         if cfg.task == "classification" and scored is not None:
-            scored = _with_labels(rt, cfg, bucket, request, scored)
-    performance = _performance(rt, cfg, version, manifest, scored)
+            scored = _with_labels(rt, cfg, prep.bucket, request, scored)
+    performance = _performance(rt, cfg, version, prep.manifest, scored)
     degraded = bool(performance and performance.get("degraded"))
     alert = drift["dataset_drift"] if cfg.drift.alert_on == "dataset" else bool(drift["drifted"])
     alert = alert or bool(predictions and predictions["drifted"])
 
-    now = datetime.now(UTC)
-    folder = f"{cfg.name}/monitoring/{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}/"
+    registry = rt.registry()
+    # One folder per request: an attempt that takes over (a retried job task) finishes the
+    # folder its predecessor began instead of leaving a second result.
+    folder = run.resumed.get("folder")
+    at = run.resumed.get("at")
+    if not folder or not at:
+        now = datetime.now(UTC)
+        folder, at = f"{cfg.name}/monitoring/{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}/", now.isoformat()
+        run.checkpoint(folder=folder, at=at)
     summary = {
         "schema": 1,
         "model": cfg.name,
         "version": version,
         "run_id": run_id,
-        "at": now.isoformat(),
+        "at": at,
         "request": request.to_dict(),
         "window": window.to_dict(),
         "source": cfg.drift.source,
@@ -228,7 +339,7 @@ def _run(
         "alert": alert,
     }
     history = _history(rt, cfg.name)
-    _store(rt, folder, summary, history)
+    _store(rt, folder, summary, history, resumed=bool(run.resumed.get("folder")))
     log.info(
         "monitored %s v%d: drift share %.2f%s",
         cfg.name,
@@ -484,7 +595,14 @@ def _history(rt: Runtime, model: str) -> list[dict[str, Any]]:
     return out
 
 
-def _store(rt: Runtime, folder: str, summary: dict[str, Any], history: list[dict]) -> None:
+def _store(
+    rt: Runtime,
+    folder: str,
+    summary: dict[str, Any],
+    history: list[dict],
+    *,
+    resumed: bool = False,
+) -> None:
     from warden.report.html import render_drift_report
 
     bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
@@ -506,6 +624,8 @@ def _store(rt: Runtime, folder: str, summary: dict[str, Any], history: list[dict
         ("drift.json", gcs.dumps(summary), "application/json"),
     ):
         if gcs.create(bucket, folder + name, data, content_type=content_type) is None:
+            if resumed:  # an earlier attempt of this run wrote it: the folder is ours
+                continue
             raise ConflictError(f"gs://{bucket.name}/{folder}{name} already exists")
 
 

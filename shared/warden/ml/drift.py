@@ -39,6 +39,8 @@ from warden.errors import ConfigError, DataError
 
 PROFILE_SCHEMA = 2
 RESULT_SCHEMA = 1
+#: Version of :meth:`DriftAccumulator.state` (shards of a monitor run exchange it).
+STATE_SCHEMA = 1
 QUANTILES = {
     "p01": 0.01,
     "p05": 0.05,
@@ -739,6 +741,28 @@ class _State:
         features only."""
         return None
 
+    def state(self) -> dict[str, Any]:
+        """The counts so far, JSON-able (:meth:`DriftAccumulator.state`)."""
+        return {"kind": self.kind, "missing": self.missing}
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        """Add the counts of another accumulator on the same reference (its :meth:`state`)."""
+        if state.get("kind") != self.kind:
+            raise DataError(
+                f"drift: cannot merge a {state.get('kind')!r} state into {self.name!r} "
+                f"({self.kind}): the partial was built on another profile"
+            )
+        self.missing += int(state["missing"])
+
+    def _merge_counts(self, mine: np.ndarray, theirs: Any) -> None:
+        other = np.asarray(theirs, dtype=np.int64)
+        if other.shape != mine.shape:
+            raise DataError(
+                f"drift: {self.name!r}: a partial has {other.size} bins, the reference "
+                f"{mine.size}: it was built on another profile"
+            )
+        mine += other
+
     def _finite(self, values: Any) -> np.ndarray:
         x = _numeric_array(values, self.name)
         if x.dtype.kind == "f":
@@ -785,6 +809,20 @@ class _ContinuousState(_State):
         if binned.size == self.counts.size and binned[-1]:
             hi = self.edges[-1]
             self.above += float(np.sum(x[x > hi] - hi))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **super().state(),
+            "counts": self.counts.tolist(),
+            "below": self.below,
+            "above": self.above,
+        }
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        super().merge(state)
+        self._merge_counts(self.counts, state["counts"])
+        self.below += float(state["below"])
+        self.above += float(state["above"])
 
     def compare(self) -> tuple[dict[str, float | None], dict[str, list[Any]]]:
         if self.empty or self.n_cur == 0 or self.n_ref == 0:
@@ -867,6 +905,26 @@ class _DiscreteState(_State):
         rest = x[~match]
         if rest.size:
             self._add_unseen(*np.unique(rest, return_counts=True))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **super().state(),
+            "counts": self.counts.tolist(),
+            # In the order first seen: a merge keeps the first UNSEEN_CAP as one pass would.
+            "unseen": [[v, c] for v, c in self.unseen.items()],
+            "pooled": self.pooled,
+            "pooled_sum": self.pooled_sum,
+        }
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        super().merge(state)
+        self._merge_counts(self.counts, state["counts"])
+        pairs = state["unseen"]
+        if pairs:
+            values, counts = zip(*pairs, strict=True)
+            self._add_unseen(np.asarray(values, dtype=float), np.asarray(counts, dtype=np.int64))
+        self.pooled += int(state["pooled"])
+        self.pooled_sum += float(state["pooled_sum"])
 
     def _add_unseen(self, values: np.ndarray, counts: np.ndarray) -> None:
         for v, c in zip(values.tolist(), counts.tolist(), strict=True):
@@ -985,6 +1043,26 @@ class _CategoricalState(_State):
                 self.new_rows += count
                 if label in self.new or len(self.new) < UNSEEN_CAP:
                     self.new[label] += count
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **super().state(),
+            "counts": self.counts.tolist(),
+            "other": self.other,
+            "unseen": [[k, c] for k, c in self.unseen.items()],  # first seen first
+            "new_rows": self.new_rows,
+            "new": [[k, c] for k, c in self.new.items()],
+        }
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        super().merge(state)
+        self._merge_counts(self.counts, state["counts"])
+        self.other += int(state["other"])
+        self.new_rows += int(state["new_rows"])
+        for target, pairs in ((self.unseen, state["unseen"]), (self.new, state["new"])):
+            for label, count in pairs:
+                if label in target or len(target) < UNSEEN_CAP:
+                    target[str(label)] += int(count)
 
     def _is_new(self, label: str) -> bool:
         if self.known != "filter":
@@ -1125,6 +1203,35 @@ class DriftAccumulator:
                 state.update(values)
         self._rows += n
 
+    def state(self) -> dict[str, Any]:
+        """What was fed so far, as JSON-able counts: a shard of a monitor run writes it, and
+        :meth:`merge` adds it to another accumulator on the same profile. The counts are
+        additive, so accumulators fed disjoint parts of a window and merged in the parts' order
+        give the result one accumulator fed the whole window gives (sums of floats up to
+        rounding; values beyond ``UNSEEN_CAP`` distinct unseen ones are pooled at their mean
+        either way)."""
+        return {
+            "schema": STATE_SCHEMA,
+            "rows": self._rows,
+            "features": {name: st.state() for name, st in self._states.items()},
+        }
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        """Add another accumulator's :meth:`state` (same profile, same features)."""
+        if state.get("schema") != STATE_SCHEMA:
+            raise DataError(
+                f"drift: accumulator state schema {state.get('schema')!r} is not {STATE_SCHEMA}"
+            )
+        features = state.get("features") or {}
+        if set(features) != set(self._states):
+            raise DataError(
+                f"drift: a partial covers features {sorted(features)}, this accumulator "
+                f"{sorted(self._states)}"
+            )
+        for name, st in self._states.items():
+            st.merge(features[name])
+        self._rows += int(state["rows"])
+
     def result(self, thresholds: DriftThresholds | None = None) -> DriftResult:
         """Compare what was fed so far with the reference."""
         thresholds = thresholds or DriftThresholds()
@@ -1206,6 +1313,88 @@ def compute_drift(
     return acc.result(thresholds)
 
 
+class PredictionAccumulator:
+    """The model's outputs on served traffic, as counts (fed chunk by chunk, mergeable like
+    :class:`DriftAccumulator`): positive-class scores in the reference's bins on [0, 1] for a
+    classifier, rows per cluster for clustering. :meth:`result` judges them
+    (:func:`prediction_drift`)."""
+
+    def __init__(self, profile: Mapping[str, Any], task: str) -> None:
+        self.task = task
+        self.reference = profile.get(
+            "score_distribution" if task == "classification" else "cluster_distribution"
+        )
+        bins = len(self.reference["counts"]) if task == "classification" and self.reference else 0
+        self.scores = np.zeros(bins, dtype=np.int64)
+        self.clusters: Counter[str] = Counter()
+        self.rows = 0
+
+    def update(self, values: Any) -> None:
+        arr = np.asarray(values, dtype=float)
+        arr = arr[~np.isnan(arr)]
+        self.rows += len(arr)
+        if not self.reference or not len(arr):
+            return
+        if self.task == "classification":
+            counts, _ = np.histogram(np.clip(arr, 0.0, 1.0), bins=self.scores.size, range=(0, 1))
+            self.scores += counts
+        else:
+            labels, counts = np.unique(arr.astype(np.int64), return_counts=True)
+            self.clusters.update(dict(zip(map(str, labels.tolist()), counts.tolist(), strict=True)))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "scores": self.scores.tolist(),
+            "clusters": dict(self.clusters),
+        }
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        scores = np.asarray(state["scores"], dtype=np.int64)
+        if scores.shape != self.scores.shape:
+            raise DataError("drift: a partial's score bins differ from the reference's")
+        self.scores += scores
+        self.clusters.update({str(k): int(v) for k, v in state["clusters"].items()})
+        self.rows += int(state["rows"])
+
+    def result(self, thresholds: DriftThresholds | None = None) -> dict[str, Any]:
+        thresholds = thresholds or DriftThresholds()
+        out: dict[str, Any] = {"rows": self.rows, "drifted": False}
+        ref = self.reference
+        if self.task == "classification":
+            if not ref:
+                return {**out, "detail": "the champion's profile has no score distribution"}
+            ref_counts = np.asarray(ref["counts"], dtype=float)
+            cur_counts = self.scores.astype(float)
+            labels = [f"{a:.1f}-{b:.1f}" for a, b in pairwise(ref["bin_edges"])]
+            statistic, threshold = "psi", thresholds.psi
+            value = psi(ref_counts, cur_counts)
+        else:
+            if not ref:
+                return {**out, "detail": "the champion's profile has no cluster distribution"}
+            labels = sorted({*ref["counts"], *self.clusters}, key=lambda k: (len(k), k))
+            ref_counts = np.asarray([ref["counts"].get(k, 0) for k in labels], dtype=float)
+            cur_counts = np.asarray([self.clusters.get(k, 0) for k in labels], dtype=float)
+            statistic, threshold = "linf", thresholds.linf
+            value = float(np.max(np.abs(_proportions(ref_counts) - _proportions(cur_counts))))
+        p, q = _proportions(ref_counts), _proportions(cur_counts)
+        out.update(
+            statistic=statistic,
+            value=value,
+            threshold=threshold,
+            js=js_distance(p, q),
+            reference={k: round(float(x), 6) for k, x in zip(labels, p, strict=True)},
+            current={k: round(float(x), 6) for k, x in zip(labels, q, strict=True)},
+        )
+        if self.rows < thresholds.min_rows:
+            out["detail"] = (
+                f"insufficient data: {self.rows} outputs (min_rows {thresholds.min_rows})"
+            )
+            return out
+        out["drifted"] = threshold is not None and value >= threshold
+        return out
+
+
 def prediction_drift(
     profile: Mapping[str, Any], values: Any, task: str, thresholds: DriftThresholds | None = None
 ) -> dict[str, Any]:
@@ -1217,43 +1406,9 @@ def prediction_drift(
     cluster (``cluster_distribution``), judged by the largest change of a share
     (``thresholds.linf``). JS distance is reported for both. Fewer than ``thresholds.min_rows``
     outputs, or a reference the version does not have (trained before it was recorded), give
-    ``drifted: False`` with the reason in ``detail``.
+    ``drifted: False`` with the reason in ``detail``. (:class:`PredictionAccumulator` does the
+    same chunk by chunk.)
     """
-    thresholds = thresholds or DriftThresholds()
-    arr = np.asarray(values, dtype=float)
-    arr = arr[~np.isnan(arr)]
-    out: dict[str, Any] = {"rows": len(arr), "drifted": False}
-    if task == "classification":
-        ref = profile.get("score_distribution")
-        if not ref:
-            return {**out, "detail": "the champion's profile has no score distribution"}
-        ref_counts = np.asarray(ref["counts"], dtype=float)
-        cur_counts, _ = np.histogram(np.clip(arr, 0.0, 1.0), bins=len(ref_counts), range=(0, 1))
-        edges = ref["bin_edges"]
-        labels = [f"{a:.1f}-{b:.1f}" for a, b in pairwise(edges)]
-        statistic, threshold = "psi", thresholds.psi
-        value = psi(ref_counts, cur_counts)
-    else:
-        ref = profile.get("cluster_distribution")
-        if not ref:
-            return {**out, "detail": "the champion's profile has no cluster distribution"}
-        current = Counter(str(int(v)) for v in arr)
-        labels = sorted({*ref["counts"], *current}, key=lambda k: (len(k), k))
-        ref_counts = np.asarray([ref["counts"].get(k, 0) for k in labels], dtype=float)
-        cur_counts = np.asarray([current.get(k, 0) for k in labels], dtype=float)
-        statistic, threshold = "linf", thresholds.linf
-        value = float(np.max(np.abs(_proportions(ref_counts) - _proportions(cur_counts))))
-    p, q = _proportions(ref_counts), _proportions(cur_counts)
-    out.update(
-        statistic=statistic,
-        value=value,
-        threshold=threshold,
-        js=js_distance(p, q),
-        reference={k: round(float(x), 6) for k, x in zip(labels, p, strict=True)},
-        current={k: round(float(x), 6) for k, x in zip(labels, q, strict=True)},
-    )
-    if len(arr) < thresholds.min_rows:
-        out["detail"] = f"insufficient data: {len(arr)} outputs (min_rows {thresholds.min_rows})"
-        return out
-    out["drifted"] = threshold is not None and value >= threshold
-    return out
+    acc = PredictionAccumulator(profile, task)
+    acc.update(values)
+    return acc.result(thresholds)

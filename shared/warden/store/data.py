@@ -27,7 +27,7 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -196,7 +196,10 @@ class WindowReader:
         window_days: int | None = None,
         target_required: bool = True,
         day_column: str | None = None,
+        plan: Mapping[str, Any] | None = None,
     ) -> None:
+        """``plan`` (an earlier reader's :meth:`plan`) pins the files instead of listing: the
+        shards of one monitor run read one listing, whatever lands in the window meanwhile."""
         if isinstance(as_of, datetime):  # a datetime is a date too; the window is whole days
             as_of = as_of.date()
         if not columns or len(set(columns)) != len(columns):
@@ -222,7 +225,11 @@ class WindowReader:
             f"(window_days={days_back}, as of {as_of.isoformat()})"
         )
         days = [self.start + timedelta(days=i) for i in range(days_back)]
-        listing = _list_window(client, bucket, spec.prefix, days, self.ext, self.window_text)
+        listing = (
+            _listing_from_plan(plan)
+            if plan is not None
+            else _list_window(client, bucket, spec.prefix, days, self.ext, self.window_text)
+        )
         if not listing.folders:
             latest, junk, odd = _latest_partition(client, bucket, spec.prefix)
             extra = f"; {odd:,} folder(s) not named dt=YYYY-MM-DD, e.g. {name_list(junk)}"
@@ -246,11 +253,36 @@ class WindowReader:
         self.rows = 0
         self._missing = dict.fromkeys(self.wanted, 0)
 
+    def plan(self) -> dict[str, Any]:
+        """The listing this reader reads, JSON-able (``plan=`` of another reader)."""
+        return {
+            "partitions": list(self.partitions),
+            "files": [
+                [o.name, o.leaf, o.generation, o.size, o.day.isoformat() if o.day else None]
+                for o in self._chosen
+            ],
+        }
+
+    def sizes(self) -> list[int]:
+        """Each file's size in bytes, in read order."""
+        return [o.size for o in self._chosen]
+
     def frames(self) -> Iterator[pd.DataFrame]:
+        for _ordinal, _source, frame in self.parts():
+            yield frame
+
+    def parts(
+        self, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, str, pd.DataFrame]]:
+        """``(ordinal, source, frame)`` for the files at ``indices`` of the read order (all by
+        default): the file's place in the window, its ``gs://bucket/name#generation``, and its
+        coerced rows. Empty files are skipped."""
         import numpy as np
 
         optional = () if self.target_required or not self.target else (self.target,)
-        for obj in self._chosen:
+        chosen = range(len(self._chosen)) if indices is None else indices
+        for ordinal in chosen:
+            obj = self._chosen[ordinal]
             uri = f"gs://{self.bucket}/{obj.name}"
             part = _read_object(
                 self._client, self.bucket, obj, self.spec.format, uri, self.wanted, optional
@@ -265,7 +297,19 @@ class WindowReader:
             self.rows += len(part)
             for col in self.wanted:
                 self._missing[col] += int(part[col].isna().sum())
-            yield part
+            yield ordinal, self.files[ordinal], part
+
+    @property
+    def missing_counts(self) -> dict[str, int]:
+        """Missing values per column in the rows read so far."""
+        return dict(self._missing)
+
+    def add_counts(self, rows: int, missing: Mapping[str, int]) -> None:
+        """Count rows another reader of the same plan read (a shard's), for :meth:`window`."""
+        self.rows += rows
+        for col, n in missing.items():
+            if col in self._missing:
+                self._missing[col] += int(n)
 
     def window(self) -> DataWindow:
         return DataWindow(
@@ -288,17 +332,25 @@ class RowSample:
     """A uniform random sample, without replacement, of at most ``limit`` rows of all the
     frames :meth:`add` is given, whatever their sizes and order.
 
-    Bottom-k sampling: every row gets a uniform random key from a generator seeded with ``seed``
-    and the sample is the ``limit`` rows with the smallest keys, so every subset of ``limit``
-    rows is equally likely and a file's expected share of the sample is its share of the rows.
-    The same frames in the same order with the same seed give the same sample.
+    Bottom-k sampling: every row gets a uniform random key and the sample is the ``limit`` rows
+    with the smallest keys, so every subset of ``limit`` rows is equally likely and a file's
+    expected share of the sample is its share of the rows. Keys come from a generator seeded
+    with ``seed`` — and, when :meth:`add` names the frame's ``source`` (a file's
+    ``name#generation``), with that source too: then a file's rows get the same keys whoever
+    reads it, so samples of disjoint parts of a window, merged (:meth:`state` /
+    :meth:`merge`), are the sample one pass over the whole window draws (shards of a monitor
+    run). The same frames with the same seed give the same sample.
 
     Memory stays bounded: a row whose key is above the largest key of a full sample can never
     enter it and is dropped at once, and the rows kept are cut back to ``limit`` whenever they
     pass ``2 × limit``; so at most ``2 × limit`` rows are held, plus the frame being added. Cost
     per frame: one key per row, plus the cut back, amortised over ``limit`` kept rows.
-    :meth:`frame` returns the sample in the order the rows were added.
+    :meth:`frame` returns the sample in the order the rows were added (by ``ordinal``, then by
+    position in the frame).
     """
+
+    #: Columns :meth:`state` adds to the rows: each row's key and its place in the read order.
+    KEY, ORDER = "__warden_sample_key", "__warden_sample_order"
 
     def __init__(self, limit: int, *, seed: int) -> None:
         import numpy as np
@@ -306,9 +358,12 @@ class RowSample:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         self.limit = limit
+        self.seed = seed
         self.rows = 0  # rows offered so far
         self._rng = np.random.default_rng(seed)
-        self._parts: list[tuple[pd.DataFrame, Any]] = []  # (rows, their keys), in added order
+        self._adds = 0
+        # (rows, their keys, their place in the read order), in added order
+        self._parts: list[tuple[pd.DataFrame, Any, Any]] = []
         self._held = 0
         self._cut = 1.0  # keys at or above this cannot enter the sample
 
@@ -317,44 +372,84 @@ class RowSample:
         """Rows held now (at most ``2 × limit``)."""
         return self._held
 
-    def add(self, frame: pd.DataFrame) -> None:
+    def add(self, frame: pd.DataFrame, *, source: str = "", ordinal: int | None = None) -> None:
+        """Offer ``frame``'s rows. ``source`` names where they come from (their keys then
+        depend only on the seed and the source); ``ordinal`` is the frame's place in the read
+        order (default: one more than the previous call's)."""
         import numpy as np
 
         n = len(frame)
+        ordinal = self._adds if ordinal is None else ordinal
+        self._adds = max(self._adds, ordinal) + 1
         if n == 0:
             return
-        keys = self._rng.random(n)
+        if source:
+            entropy = int.from_bytes(hashlib.sha256(source.encode()).digest()[:8], "big")
+            keys = np.random.default_rng([self.seed, entropy]).random(n)
+        else:
+            keys = self._rng.random(n)
         self.rows += n
         keep = np.flatnonzero(keys < self._cut)
         if keep.size == 0:
             return
+        order = (np.int64(ordinal) << np.int64(32)) + keep.astype(np.int64)
         if keep.size < n:
             frame, keys = frame.iloc[keep], keys[keep]
-        self._parts.append((frame, keys))
-        self._held += keep.size
+        self._offer(frame, keys, order)
+
+    def _offer(self, frame: pd.DataFrame, keys: Any, order: Any) -> None:
+        self._parts.append((frame, keys, order))
+        self._held += len(keys)
         if self._held > 2 * self.limit:
             self._parts = [self._smallest()]
-            self._held = self.limit
+            self._held = min(self._held, self.limit)
             self._cut = float(self._parts[0][1].max())
 
-    def _smallest(self) -> tuple[pd.DataFrame, Any]:
-        """The held rows with the ``limit`` smallest keys, in the order they were added."""
+    def _smallest(self) -> tuple[pd.DataFrame, Any, Any]:
+        """The held rows with the ``limit`` smallest keys, in read order."""
         import numpy as np
         import pandas as pd
 
-        frames, keys = zip(*self._parts, strict=True)
+        frames, keys, orders = zip(*self._parts, strict=True)
         frame = pd.concat(frames) if len(frames) > 1 else frames[0]
-        key = np.concatenate(keys)
+        key, order = np.concatenate(keys), np.concatenate(orders)
         if key.size > self.limit:
-            chosen = np.sort(np.argpartition(key, self.limit - 1)[: self.limit])
-            frame, key = frame.iloc[chosen], key[chosen]
-        return frame, key
+            chosen = np.argpartition(key, self.limit - 1)[: self.limit]
+            frame, key, order = frame.iloc[chosen], key[chosen], order[chosen]
+        placed = np.argsort(order, kind="stable")
+        return frame.iloc[placed], key[placed], order[placed]
 
     def frame(self) -> pd.DataFrame | None:
         """The sample (index 0..n-1), or None if no row was added."""
         if not self._parts:
             return None
         return self._smallest()[0].reset_index(drop=True)
+
+    def state(self) -> bytes:
+        """The rows held, with their keys and places, as Parquet (for :meth:`merge`)."""
+        import pandas as pd
+
+        if self._parts:
+            frame, key, order = self._smallest()
+        else:
+            frame, key, order = pd.DataFrame(), [], []
+        frame = frame.reset_index(drop=True).assign(**{self.KEY: key, self.ORDER: order})
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+
+    def merge(self, state: bytes, *, rows: int) -> None:
+        """Add the sample another :class:`RowSample` (same seed, sources named) drew from
+        ``rows`` rows (its :meth:`state`)."""
+        import pandas as pd
+
+        frame = pd.read_parquet(io.BytesIO(state))
+        self.rows += rows
+        if not len(frame):
+            return
+        keys = frame.pop(self.KEY).to_numpy()
+        order = frame.pop(self.ORDER).to_numpy()
+        self._offer(frame, keys, order)
 
 
 def read_training_frame(
@@ -480,6 +575,21 @@ def _list_window(
     except NotFound:
         raise DataError(f"gs://{bucket}: bucket not found") from None
     return listing
+
+
+def _listing_from_plan(plan: Mapping[str, Any]) -> _Listing:
+    try:
+        files = [
+            _Object(
+                str(name), str(leaf), int(gen), int(size), date.fromisoformat(day) if day else None
+            )
+            for name, leaf, gen, size, day in plan["files"]
+        ]
+        partitions = [str(p) for p in plan["partitions"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"a window plan is malformed: {exc}") from None
+    folders = sorted({o.day for o in files if o.day is not None})
+    return _Listing(folders or [date.min], partitions, files, [], 0)
 
 
 def _latest_partition(

@@ -100,10 +100,24 @@ class RunLedger:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{model}/runs/{kind}/{digest}.json"
 
-    def begin(self, model: str, kind: str, key: str, run_id: str) -> RunClaim | PriorRun:
+    def begin(
+        self,
+        model: str,
+        kind: str,
+        key: str,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease: timedelta | None = None,
+    ) -> RunClaim | PriorRun:
         """Claim ``key``: create its marker, or take over a stale or aborted one (by
         compare-and-swap). A finished request → :class:`PriorRun`; one running elsewhere within
-        its lease → :class:`RunInProgress`."""
+        its lease → :class:`RunInProgress`.
+
+        ``owner`` names who runs it when a retry of the same worker is recognisable: a Cloud Run
+        job task (``EXECUTION/TASK_INDEX``) is retried only after its previous attempt ended, so
+        a running marker with our owner is our own dead attempt, taken over at once instead of
+        waiting out its lease. ``lease`` overrides the ledger's (a job may run for hours)."""
         name = self.marker_name(model, kind, key)
         now = self._clock()
         record = {
@@ -113,9 +127,11 @@ class RunLedger:
             "run_id": run_id,
             "status": "running",
             "started_at": _iso(now),
-            "lease_until": _iso(now + self.lease),
+            "lease_until": _iso(now + (lease or self.lease)),
             "attempt": 1,
         }
+        if owner:
+            record["owner"] = owner
         prior: list[PriorRun] = []
         replaced: list[dict[str, Any]] = []
 
@@ -128,7 +144,12 @@ class RunLedger:
             if existing.get("status") in FINAL:
                 prior.append(PriorRun(existing))
                 return None
-            if existing.get("status") == "running" and _parse(existing["lease_until"]) > now:
+            ours = bool(owner) and existing.get("owner") == owner
+            if (
+                existing.get("status") == "running"
+                and _parse(existing["lease_until"]) > now
+                and not ours
+            ):
                 raise RunInProgress(
                     f"{model}: {kind} for {key} is already running (run {existing.get('run_id')},"
                     f" lease until {existing['lease_until']})"
@@ -392,6 +413,8 @@ def run_once(
     finished: Callable[[T], Finished],
     duplicate: Callable[[PriorRun], T],
     failed: Callable[[PermanentError, str], None] = lambda _exc, _run_id: None,
+    owner: str | None = None,
+    lease: timedelta | None = None,
 ) -> T:
     """Run ``work(run)`` at most once per request ``key`` (retrain, monitor, housekeeping).
 
@@ -399,7 +422,8 @@ def run_once(
     and ``checkpoint`` to record progress.
 
     A finished request returns ``duplicate(prior)``; one running elsewhere within its lease
-    raises :class:`RunInProgress`. A permanent error is recorded (marker ``failed``, status),
+    raises :class:`RunInProgress` (``owner`` and ``lease``: :meth:`RunLedger.begin`). A
+    permanent error is recorded (marker ``failed``, status),
     passed to ``failed`` and re-raised; anything else releases the marker (``aborted``) so the
     redelivery can start at once, and propagates.
     """
@@ -408,7 +432,7 @@ def run_once(
     from warden.logs import fields
 
     run_id = uuid.uuid4().hex
-    claim = ledger.begin(model, kind, key, run_id)
+    claim = ledger.begin(model, kind, key, run_id, owner=owner, lease=lease)
     if isinstance(claim, PriorRun):
         log.info(
             "duplicate %s request; already %s",
