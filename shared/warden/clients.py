@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from warden.settings import Settings
 
 if TYPE_CHECKING:
-    from google.cloud import monitoring_v3, pubsub_v1, scheduler_v1, storage
+    from google.cloud import monitoring_v3, pubsub_v1, run_v2, scheduler_v1, storage
 
 
 #: Connections kept per host by the storage client's session: above the router's 16 threads.
@@ -39,12 +39,14 @@ class Clients:
         monitoring: monitoring_v3.MetricServiceClient | None = None,
         publisher: pubsub_v1.PublisherClient | None = None,
         scheduler: scheduler_v1.CloudSchedulerClient | None = None,
+        jobs: run_v2.JobsClient | None = None,
     ) -> None:
         self.settings = settings
         self._storage = storage
         self._monitoring = monitoring
         self._publisher = publisher
         self._scheduler = scheduler
+        self._jobs = jobs
 
     @property
     def storage(self) -> storage.Client:
@@ -110,3 +112,23 @@ class Clients:
             else:
                 self._scheduler = scheduler_v1.CloudSchedulerClient()
         return self._scheduler
+
+    @property
+    def jobs(self) -> run_v2.JobsClient:
+        """A Cloud Run Admin API v2 jobs client (starts job executions); over REST to the local
+        stand-in when ``WARDEN_RUN_ENDPOINT`` is set."""
+        if self._jobs is None:
+            from google.cloud import run_v2
+
+            endpoint = self.settings.run_endpoint
+            if endpoint:
+                from google.auth.credentials import AnonymousCredentials
+
+                self._jobs = run_v2.JobsClient(
+                    transport="rest",
+                    client_options={"api_endpoint": endpoint},
+                    credentials=AnonymousCredentials(),
+                )
+            else:
+                self._jobs = run_v2.JobsClient()
+        return self._jobs

@@ -219,7 +219,9 @@ class TaskContext:
         env = os.environ if environ is None else environ
         job = env.get("WARDEN_JOB", "").strip()
         if job not in {"retrain", "monitor"}:
-            raise ConfigError(f"environment: WARDEN_JOB must be 'retrain' or 'monitor', got {job!r}")
+            raise ConfigError(
+                f"environment: WARDEN_JOB must be 'retrain' or 'monitor', got {job!r}"
+            )
         request = env.get("WARDEN_RUN_REQUEST", "").strip()
         if not request:
             raise ConfigError(

@@ -339,6 +339,62 @@ class DriftSpec(Strict):
         return value
 
 
+class RunnerSpec(Strict):
+    """Where one kind of run of the model executes: in the triggering function (minutes, a few
+    GiB), or as a Cloud Run job execution (hours, up to 32 GiB, parallel tasks), or ``auto``:
+    a job when the window's data is larger than the limits below (measured from the listing's
+    object sizes and the ``rows`` metadata the prediction log writes; nothing is downloaded)."""
+
+    runner: Literal["function", "job", "auto"] = Field(
+        default="function",
+        description="function (in the triggering function), job (a Cloud Run job execution) "
+        "or auto (a job above max_bytes or max_rows)",
+    )
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="auto: a window whose data files hold more bytes runs as a job",
+    )
+    max_rows: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="auto: a window whose files say (object metadata 'rows') they hold more "
+        "rows runs as a job",
+    )
+    tasks: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="monitor only: tasks of the job execution, each reading its share of the "
+        "window's files (their counts are merged into one result)",
+    )
+    timeout_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="how long a job's run may hold the run ledger's claim (the job's task "
+        "timeout in Terraform should not be longer)",
+    )
+
+
+class Runners(Strict):
+    """Where each kind of run executes (see :class:`RunnerSpec`)."""
+
+    retrain: RunnerSpec = Field(
+        default_factory=RunnerSpec, description="retrains: function, job or auto (one task)"
+    )
+    monitor: RunnerSpec = Field(
+        default_factory=RunnerSpec, description="monitor runs: function, job or auto; tasks"
+    )
+
+    @field_validator("retrain")
+    @classmethod
+    def _one_task(cls, value: RunnerSpec) -> RunnerSpec:
+        if value.tasks != 1:
+            raise ValueError("a retrain runs as one task (tasks: 1); only monitor runs shard")
+        return value
+
+
 class RetentionSpec(Strict):
     """Which versions housekeeping keeps: the newest ``keep_last``, every version an alias
     pointed to within ``alias_window_days``, and always the current champion."""
@@ -424,6 +480,10 @@ class ModelConfig(Strict):
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="free-form labels for people and tools, e.g. team: the owning team",
+    )
+    runners: Runners = Field(
+        default_factory=Runners,
+        description="where retrains and monitor runs execute: the function or a Cloud Run job",
     )
 
     @field_validator("name")

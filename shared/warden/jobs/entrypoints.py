@@ -1,6 +1,7 @@
 """What every Pub/Sub job function does around its use case: decode the event, validate the
-request, run, and map errors — permanent ones are logged at ERROR and acknowledged (so Pub/Sub
-never loops on them); anything else propagates → 5xx → redelivery.
+request, run it (or, for retrains and monitor runs, hand it to a Cloud Run job:
+:mod:`warden.jobs.dispatch`), and map errors — permanent ones are logged at ERROR and
+acknowledged (so Pub/Sub never loops on them); anything else propagates → 5xx → redelivery.
 
 Every delivery ends in exactly one structured log line carrying the Pub/Sub ``message_id`` (the
 CloudEvent id if the event could not be decoded), ``delivery_attempt`` when the envelope has
@@ -14,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from warden import runtime
 from warden.errors import PermanentError
@@ -37,7 +38,14 @@ def run_job_event(
         message = decode_pubsub_event(cloud_event)
         delivery["message_id"] = message.message_id
         request = parse_run_request(message, rt.config, job=job)
-        outcome = use_case(request, rt)
+        if job in ("retrain", "monitor"):
+            # Here, or handed to a Cloud Run job, as the model's runners say.
+            from warden.jobs.dispatch import dispatch
+
+            kind: Literal["retrain", "monitor"] = "retrain" if job == "retrain" else "monitor"
+            outcome = dispatch(request, rt, kind, use_case, actor=f"{job}_model")
+        else:
+            outcome = use_case(request, rt)
     except PermanentError as exc:
         logger.error(
             "%s request refused: %s",

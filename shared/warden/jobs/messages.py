@@ -142,6 +142,37 @@ class RunRequest:
             "requested_at": self.requested_at.isoformat() if self.requested_at else None,
         }
 
+    def to_json(self) -> str:
+        """The whole request, ``extra`` included: what a job execution is handed
+        (``WARDEN_RUN_REQUEST``, :meth:`from_json`)."""
+        return json.dumps({**self.to_dict(), "extra": self.extra}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunRequest:
+        """A request a function validated and handed on (:meth:`to_json`)."""
+        try:
+            raw = json.loads(text)
+            return cls(
+                model=str(raw["model"]),
+                reason=str(raw["reason"]),
+                key=str(raw["key"]),
+                message_id=str(raw["message_id"]),
+                as_of=date.fromisoformat(raw["as_of"]),
+                scheduled_time=(
+                    _parse_time(raw["scheduled_time"], "scheduled_time")
+                    if raw.get("scheduled_time")
+                    else None
+                ),
+                requested_at=(
+                    _parse_time(raw["requested_at"], "requested_at")
+                    if raw.get("requested_at")
+                    else None
+                ),
+                extra=dict(raw.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EventError(f"a handed-on run request is malformed: {exc!r}"[:300]) from None
+
 
 def _slot_for(cron: str, tz: str, published: datetime) -> datetime | None:
     """The cron fire time this publish belongs to, if it was published within the tolerance."""

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from warden.errors import DataError, IntegrityError, PermanentError
@@ -63,7 +63,14 @@ class RetrainOutcome:
         return asdict(self)
 
 
-def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -> RetrainOutcome:
+def retrain(
+    request: RunRequest,
+    rt: Runtime,
+    *,
+    actor: str = "retrain_model",
+    owner: str | None = None,
+    lease: timedelta | None = None,
+) -> RetrainOutcome:
     cfg = rt.config.model(request.model)
     started = time.monotonic()
 
@@ -102,6 +109,8 @@ def retrain(request: RunRequest, rt: Runtime, *, actor: str = "retrain_model") -
         finished=finished,
         duplicate=duplicate,
         failed=failed,
+        owner=owner,
+        lease=lease,
     )
     if outcome.status == "duplicate":
         return outcome

@@ -257,12 +257,20 @@ class PredictionLog:
         import pyarrow.parquet as pq
 
         from warden.store import gcs
+        from warden.store.data import ROWS_METADATA
 
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         name = f"{prefix}/dt={day}/part-{first:%H%M%S}-{uuid.uuid4().hex[:16]}.parquet"
         # A unique name, create-only: a retried upload that landed is recognised as ours.
-        gcs.create(self.bucket, name, buffer.getvalue(), content_type=PARQUET_TYPE)
+        # Its row count in the metadata: the job runner's ``auto`` choice reads it from a listing.
+        gcs.create(
+            self.bucket,
+            name,
+            buffer.getvalue(),
+            content_type=PARQUET_TYPE,
+            metadata={ROWS_METADATA: str(table.num_rows)},
+        )
         return name
 
     def _table(self, rows: list[dict[str, Any]], at: str) -> tuple[Any, list[dict[str, Any]]]:

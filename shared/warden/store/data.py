@@ -170,6 +170,7 @@ class _Object:
     generation: int
     size: int
     day: date | None = None  # the dt= partition it is in
+    rows: int | None = None  # from the object's 'rows' metadata, when its writer set it
 
 
 class WindowReader:
@@ -266,6 +267,12 @@ class WindowReader:
     def sizes(self) -> list[int]:
         """Each file's size in bytes, in read order."""
         return [o.size for o in self._chosen]
+
+    def listed_rows(self) -> tuple[int, int]:
+        """(rows the files' ``rows`` metadata declares, files that declare none): what the
+        listing tells of the window's rows without downloading anything."""
+        known = [o.rows for o in self._chosen if o.rows is not None]
+        return sum(known), len(self._chosen) - len(known)
 
     def frames(self) -> Iterator[pd.DataFrame]:
         for _ordinal, _source, frame in self.parts():
@@ -553,7 +560,14 @@ def _list_window(
                     if len(listing.others) < 5:
                         listing.others.append(leaf)
                     continue
-                obj = _Object(blob.name, leaf, int(blob.generation or 0), int(blob.size or 0), day)
+                obj = _Object(
+                    blob.name,
+                    leaf,
+                    int(blob.generation or 0),
+                    int(blob.size or 0),
+                    day,
+                    _rows_metadata(blob.metadata),
+                )
                 if obj.size > limit:
                     raise _data_error(
                         f"gs://{bucket}/{obj.name}#{obj.generation}: {obj.size:,} bytes, over "
@@ -575,6 +589,19 @@ def _list_window(
     except NotFound:
         raise DataError(f"gs://{bucket}: bucket not found") from None
     return listing
+
+
+#: Custom metadata key a writer may set to the object's row count (warden.serving's
+#: prediction log does): the job runner's ``auto`` choice reads it from the listing.
+ROWS_METADATA = "rows"
+
+
+def _rows_metadata(metadata: Mapping[str, str] | None) -> int | None:
+    text = (metadata or {}).get(ROWS_METADATA)
+    try:
+        return int(text) if text is not None and int(text) >= 0 else None
+    except ValueError:
+        return None  # someone else's 'rows': not ours to trust
 
 
 def _listing_from_plan(plan: Mapping[str, Any]) -> _Listing:

@@ -43,7 +43,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -182,8 +182,10 @@ def write_if(
     content_type: str | None = None,
     owner: str | None = None,
     read_back: bool = True,
+    metadata: Mapping[str, str] | None = None,
 ) -> Written | None:
     """Write ``data`` only if the object still has ``generation`` (0: only if it does not exist).
+    ``metadata``: custom metadata to set besides the owner token.
 
     Returns the write, or None when the precondition failed because another writer got there
     first. A 412 whose object carries our owner token and bytes is our own write, retried by the
@@ -197,7 +199,7 @@ def write_if(
         content_type = "text/plain"
     token = owner or new_owner()
     blob = bucket.blob(name)
-    blob.metadata = {OWNER_KEY: token}
+    blob.metadata = {**(metadata or {}), OWNER_KEY: token}
     try:
         blob.upload_from_string(body, content_type=content_type, if_generation_match=generation)
     except PreconditionFailed:
@@ -215,6 +217,7 @@ def create(
     content_type: str | None = None,
     owner: str | None = None,
     read_back: bool = True,
+    metadata: Mapping[str, str] | None = None,
 ) -> Written | None:
     """Create-only write: None when the object exists already (and is not ours)."""
     return write_if(
@@ -225,6 +228,7 @@ def create(
         content_type=content_type,
         owner=owner,
         read_back=read_back,
+        metadata=metadata,
     )
 
 

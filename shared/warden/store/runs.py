@@ -307,6 +307,40 @@ class RunLedger:
         rows.sort(key=started, reverse=True)
         return rows
 
+    # -- hand-offs to Cloud Run jobs (warden.jobs.dispatch) -----------------------------------
+    @classmethod
+    def dispatch_name(cls, model: str, kind: str, key: str) -> str:
+        return cls.marker_name(model, kind, key).removesuffix(".json") + ".dispatch.json"
+
+    def dispatched(self, model: str, kind: str, key: str) -> gcs.Stored[Any] | None:
+        """The record of request ``key`` handed to a job execution, or None."""
+        got = gcs.read_json(self.bucket, self.dispatch_name(model, kind, key))
+        return got if got is not None and isinstance(got.data, dict) else None
+
+    def record_dispatch(
+        self,
+        model: str,
+        kind: str,
+        key: str,
+        execution: str,
+        *,
+        generation: int = 0,
+        detail: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Record that ``key`` was handed to ``execution`` (create-only, or replacing the record
+        read at ``generation``). False: another delivery recorded one meanwhile."""
+        record = {
+            "model": model,
+            "kind": kind,
+            "key": key,
+            "status": "dispatched",
+            "execution": execution,
+            "started_at": _iso(self._clock()),
+            **(detail or {}),
+        }
+        name = self.dispatch_name(model, kind, key)
+        return gcs.write_if(self.bucket, name, gcs.dumps(record), generation=generation) is not None
+
     # -- expiry (housekeeping) ----------------------------------------------------------------
     def purge(self, model: str, *, older_than: datetime, dry_run: bool = False) -> list[str]:
         """Delete ``model``'s markers that finished (done, failed, aborted) before
@@ -327,7 +361,7 @@ class RunLedger:
                     continue
                 record, generation = got.data, got.generation
                 status = record.get("status")
-                if status in (*FINAL, "aborted"):
+                if status in (*FINAL, "aborted", "dispatched"):
                     ended = _parse(record.get("finished_at") or record["started_at"])
                 elif status == "running":
                     ended = _parse(record["lease_until"])
