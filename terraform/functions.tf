@@ -90,9 +90,11 @@ locals {
     })
   }
 
-  # What warden.settings reads, for every function. WARDEN_CODE_VERSION is set by the module
-  # (the bundle hash); WARDEN_MONITORING_ENDPOINT, WARDEN_SCHEDULER_ENDPOINT and WARDEN_CONFIG
-  # are for the local stack only (settings.LOCAL_ONLY_ENV_VARS).
+  # What warden.settings reads, for every function (and every Cloud Run job, jobs.tf).
+  # WARDEN_CODE_VERSION is set by the module (the bundle hash); WARDEN_MONITORING_ENDPOINT,
+  # WARDEN_SCHEDULER_ENDPOINT, WARDEN_RUN_ENDPOINT and WARDEN_CONFIG are for the local stack only
+  # (settings.LOCAL_ONLY_ENV_VARS). WARDEN_RETRAIN_JOB/MONITOR_JOB name the job runner's jobs
+  # (jobs.tf), "" while none is deployed (var.job_image null).
   environment = {
     WARDEN_PROJECT         = var.project_id
     WARDEN_LOCATION        = var.region
@@ -102,6 +104,8 @@ locals {
     WARDEN_BACKUP_BUCKET   = google_storage_bucket.bucket["backup"].name
     WARDEN_EVENTS_TOPIC    = google_pubsub_topic.topic["events"].name
     WARDEN_RETRAIN_TOPIC   = google_pubsub_topic.topic["retrain"].name
+    WARDEN_RETRAIN_JOB     = var.job_image == null ? "" : local.job_names["retrain"]
+    WARDEN_MONITOR_JOB     = var.job_image == null ? "" : local.job_names["monitor"]
     WARDEN_METRICS         = "on"
     WARDEN_LOG_LEVEL       = var.log_level
   }

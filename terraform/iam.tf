@@ -1,13 +1,15 @@
 # One service account per function, and only the roles its code needs, each on the exact bucket,
 # topic or secret (tests/test_terraform.py holds this table to what the code does). No project-wide
 # role except roles/monitoring.metricWriter, which Cloud Monitoring only grants per project.
+# Each Cloud Run job (jobs.tf) runs as its own account with exactly the access of the function it
+# stands in for (local.principal_access), and only that function may start it.
 
 locals {
   # buckets: one unconditioned role per bucket. prefixes: roles/storage.objectUser on one bucket,
   # but only on objects named "<one path segment>/<prefix>…", i.e. under that prefix in every
-  # model's folder (the conditioned grant below). Only retrain_model and housekeeping (retention
-  # deletes versions and may put a manifest back) may write under MODEL/versions/ or
-  # MODEL/aliases/; tests/test_terraform.py fails if anything else can.
+  # model's folder (the conditioned grant below). Only retrain_model (and the retrain job, its
+  # stand-in) and housekeeping (retention deletes versions and may put a manifest back) may write
+  # under MODEL/versions/ or MODEL/aliases/; tests/test_terraform.py fails if anything else can.
   access = {
     retrain_model = {
       # versions, aliases (CAS), run ledger; training data read-only
@@ -60,6 +62,17 @@ locals {
     }
   }
 
+  # Who holds local.access: every function, and each job's account ("<job>_job") with the very
+  # entry of its function (local.job_functions): the same use case, run in a Cloud Run job.
+  principal_access = merge(local.access, {
+    for job, fn in local.job_functions : "${job}_job" => local.access[fn]
+  })
+
+  members = merge(
+    { for fn, sa in google_service_account.function : fn => "serviceAccount:${sa.email}" },
+    { for job, sa in google_service_account.job : "${job}_job" => "serviceAccount:${sa.email}" },
+  )
+
   bucket_names = {
     registry = google_storage_bucket.bucket["registry"].name
     alerts   = google_storage_bucket.bucket["alerts"].name
@@ -68,8 +81,8 @@ locals {
   }
 
   bucket_grants = merge([
-    for fn, a in local.access : {
-      for bucket, role in a.buckets : "${fn}/${bucket}" => { fn = fn, bucket = bucket, role = role }
+    for principal, a in local.principal_access : {
+      for bucket, role in a.buckets : "${principal}/${bucket}" => { principal = principal, bucket = bucket, role = role }
     }
   ]...)
 
@@ -86,11 +99,11 @@ locals {
   prefix_clause = "(resource.name.extract(\"%[1]s{model}/%[2]s\") != \"\" && resource.name.extract(\"%[1]s{model}/%[2]s\") == resource.name.extract(\"%[1]s{model}/\"))"
 
   prefix_grants = merge([
-    for fn, a in local.access : {
-      for bucket, prefixes in a.prefixes : "${fn}/${bucket}" => {
-        fn       = fn
-        bucket   = bucket
-        prefixes = prefixes
+    for principal, a in local.principal_access : {
+      for bucket, prefixes in a.prefixes : "${principal}/${bucket}" => {
+        principal = principal
+        bucket    = bucket
+        prefixes  = prefixes
         expression = join(" || ", [
           for p in prefixes :
           format(local.prefix_clause, "projects/_/buckets/${local.bucket_names[bucket]}/objects/", p)
@@ -100,8 +113,8 @@ locals {
   ]...)
 
   topic_grants = merge([
-    for fn, a in local.access : {
-      for topic in a.topics : "${fn}/${topic}" => { fn = fn, topic = topic }
+    for principal, a in local.principal_access : {
+      for topic in a.topics : "${principal}/${topic}" => { principal = principal, topic = topic }
     }
   ]...)
 
@@ -113,8 +126,26 @@ locals {
   ]...)
 
   project_grants = merge([
-    for fn, a in local.access : {
-      for role in a.project_roles : "${fn}/${role}" => { fn = fn, role = role }
+    for principal, a in local.principal_access : {
+      for role in a.project_roles : "${principal}/${role}" => { principal = principal, role = role }
+    }
+  ]...)
+
+  # What a function may do to the one job it hands work to (warden.jobs.dispatch): start an
+  # execution with per-run overrides (env WARDEN_RUN_REQUEST, taskCount, timeout) and cancel one:
+  # roles/run.jobsExecutorWithOverrides (run.jobs.run, run.jobs.runWithOverrides,
+  # run.executions.cancel), granted on that job only, never on the project. Nothing to read the
+  # execution: dispatch takes its name from the run operation's metadata and never polls it. No
+  # actAs on the job's account: running a job needs a role on the job only (attaching the account
+  # to the job is the deployer's, who has actAs).
+  # https://cloud.google.com/iam/docs/roles-permissions/run (the role)
+  # https://cloud.google.com/run/docs/execute/jobs ("Required roles": a role on the job)
+  # https://cloud.google.com/run/docs/reference/rest/v1/namespaces.jobs/run (the permissions)
+  job_runner_roles = ["roles/run.jobsExecutorWithOverrides"]
+
+  job_runner_grants = merge([
+    for job, j in local.jobs : {
+      for role in local.job_runner_roles : "${job}/${role}" => { job = job, fn = j.function, role = role }
     }
   ]...)
 
@@ -159,7 +190,7 @@ resource "google_storage_bucket_iam_member" "function" {
   for_each = local.bucket_grants
   bucket   = local.bucket_names[each.value.bucket]
   role     = each.value.role
-  member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
+  member   = local.members[each.value.principal]
 }
 
 # Write access to a function's own objects in every model's folder (access.*.prefixes).
@@ -167,10 +198,10 @@ resource "google_storage_bucket_iam_member" "prefix" {
   for_each = local.prefix_grants
   bucket   = local.bucket_names[each.value.bucket]
   role     = "roles/storage.objectUser"
-  member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
+  member   = local.members[each.value.principal]
 
   condition {
-    title       = "${each.value.fn}-own-objects"
+    title       = "${each.value.principal}-own-objects"
     description = "Only MODEL/${join(", MODEL/", each.value.prefixes)} in ${each.value.bucket}."
     expression  = each.value.expression
   }
@@ -181,7 +212,7 @@ resource "google_pubsub_topic_iam_member" "function" {
   project  = var.project_id
   topic    = google_pubsub_topic.topic[each.value.topic].name
   role     = "roles/pubsub.publisher"
-  member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
+  member   = local.members[each.value.principal]
 }
 
 resource "google_pubsub_topic_iam_member" "receiver" {
@@ -195,6 +226,16 @@ resource "google_pubsub_topic_iam_member" "receiver" {
 resource "google_project_iam_member" "function" {
   for_each = local.project_grants
   project  = var.project_id
+  role     = each.value.role
+  member   = local.members[each.value.principal]
+}
+
+# The triggering function may start (and read) its own job, and no other (local.job_runner_grants).
+resource "google_cloud_run_v2_job_iam_member" "runner" {
+  for_each = local.job_runner_grants
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_job.job[each.value.job].name
   role     = each.value.role
   member   = "serviceAccount:${google_service_account.function[each.value.fn].email}"
 }

@@ -18,6 +18,16 @@ output "scheduler_jobs" {
   value       = sort([for j in google_cloud_scheduler_job.job : j.name])
 }
 
+output "job_image_repository" {
+  description = "Where cloudbuild.yaml pushes the Cloud Run jobs' image: REPOSITORY/warden-jobs:<commit>."
+  value       = local.job_repository
+}
+
+output "jobs" {
+  description = "Cloud Run jobs of the job runner (full names) by job; empty until an image is deployed (var.job_image)."
+  value       = { for job, j in google_cloud_run_v2_job.job : job => j.id }
+}
+
 output "cli_env" {
   description = "Shell exports that point the warden CLI at this deployment: eval \"$(terraform output -raw cli_env)\"."
   value = join("\n", [for k, v in {

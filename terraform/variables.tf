@@ -227,3 +227,70 @@ variable "alert_channel" {
     error_message = "alert_channel must be \"webhook\" or \"pubsub\"."
   }
 }
+
+variable "job_image" {
+  description = <<-EOT
+    Image of the Cloud Run jobs (Dockerfile), as cloudbuild.yaml's job-image step pushed it:
+    REGION-docker.pkg.dev/PROJECT/PREFIX-jobs/warden-jobs@sha256:DIGEST (or :TAG). null deploys
+    no job, and the functions get empty WARDEN_RETRAIN_JOB/WARDEN_MONITOR_JOB: the first deploy,
+    which creates the repository the next build pushes to.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition = var.job_image == null ? true : (
+      can(regex("^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._-]*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$", var.job_image))
+      && can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.job_image))
+      && !endswith(var.job_image, ":latest")
+    )
+    error_message = "job_image must be a full image reference ending in a digest (@sha256:...) or a tag other than latest, e.g. europe-west1-docker.pkg.dev/PROJECT/PREFIX-jobs/warden-jobs@sha256:...."
+  }
+}
+
+variable "jobs" {
+  description = <<-EOT
+    Per-job overrides of the Cloud Run jobs' size and limits, by job ("retrain", "monitor"). Defaults
+    (jobs.tf, local.job_defaults): retrain 4 CPU / 16Gi, monitor 2 CPU / 4Gi; both a 3600 s task
+    timeout and 2 retries per task.
+  EOT
+  type = map(object({
+    cpu             = optional(string) # "1", "2", "4", "6" or "8"
+    memory          = optional(string) # e.g. "16Gi"
+    timeout_seconds = optional(number) # per task attempt; not above warden.yaml's runners timeout_s
+    max_retries     = optional(number) # per failed task
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for k in keys(var.jobs) : contains(["retrain", "monitor"], k)])
+    error_message = "jobs keys must be retrain or monitor."
+  }
+
+  # Conditionals, not || (see var.pubsub).
+  validation {
+    condition = alltrue([
+      for k, v in var.jobs : v.cpu == null ? true : contains(["1", "2", "4", "6", "8"], v.cpu)
+    ])
+    error_message = "jobs[*].cpu must be \"1\", \"2\", \"4\", \"6\" or \"8\" (Cloud Run jobs' CPU limits)."
+  }
+  validation {
+    condition = alltrue([
+      for k, v in var.jobs : v.memory == null ? true : can(regex("^[1-9][0-9]*(Mi|Gi)$", v.memory))
+    ])
+    error_message = "jobs[*].memory must be a size in Mi or Gi, such as \"512Mi\" or \"16Gi\"."
+  }
+  validation {
+    condition = alltrue([
+      for k, v in var.jobs : v.timeout_seconds == null ? true : v.timeout_seconds >= 60 && v.timeout_seconds <= 604800
+    ])
+    error_message = "jobs[*].timeout_seconds must be between 60 and 604800 (7 days, Cloud Run's limit and warden.yaml's runners timeout_s)."
+  }
+  validation {
+    condition = alltrue([
+      for k, v in var.jobs : v.max_retries == null ? true : v.max_retries >= 0 && v.max_retries <= 10
+    ])
+    error_message = "jobs[*].max_retries must be between 0 and 10."
+  }
+}

@@ -45,7 +45,7 @@ from warden_local.pubsub import (
     hold_subscription_id,
     push_subscription_id,
 )
-from warden_local.stack import FUNCTIONS
+from warden_local.stack import FUNCTIONS, RUN_JOB_MAX_RETRIES, RUN_JOB_TIMEOUT, RUN_JOBS
 
 ROOT = Path(__file__).resolve().parents[1]
 TF = ROOT / "terraform"
@@ -284,6 +284,7 @@ def test_root_module_files_are_by_concern() -> None:
         "pubsub",
         "scheduler",
         "functions",
+        "jobs",
         "iam",
         "monitoring",
     ]
@@ -304,7 +305,17 @@ def test_every_variable_is_typed_and_described(directory: str) -> None:
 
 def test_free_form_root_variables_are_validated() -> None:
     variables = _root()["variable"]
-    for name in ["project_id", "region", "prefix", "data_bucket", "buckets", "functions", "pubsub"]:
+    for name in [
+        "project_id",
+        "region",
+        "prefix",
+        "data_bucket",
+        "buckets",
+        "functions",
+        "pubsub",
+        "job_image",
+        "jobs",
+    ]:
         assert variables[name].get("validation"), f"variable {name} has no validation block"
 
 
@@ -326,6 +337,7 @@ def test_names_come_from_the_prefix_not_random_suffixes() -> None:
         "google_cloud_scheduler_job": "name",
         "google_service_account": "account_id",
         "google_secret_manager_secret": "secret_id",
+        "google_artifact_registry_repository": "repository_id",
     }
     for rtype, attr in named.items():
         for label, body in _resources(rtype).items():
@@ -859,6 +871,240 @@ def test_policies_carry_warden_severity_for_incidents_that_say_no_severity() -> 
     assert labels["severity"] == "${each.value.severity}"
 
 
+# --- Cloud Run jobs (the job runner) -------------------------------------------------------------
+
+#: The function each Cloud Run job stands in for: the same use case, run as a job execution.
+JOB_FUNCTIONS = {"retrain": "retrain_model", "monitor": "monitor_model"}
+#: The image var.job_image gets from the pipeline: the pushed digest.
+JOB_IMAGE = f"europe-west1-docker.pkg.dev/acme-ml-prod/acme-wdn-jobs/warden-jobs@sha256:{'c' * 64}"
+JOB_LOCALS = (
+    "job_functions",
+    "job_defaults",
+    "job_names",
+    "job_environment",
+    "jobs",
+    "job_runner_roles",
+    "job_runner_grants",
+)
+
+
+def _hcl_expression(value: Any) -> str:
+    """HCL for a value python-hcl2 read: ``${x}`` is the expression x, anything else a literal."""
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        return value[2:-1]
+    return f"jsondecode({json.dumps(json.dumps(value))})"
+
+
+def _job_locals(workdir: Path, *variables: str) -> tuple[int, Any]:
+    """jobs.tf's locals, iam.tf's job grants and functions.tf's environment (resource attributes
+    stubbed as "stub-NAME"), applied with variables.tf, the example tfvars and ``-var``
+    VARIABLES by a real terraform (no provider): (exit code, outputs or the error text)."""
+    exe = _terraform()
+    env = _tf_env(workdir)
+    if not (workdir / "main.tf").exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("variables.tf", "terraform.tfvars.example"):
+            shutil.copy(TF / name, workdir / name)
+        locals_ = _root()["locals"]
+        lines = [f"  {name} = {_hcl_expression(locals_[name])}" for name in JOB_LOCALS]
+        environment = []
+        for key, value in locals_["environment"].items():
+            stub = isinstance(value, str) and re.search(r"\bgoogle_|local\.data_bucket", value)
+            environment.append(
+                f"    {key} = {json.dumps(f'stub-{key}') if stub else _hcl_expression(value)}"
+            )
+        (workdir / "main.tf").write_text(
+            "locals {\n"
+            + "\n".join(lines)
+            + "\n  environment = {\n"
+            + "\n".join(environment)
+            + "\n  }\n}\n"
+            + 'output "jobs" {\n  value = {\n'
+            + "".join(f"    {name} = local.{name}\n" for name in [*JOB_LOCALS, "environment"])
+            + "  }\n}\n"
+        )
+        init = subprocess.run(
+            [exe, "init", "-input=false", "-no-color"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert init.returncode == 0, init.stdout + init.stderr
+    args = [exe, "apply", "-auto-approve", "-no-color", "-var-file=terraform.tfvars.example"]
+    args += [f"-var={v}" for v in variables]
+    done = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return done.returncode, done.stdout + done.stderr
+    return 0, _output(exe, workdir, env, "jobs")
+
+
+def test_each_job_runs_its_functions_use_case_with_the_functions_environment(
+    tmp_path: Path,
+) -> None:
+    assert _root()["locals"]["job_functions"] == JOB_FUNCTIONS
+    code, out = _job_locals(tmp_path, f"job_image={JOB_IMAGE}")
+    assert code == 0, out
+    environment, jobs = out["environment"], out["jobs"]
+    assert set(jobs) == set(JOB_FUNCTIONS)
+    for job, fn in JOB_FUNCTIONS.items():
+        assert jobs[job]["function"] == fn
+        assert jobs[job]["name"] == f"acme-wdn-{job}"
+        # The functions find the jobs by full name, built without a reference to the jobs.
+        name = f"projects/acme-ml-prod/locations/europe-west1/jobs/acme-wdn-{job}"
+        assert out["job_names"][job] == name
+        assert environment[f"WARDEN_{job.upper()}_JOB"] == name
+        # A task gets what a function gets, plus which use case it runs; its request comes per
+        # execution (the run's overrides), never from Terraform.
+        assert out["job_environment"][job] == {**environment, "WARDEN_JOB": job}
+        assert "WARDEN_RUN_REQUEST" not in out["job_environment"][job]
+        context = settings.TaskContext.from_env(
+            {**out["job_environment"][job], "WARDEN_RUN_REQUEST": "{}"}
+        )
+        assert context.job == job
+    assert set(settings.JOB_ENV_VARS) == {"WARDEN_JOB", "WARDEN_RUN_REQUEST"}
+    # Sizes: the defaults, then var.jobs field by field (the example tfvars sizes retrain up).
+    assert {k: jobs["monitor"][k] for k in ("cpu", "memory", "timeout_seconds", "max_retries")} == {
+        "cpu": "2",
+        "memory": "4Gi",
+        "timeout_seconds": 3600,
+        "max_retries": 2,
+    }
+    assert _root()["locals"]["job_defaults"]["retrain"] == {
+        "cpu": "4",
+        "memory": "16Gi",
+        "timeout_seconds": 3600,
+        "max_retries": 2,
+    }
+    assert (jobs["retrain"]["cpu"], jobs["retrain"]["memory"]) == ("8", "32Gi")
+    # The local stack runs the same jobs with the same retries and timeout.
+    assert set(RUN_JOBS) == set(JOB_FUNCTIONS)
+    for defaults in _root()["locals"]["job_defaults"].values():
+        assert defaults["max_retries"] == RUN_JOB_MAX_RETRIES
+        assert f"{defaults['timeout_seconds']}s" == RUN_JOB_TIMEOUT
+    code, out = _job_locals(
+        tmp_path, f"job_image={JOB_IMAGE}", "jobs={monitor = {max_retries = 0}}"
+    )
+    assert code == 0, out
+    assert out["jobs"]["monitor"]["max_retries"] == 0
+    assert out["jobs"]["retrain"]["memory"] == "16Gi"
+    # No image yet (the first deploy): no job, and the functions know there is none.
+    code, out = _job_locals(tmp_path)
+    assert code == 0, out
+    assert out["jobs"] == {}
+    assert out["job_runner_grants"] == {}
+    assert out["environment"]["WARDEN_RETRAIN_JOB"] == ""
+    assert out["environment"]["WARDEN_MONITOR_JOB"] == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("job_image=europe-west1-docker.pkg.dev/p/r/warden-jobs", "digest (@sha256:...) or a tag"),
+        ("job_image=europe-west1-docker.pkg.dev/p/r/warden-jobs:latest", "other than latest"),
+        ("job_image=warden jobs", "full image reference"),
+        ('jobs={retrian = {cpu = "2"}}', "keys must be retrain or monitor"),
+        ('jobs={retrain = {cpu = "3"}}', "cpu must be"),
+        ('jobs={monitor = {memory = "4G"}}', "memory must be a size"),
+        ("jobs={monitor = {timeout_seconds = 604801}}", "between 60 and 604800"),
+        ("jobs={monitor = {max_retries = 11}}", "between 0 and 10"),
+    ],
+)
+def test_job_variables_are_validated(tmp_path: Path, variable: str, message: str) -> None:
+    code, out = _job_locals(tmp_path, variable)
+    assert code != 0
+    assert message in " ".join(out.split()), out
+
+
+def test_each_job_has_its_own_account_and_deploys_the_pipelines_image() -> None:
+    accounts = _resources("google_service_account")
+    job_accounts = accounts["job"]
+    assert job_accounts["for_each"] == "${local.job_functions}"
+    assert job_accounts["account_id"] == "${var.prefix}-${each.key}-job"
+    function_names = {k.replace("_", "-") for k in _root()["locals"]["function_defaults"]}
+    assert not {f"{job}-job" for job in JOB_FUNCTIONS} & function_names
+    job = _resources("google_cloud_run_v2_job")["job"]
+    assert job["for_each"] == "${local.jobs}"
+    assert job["name"] == "${each.value.name}"
+    assert job["location"] == "${var.region}"
+    task = job["template"]["template"]
+    assert task["service_account"] == "${google_service_account.job[each.key].email}"
+    assert task["timeout"] == "${each.value.timeout_seconds}s"
+    assert task["max_retries"] == "${each.value.max_retries}"
+    container = task["containers"]
+    assert container["image"] == "${var.job_image}"
+    assert "command" not in container  # the image's ENTRYPOINT: python -m warden.jobs.task
+    assert container["resources"]["limits"] == {
+        "cpu": "${each.value.cpu}",
+        "memory": "${each.value.memory}",
+    }
+    env = container["dynamic"]["env"]
+    assert env["for_each"] == "${local.job_environment[each.key]}"
+    assert env["content"] == {"name": "${env.key}", "value": "${env.value}"}
+    # The image's repository: Docker, in the region, old images cleaned up.
+    repository = _resources("google_artifact_registry_repository")["jobs"]
+    assert repository["format"] == "DOCKER"
+    assert repository["location"] == "${var.region}"
+    assert repository["cleanup_policy_dry_run"] is False
+    policies = {p["id"]: p for p in repository["cleanup_policies"]}
+    assert policies["keep-newest"]["action"] == "KEEP"
+    assert policies["delete-old"]["action"] == "DELETE"
+    services = _root()["locals"]["services"]
+    assert {"run.googleapis.com", "artifactregistry.googleapis.com"} <= set(
+        re.findall(r"[a-z]+\.googleapis\.com", str(services))
+    )
+
+
+def test_only_the_matching_function_may_run_each_job(tmp_path: Path) -> None:
+    """Per job, never project-wide: a function may start (with overrides) only the job that
+    stands in for it; no account gets actAs on a job's account."""
+    code, out = _job_locals(tmp_path, f"job_image={JOB_IMAGE}")
+    assert code == 0, out
+    # run.jobs.run + runWithOverrides (+ executions.cancel); dispatch reads the execution's name
+    # from the run operation's metadata, so it needs no run.executions.get.
+    roles = ["roles/run.jobsExecutorWithOverrides"]
+    assert out["job_runner_roles"] == roles
+    assert out["job_runner_grants"] == {
+        f"{job}/{role}": {"job": job, "fn": fn, "role": role}
+        for job, fn in JOB_FUNCTIONS.items()
+        for role in roles
+    }
+    runner = _resources("google_cloud_run_v2_job_iam_member")["runner"]
+    assert runner["for_each"] == "${local.job_runner_grants}"
+    assert runner["name"] == "${google_cloud_run_v2_job.job[each.value.job].name}"
+    assert runner["role"] == "${each.value.role}"
+    assert (
+        runner["member"] == "serviceAccount:${google_service_account.function[each.value.fn].email}"
+    )
+    # Additive members only (a binding or policy would take over the job's whole policy), and no
+    # Cloud Run role anywhere else: the functions' module grants run.invoker on its own service.
+    kinds = {k for k in _root()["resource"] if k.startswith("google_cloud_run")}
+    assert kinds == {"google_cloud_run_v2_job", "google_cloud_run_v2_job_iam_member"}
+    for role in {r for a in _principal_access().values() for r in a["project_roles"]}:
+        assert not role.startswith("roles/run."), role
+    # Running a job needs no actAs on its account (only deploying it does: the deployer's).
+    assert set(_resources("google_service_account_iam_member")) == {"pubsub_token_creator"}
+
+
+def test_each_jobs_account_has_exactly_its_functions_access() -> None:
+    access = _principal_access()
+    assert access == {
+        **NEEDED,
+        **{f"{job}_job": NEEDED[fn] for job, fn in JOB_FUNCTIONS.items()},
+    }
+    # The grants follow: every storage grant of a function is also its job's.
+    grants = storage_grants()
+    for job, fn in JOB_FUNCTIONS.items():
+        of_function = sorted((b, r, c) for p, b, r, c in grants if p == fn)
+        of_job = sorted(
+            (b, r, c.replace(f"{job}_job", fn) if c else c)
+            for p, b, r, c in grants
+            if p == f"{job}_job"
+        )
+        assert of_job == of_function, job
+
+
 # --- least privilege ----------------------------------------------------------------------------
 
 #: What each function's code does with Google resources, hence the roles it needs. Read from
@@ -998,29 +1244,39 @@ def _storage_iam_resources() -> dict[str, dict[str, Any]]:
 
 
 @functools.cache
-def _prefix_grants() -> dict[str, Any]:
-    """``local.prefix_grants`` as Terraform computes it from iam.tf's own expressions (the access
-    table, the CEL clause, the for-expression), with bucket KEY named ``warden-KEY``."""
+def _iam_locals() -> dict[str, Any]:
+    """``local.principal_access`` and ``local.prefix_grants`` as Terraform computes them from
+    iam.tf's own expressions (the access table, the jobs' functions, the CEL clause, the
+    for-expressions), with bucket KEY named ``warden-KEY``."""
     import tempfile
 
     locals_ = _root()["locals"]
-    expression = locals_["prefix_grants"]
-    assert expression.startswith("${")
-    assert expression.endswith("}")
+    expressions = {}
+    for name in ("principal_access", "prefix_grants"):
+        expression = locals_[name]
+        assert expression.startswith("${")
+        assert expression.endswith("}")
+        expressions[name] = expression[2:-1]
     exe = _terraform()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "access.json").write_text(json.dumps(locals_["access"]))
+        (workdir / "jobs.json").write_text(json.dumps(locals_["job_functions"]))
         (workdir / "clause.json").write_text(json.dumps(locals_["prefix_clause"]))
         names = {key: f"warden-{key}" for key in locals_["bucket_names"]}
         (workdir / "main.tf").write_text(
             "locals {\n"
-            '  access        = jsondecode(file("${path.module}/access.json"))\n'
-            '  prefix_clause = jsondecode(file("${path.module}/clause.json"))\n'
-            f"  bucket_names  = jsondecode({json.dumps(json.dumps(names))})\n"
-            f"  prefix_grants = {expression[2:-1]}\n"
+            '  access           = jsondecode(file("${path.module}/access.json"))\n'
+            '  job_functions    = jsondecode(file("${path.module}/jobs.json"))\n'
+            '  prefix_clause    = jsondecode(file("${path.module}/clause.json"))\n'
+            f"  bucket_names     = jsondecode({json.dumps(json.dumps(names))})\n"
+            f"  principal_access = {expressions['principal_access']}\n"
+            f"  prefix_grants    = {expressions['prefix_grants']}\n"
             "}\n"
-            'output "prefix_grants" {\n  value = local.prefix_grants\n}\n'
+            'output "iam" {\n'
+            "  value = { principal_access = local.principal_access,"
+            " prefix_grants = local.prefix_grants }\n"
+            "}\n"
         )
         env = _tf_env(workdir)
         for args in (
@@ -1031,12 +1287,21 @@ def _prefix_grants() -> dict[str, Any]:
                 [exe, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
             )
             assert done.returncode == 0, f"terraform {args[0]}:\n{done.stdout}\n{done.stderr}"
-        return _output(exe, workdir, env, "prefix_grants")
+        return _output(exe, workdir, env, "iam")
+
+
+def _prefix_grants() -> dict[str, Any]:
+    return _iam_locals()["prefix_grants"]
+
+
+def _principal_access() -> dict[str, Any]:
+    return _iam_locals()["principal_access"]
 
 
 def storage_grants() -> list[tuple[str, str, str, str | None]]:
-    """(function, bucket key, role, CEL condition or None) of every storage grant Terraform
-    makes, conditions as deployed (bucket KEY named ``warden-KEY``)."""
+    """(principal, bucket key, role, CEL condition or None) of every storage grant Terraform
+    makes, conditions as deployed (bucket KEY named ``warden-KEY``). A principal is a function,
+    or ``<job>_job``: a Cloud Run job's account."""
     resources = _storage_iam_resources()
     assert set(resources) == {"function", "prefix"}
     plain, scoped = resources["function"], resources["prefix"]
@@ -1048,16 +1313,14 @@ def storage_grants() -> list[tuple[str, str, str, str | None]]:
     assert scoped["condition"]["expression"] == "${each.value.expression}"
     for resource in (plain, scoped):
         assert resource["bucket"] == "${local.bucket_names[each.value.bucket]}"
-        assert resource["member"] == (
-            "serviceAccount:${google_service_account.function[each.value.fn].email}"
-        )
+        assert resource["member"] == "${local.members[each.value.principal]}"
     grants: list[tuple[str, str, str, str | None]] = [
-        (fn, bucket, role, None)
-        for fn, a in _root()["locals"]["access"].items()
+        (principal, bucket, role, None)
+        for principal, a in _principal_access().items()
         for bucket, role in a["buckets"].items()
     ]
     grants += [
-        (g["fn"], g["bucket"], "roles/storage.objectUser", g["expression"])
+        (g["principal"], g["bucket"], "roles/storage.objectUser", g["expression"])
         for g in _prefix_grants().values()
     ]
     return grants
@@ -1229,6 +1492,8 @@ def test_only_the_functions_that_register_or_retire_versions_can_write_the_model
     its manifest together (the manifest's sha256 catches corruption, not a writer of both)."""
     allowed = _functions_that(VERSION_WRITES)
     assert allowed == {"retrain_model", "housekeeping"}  # retrain registers, housekeeping retires
+    # ...and the job that runs retrains in a Cloud Run job, as retrain_model's stand-in.
+    allowed |= {f"{job}_job" for job, fn in JOB_FUNCTIONS.items() if fn in allowed}
     prefixes = sorted({p for a in NEEDED.values() for ps in a["prefixes"].values() for p in ps})
     probes = _model_object_probes(prefixes)
     can_write = set()
@@ -1246,8 +1511,9 @@ def test_only_the_functions_that_register_or_retire_versions_can_write_the_model
     assert can_write <= allowed, f"can write versions or aliases: {sorted(can_write - allowed)}"
 
 
-def test_the_monitor_writes_only_its_own_objects_and_reads_the_rest() -> None:
-    grants = [g for g in storage_grants() if g[0] == "monitor_model"]
+@pytest.mark.parametrize("principal", ["monitor_model", "monitor_job"])
+def test_the_monitor_writes_only_its_own_objects_and_reads_the_rest(principal: str) -> None:
+    grants = [g for g in storage_grants() if g[0] == principal]
     assert {(b, r) for _, b, r, c in grants if c is None} == {
         ("registry", "roles/storage.objectViewer"),
         ("data", "roles/storage.objectViewer"),
@@ -1292,8 +1558,8 @@ def test_iam_conditions_stay_small() -> None:
         longest = expression.replace("warden-", "x" * 11 + "-")
         assert len(longest) < 2048, len(longest)
     condition = _resources("google_storage_bucket_iam_member")["prefix"]["condition"]
-    longest_fn = max(len(fn) for fn in NEEDED)
-    assert len(condition["title"].replace("${each.value.fn}", "x" * longest_fn)) <= 100
+    longest = max(len(p) for p in _principal_access())
+    assert len(condition["title"].replace("${each.value.principal}", "x" * longest)) <= 100
 
 
 def test_no_broad_or_primitive_role_anywhere() -> None:
@@ -1317,10 +1583,22 @@ def test_one_service_account_per_function_and_only_the_router_is_public() -> Non
     invokers = _root()["locals"]["function_invokers"]
     public = {fn for fn, members in invokers.items() if "allUsers" in str(members)}
     assert public == {"route_alerts"}
-    for label in ["function", "receiver"]:
-        grant = _resources("google_pubsub_topic_iam_member")[label]
-        assert grant["role"] == "roles/pubsub.publisher"
-        assert "google_service_account.function[each.value.fn].email" in grant["member"]
+    topics = _resources("google_pubsub_topic_iam_member")
+    for grant in (topics["function"], _resources("google_project_iam_member")["function"]):
+        assert grant["member"] == "${local.members[each.value.principal]}"
+    assert topics["function"]["role"] == "roles/pubsub.publisher"
+    assert topics["receiver"]["role"] == "roles/pubsub.publisher"
+    assert "google_service_account.function[each.value.fn].email" in topics["receiver"]["member"]
+    # Members: each function's account under its key, each job's under "<job>_job".
+    members = _root()["locals"]["members"]
+    assert (
+        '{for fn, sa in google_service_account.function : fn => "serviceAccount:${sa.email}"}'
+        in (members)
+    )
+    assert (
+        '{for job, sa in google_service_account.job : "${job}_job" => "serviceAccount:${sa.email}"}'
+        in members
+    )
     secrets = _resources("google_secret_manager_secret_iam_member")["accessor"]
     assert secrets["role"] == "roles/secretmanager.secretAccessor"
     function_secrets = _root()["locals"]["function_secrets"]

@@ -11,6 +11,9 @@
 |                  | terraform/delivery.json; ``TOPIC-dead-letter`` + ``…-hold`` pull sub |
 | Cloud Scheduler  | ``warden_local.scheduler``: cron over warden.yaml + the REST API     |
 | Cloud Monitoring | ``warden_local.monitoring``: loopback gRPC MetricService             |
+| Cloud Run jobs   | ``warden_local.cloudrun``: the Admin API v2 (jobs, executions, LRO); |
+|                  | ``warden-retrain`` / ``warden-monitor`` run ``warden.jobs.task`` as  |
+|                  | local processes, one per task (logs in ``cloudrun/``)                |
 | Cloud Functions  | one functions-framework process per function                         |
 | Cloud Logging    | ``function-NAME.log``: structured JSON lines; the job functions log  |
 |                  | one per delivery outcome (``warden_local.pubsub.read_deliveries``)   |
@@ -52,6 +55,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +79,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
 #: Stands in for Terraform's ``var.prefix`` in subscription names (topics keep the code's names).
 SUBSCRIPTION_PREFIX = "local"
+#: The Cloud Run jobs of the job runner: WARDEN_JOB value → job id (Terraform deploys the same).
+RUN_JOBS = {"retrain": "warden-retrain", "monitor": "warden-monitor"}
+#: Retries and timeout per task of those jobs, as terraform/jobs.tf's defaults.
+RUN_JOB_MAX_RETRIES = 2
+RUN_JOB_TIMEOUT = "3600s"
 
 
 @dataclass(frozen=True)
@@ -204,8 +213,23 @@ class LocalStack:
             "WARDEN_EVENTS_TOPIC": EVENTS_TOPIC,
             "WARDEN_MONITORING_ENDPOINT": self.endpoints["monitoring"],
             "WARDEN_SCHEDULER_ENDPOINT": self.endpoints["scheduler"],
+            **self._run_env(),
             **({"WARDEN_LOCAL_CLOCK": str(self.clock)} if self.clock is not None else {}),
         }
+
+    def _run_env(self) -> dict[str, str]:
+        """The Cloud Run stand-in and its jobs (none until it has started)."""
+        if "cloudrun" not in self.endpoints:
+            return {}
+        return {
+            "WARDEN_RUN_ENDPOINT": self.endpoints["cloudrun"],
+            "WARDEN_RETRAIN_JOB": self.run_job_name("retrain"),
+            "WARDEN_MONITOR_JOB": self.run_job_name("monitor"),
+        }
+
+    def run_job_name(self, job: str) -> str:
+        """The full name of the Cloud Run job running ``job`` ("retrain" or "monitor")."""
+        return f"projects/{self.project}/locations/{self.location}/jobs/{RUN_JOBS[job]}"
 
     def _fix_clock(self) -> None:
         """One virtual clock for every process, from now on (real time, or not shared: none)."""
@@ -268,6 +292,29 @@ class LocalStack:
         self.endpoints["monitoring"] = f"127.0.0.1:{port}"
         self.endpoints["scheduler"] = f"http://127.0.0.1:{free_port()}"
 
+        say("starting the Cloud Run stand-in")
+        port = free_port()
+        cloudrun = PythonService(
+            "cloudrun",
+            [
+                "-m",
+                "warden_local.cloudrun",
+                "--port",
+                str(port),
+                "--project",
+                self.project,
+                "--location",
+                self.location,
+                "--log-dir",
+                str(self.run_dir / "cloudrun"),
+            ],
+            port=port,
+            log=self._log("cloudrun"),
+            env=self._base_env(),  # each task's base; the jobs add the stack's WARDEN_* below
+        )
+        self.processes["cloudrun"] = cloudrun.start()
+        self.endpoints["cloudrun"] = f"http://127.0.0.1:{port}"
+
         say("creating buckets and topics")
         self._create_buckets_and_topics()
 
@@ -298,6 +345,8 @@ class LocalStack:
         }
 
         self._fix_clock()  # before the first process that reads it
+        say("creating the Cloud Run jobs")
+        self._create_run_jobs()
         for spec in self.functions:
             say(f"starting function {spec.name}")
             port = free_port()
@@ -491,6 +540,41 @@ class LocalStack:
         publisher = pubsub_v1.PublisherClient()
         for topic in (*TOPICS.values(), EVENTS_TOPIC):
             ensure_topic(publisher, self.project, topic)
+
+    def _create_run_jobs(self) -> None:
+        """``warden-retrain`` and ``warden-monitor`` on the Cloud Run stand-in, as Terraform
+        declares them: ``python -m warden.jobs.task`` with the functions' environment (after
+        the clock is fixed: it carries WARDEN_LOCAL_CLOCK) and WARDEN_JOB. Over plain HTTP:
+        the ``google-cloud-run`` client would cost the stack half a second of imports."""
+        env = {**self.client_env(), "WARDEN_CODE_VERSION": "local"}
+        for job, job_id in RUN_JOBS.items():
+            container = {
+                "name": "task",
+                "image": f"local/warden-{job}",  # required by the API; ignored locally
+                "command": [sys.executable, "-m", "warden.jobs.task"],
+                "env": [
+                    {"name": k, "value": v} for k, v in sorted({**env, "WARDEN_JOB": job}.items())
+                ],
+            }
+            body = {
+                "template": {
+                    "taskCount": 1,
+                    "template": {
+                        "containers": [container],
+                        "maxRetries": RUN_JOB_MAX_RETRIES,
+                        "timeout": RUN_JOB_TIMEOUT,
+                    },
+                }
+            }
+            request = urllib.request.Request(  # noqa: S310 (the stand-in, on loopback)
+                f"{self.endpoints['cloudrun']}/v2/projects/{self.project}/locations/"
+                f"{self.location}/jobs?jobId={job_id}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                response.read()
 
     def _create_push_subscriptions(self) -> None:
         """Per event function, what terraform/modules/function deploys: a push subscription to

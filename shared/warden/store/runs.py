@@ -63,6 +63,8 @@ class RunClaim:
     progress: dict[str, Any] = field(default_factory=dict)
     #: When this attempt began (the marker's ``started_at``); :meth:`RunLedger.finish` keeps it.
     started_at: str = ""
+    #: Which attempt at the request this is (1: the first), kept in the final marker too.
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ class RunLedger:
             got.generation,
             dict(progress or {}),
             started_at=str(got.data.get("started_at") or record["started_at"]),
+            attempt=int(got.data.get("attempt") or 1),
         )
 
     def checkpoint(self, claim: RunClaim, progress: Mapping[str, Any]) -> RunClaim:
@@ -224,7 +227,7 @@ class RunLedger:
 
     def finish(self, claim: RunClaim, status: str, result: dict[str, Any]) -> bool:
         """Record the final (or ``aborted``) state. False if another instance took over."""
-        record = {
+        record: dict[str, Any] = {
             "model": claim.model,
             "kind": claim.kind,
             "key": claim.key,
@@ -235,6 +238,8 @@ class RunLedger:
         }
         if claim.started_at:  # kept, so a finished run still tells how long it took
             record["started_at"] = claim.started_at
+        if claim.attempt > 1:  # it took more than one attempt: operators see it
+            record["attempt"] = claim.attempt
         if claim.progress:  # an aborted run's redelivery carries on from here
             record["progress"] = claim.progress
         written = gcs.write_if(
