@@ -189,6 +189,15 @@ class DriftThresholds:
         return out
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the OS tells it: a task pinned to
+    one core binning with two threads only contends with itself)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _check_threshold(name: str, value: float | None, where: str) -> None:
     if value is not None and not (isinstance(value, int | float) and value > 0):
         raise ConfigError(f"drift threshold {name}{where} must be a positive number or null")
@@ -1193,7 +1202,7 @@ class DriftAccumulator:
         if n == 0:
             return
         work = [(self._states[name], values) for name, values in columns.items()]
-        workers = min(os.cpu_count() or 1, len(work))
+        workers = min(_usable_cpus(), len(work))
         if n >= PARALLEL_MIN_ROWS and workers > 1:
             # Binning (searchsorted, bincount, pyarrow hashing) releases the GIL.
             with ThreadPoolExecutor(max_workers=workers) as pool:
