@@ -58,6 +58,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert "< floor 0.250: rejected" in out
     # The monitors see the degradation; one asks for a retrain.
     assert "roc_auc on recent data" in out
+    assert re.search(r"ran as Cloud Run job execution warden-monitor-\S+: 2 tasks", out)
     assert "DEGRADED" in out
     assert "→ retrain requested by the monitor: v4" in out
     # Serving: the example app answers with customer-segments' champion; the monitor reads

@@ -371,6 +371,18 @@ def _monitor_and_show(rt: Any, stack: Any, config: Any) -> None:
             f"(run {run.get('run_id', '')[:8]})"
         )
         cfg = config.model(spec.model)
+        if cfg.runners.monitor.runner != "function":
+            handed = [
+                r
+                for r in rt.ledger().recent(spec.model, kind="monitor", limit=10)
+                if r.get("status") == "dispatched"
+            ]
+            if handed:
+                execution = str(handed[0].get("execution", "")).rsplit("/", 1)[-1]
+                _info(
+                    f"{'':<22}ran as Cloud Run job execution {execution}: "
+                    f"{handed[0].get('tasks')} tasks, each its share of the files, merged"
+                )
         if (perf.get("degraded") and cfg.drift.retrain_on_degradation) or (
             drift["dataset_drift"] and cfg.drift.retrain_on_drift
         ):
@@ -430,15 +442,20 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
 
 #: The model the demo serves through examples/serving_app, monitored on what it served.
 SERVED = "customer-segments"
+#: The model whose monitor runs as a Cloud Run job (the job runner's story).
+JOBBED = "breast-cancer-risk"
 
 
 def _demo_config(run_dir: Path) -> Path:
     """warden.yaml as shipped, but with SERVED monitored on its prediction log (``drift.source:
-    predictions``) and retraining when that drifts: the serving step's story."""
+    predictions``) and retraining when that drifts (the serving step's story), and JOBBED's
+    monitor run handed to a Cloud Run job of two tasks (the job runner's)."""
     import yaml
 
     raw = yaml.safe_load((ROOT / "warden.yaml").read_text())
     raw["models"][SERVED]["drift"].update(source="predictions", retrain_on_drift=True)
+    # One model's monitor runs as a Cloud Run job of two tasks (the stand-in runs them).
+    raw["models"][JOBBED]["runners"] = {"monitor": {"runner": "job", "tasks": 2}}
     path = run_dir / "warden.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
