@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-tools lint format lock clean bundle checkov tfschema tfschema-cache bench-health bench-drift bench-router bench-serving
+.PHONY: install demo test check-tools lint format lock clean bundle checkov tfschema tfschema-cache bench-health bench-drift bench-router bench-serving bench-scale
 
 install: $(STAMP)
 
@@ -107,6 +107,9 @@ bench-router: install
 
 bench-serving: install
 	$(BIN)/python bench/serving.py
+
+bench-scale: install
+	$(BIN)/python bench/scale.py
 
 # Regression guard (tests/regression, part of `make test`): prints the baseline diff old → new;
 # CONFIRM=yes writes tests/regression/baseline.json. Only for an intended, understood metric

@@ -566,7 +566,7 @@ def _list_window(
                     int(blob.generation or 0),
                     int(blob.size or 0),
                     day,
-                    _rows_metadata(blob.metadata),
+                    _rows_metadata(getattr(blob, "metadata", None)),
                 )
                 if obj.size > limit:
                     raise _data_error(
