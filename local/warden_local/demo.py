@@ -528,6 +528,9 @@ def _serving_and_show(rt: Any, stack: Any, config: Any, run_dir: Path) -> str:
                 except requests.RequestException:
                     answered.append((0, -1))
                 i += 2
+                # Steady traffic, not a flood: ten requests a second per client keep the log
+                # filling and the swap under load, and leave the machine to the rest of the story.
+                stop.wait(0.1)
 
         threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in (0, 1)]
         for t in threads:
