@@ -224,6 +224,45 @@ def test_a_sharded_monitor_job_equals_the_function_monitor(
     assert single.dataset_drift is True
 
 
+def test_a_monitor_task_killed_mid_run_is_retried_and_one_result_is_merged(
+    tmp_path, seed, standin, runtime_for
+) -> None:
+    from warden.jobs.shards import shard_root
+
+    seed(end=TRAINED, days=7, customer_rows=1500, seed=1, models=(SEG,))
+    config = _config(tmp_path, monitor={"runner": "job", "tasks": 2})
+    rt = runtime_for(config, monitor_job=_job(standin, "monitor", config))
+    assert retrain(_request("train"), rt).version == 1
+    seed(end=LATER, days=7, customer_rows=1500, seed=8, shift=1.0, models=(SEG,))
+    request = _request("killed-monitor", LATER)
+    outcome = hand_off(request, rt, "monitor")
+
+    # Once the run's plan is pinned (a task is under way), kill task 0's attempt.
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+    plan = f"{shard_root(SEG, request.key)}plan.json"
+    _wait_for(lambda: bucket.get_blob(plan), what="the run's plan")
+    running = [
+        a
+        for a in standin.local_execution(outcome.execution)["tasks"]
+        if a["running"] and a["index"] == 0
+    ]
+    assert running, standin.local_execution(outcome.execution)
+    os.killpg(running[0]["pid"], signal.SIGKILL)
+
+    execution = standin.wait(outcome.execution, timeout=120)
+    assert execution["succeededCount"] == 2
+    assert execution.get("retriedCount") == 1
+    results = [
+        b.name
+        for b in rt.clients.storage.list_blobs(bucket.name, prefix=f"{SEG}/monitoring/")
+        if b.name.endswith("/drift.json")
+    ]
+    assert len(results) == 1
+    summary = json.loads(bucket.blob(results[0]).download_as_bytes())
+    assert summary["window"]["rows"] == 1500  # every row of the window, counted once
+    assert rt.ledger().marker(SEG, "monitor", request.key)["status"] == "done"
+
+
 def test_auto_sends_a_large_window_to_the_job_and_keeps_a_small_one_here(
     tmp_path, seed, runtime_for
 ) -> None:
