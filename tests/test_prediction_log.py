@@ -216,3 +216,35 @@ def test_on_the_local_stack_rows_are_stamped_on_its_virtual_clock(
     plog.flush()
     (name,) = [b.name for b in storage_client.list_blobs(bucket_names["data"])]
     assert name.startswith(f"predictions/{MODEL}/dt=2030-01-15/")
+
+
+def test_a_row_logged_while_a_flush_takes_the_list_is_not_lost(storage_client, bucket) -> None:
+    """The interleaving a burst under load once hit: a caller had picked the list of waiting
+    rows, a flush swapped it for a new one, then the caller appended to the old list, which the
+    flush had already written out: the row was neither written nor waiting."""
+    plog = PredictionLog(MODEL, bucket, flush_at_exit=False)
+    taken: list[list] = []
+
+    class FlushFirst:
+        """The log's lock, but the first time a caller takes it a flush swaps the lists first."""
+
+        def __init__(self, inner: threading.Lock) -> None:
+            self.inner, self.armed = inner, True
+
+        def __enter__(self) -> FlushFirst:
+            if self.armed:
+                self.armed = False
+                with self.inner:
+                    taken.append(plog._rows)
+                    plog._rows = []
+            self.inner.acquire()
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.release()
+
+    plog._lock = FlushFirst(plog._lock)
+    assert plog.log(_row(1), {"score": 0.5}, version=1) is not None
+    assert taken == [[]]  # the flush took the (empty) list before the row was added
+    assert plog.stats()["waiting"] == 1  # the row waits in the new list
+    assert plog.flush() == 1
