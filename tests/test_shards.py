@@ -299,3 +299,31 @@ def test_a_window_with_no_data_fails_the_request_once(rt) -> None:
     marker = rt.ledger().marker(SEG, "monitor", "empty")
     assert marker["status"] == "failed"
     assert monitor_task(request, rt, _task(request, 1, 2), lease=LEASE).status == "duplicate"
+
+
+def test_housekeeping_expires_old_shard_folders_and_keeps_live_ones(rt, seed) -> None:
+    from datetime import UTC, datetime
+
+    from warden.jobs.housekeeping import run_housekeeping
+    from warden.jobs.shards import purge_shards
+
+    seed(end=LATER, days=7, customer_rows=1500, seed=11)
+    request = _request(SEG, "to-expire")
+    for i in range(2):
+        monitor_task(request, rt, _task(request, i, 2), lease=LEASE)
+    root = shard_root(SEG, request.key)
+    names = sorted(
+        b.name for b in rt.clients.storage.list_blobs(rt.settings.registry_bucket, prefix=root)
+    )
+    assert len(names) == 6  # plan, two samples, two partials, the merge claim
+    now = datetime.now(UTC)
+    # Written just now: not older than a day ago, so kept (a run may still be going on).
+    assert purge_shards(rt, SEG, older_than=now - timedelta(days=1)) == []
+    # Housekeeping past the TTL deletes the whole folder, and only it.
+    ttl = rt.config.model(SEG).housekeeping.marker_ttl_days
+    rt.clock = lambda: now + timedelta(days=ttl + 1)
+    outcome = run_housekeeping(rt, SEG, dry_run=False)
+    assert sorted(outcome.expiry.shard_objects) == names
+    assert outcome.summary()["shard_objects_purged"] == 6
+    assert list(rt.clients.storage.list_blobs(rt.settings.registry_bucket, prefix=root)) == []
+    assert _results(rt, SEG)  # the run's result stays

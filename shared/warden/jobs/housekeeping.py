@@ -18,7 +18,8 @@ The steps, in order, each reported in :class:`HousekeepingOutcome`:
    manifest) whose newest object is older than ``orphan_grace_hours`` lose their files; the
    claim stays. Younger ones may still be being written and are left alone.
 5. **expiry** — finished run-ledger markers older than ``marker_ttl_days`` (``status/`` stays),
-   and the router's state past :data:`ROUTER_STATE_TTL` (global; every model's run sweeps it,
+   the shard folders of sharded monitor runs older than that (``warden.jobs.shards``), and the
+   router's state past :data:`ROUTER_STATE_TTL` (global; every model's run sweeps it,
    which is idempotent and cheap).
 6. **heartbeat** — ``housekeeping/heartbeat`` = 1 and ``housekeeping/deleted_versions``.
 
@@ -168,6 +169,8 @@ class OrphanResult:
 class ExpiryResult:
     markers: list[str] = field(default_factory=list)
     router_state: list[str] = field(default_factory=list)
+    #: Objects of sharded monitor runs (warden.jobs.shards) past the markers' TTL.
+    shard_objects: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +200,7 @@ class HousekeepingOutcome:
             "orphans_swept": self.orphans.swept,
             "markers_purged": len(self.expiry.markers),
             "router_objects_purged": len(self.expiry.router_state),
+            "shard_objects_purged": len(self.expiry.shard_objects),
         }
 
 
@@ -543,10 +547,18 @@ def _expiry(rt: Runtime, cfg: ModelConfig, now: datetime, *, dry_run: bool) -> E
         older_than=now - timedelta(days=cfg.housekeeping.marker_ttl_days),
         dry_run=dry_run,
     )
+    from warden.jobs.shards import purge_shards
+
+    shards = purge_shards(
+        rt,
+        cfg.name,
+        older_than=now - timedelta(days=cfg.housekeeping.marker_ttl_days),
+        dry_run=dry_run,
+    )
     router = rt.alert_state().purge_expired(
         now=now.timestamp(), older_than=ROUTER_STATE_TTL, dry_run=dry_run
     )
-    return ExpiryResult(markers=markers, router_state=router)
+    return ExpiryResult(markers=markers, router_state=router, shard_objects=shards)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ bucket (the monitor's own prefix):
    metrics, events and retrain request per request.
 
 Tasks that write their partial before the last one ends their part there (status ``partial``).
+Housekeeping deletes a run's shard folder once its newest object is older than the model's
+``housekeeping.marker_ttl_days`` (:func:`purge_shards`): the samples are megabytes each.
 Two executions of one request (a redelivery racing the first) write identical partials (412s,
 harmless) and meet at the same merge claim and run-ledger marker.
 
@@ -43,7 +45,7 @@ from warden.settings import TaskContext
 from warden.store import gcs
 from warden.store.runs import FINAL, Run
 
-__all__ = ["monitor_task", "shard_root", "share"]
+__all__ = ["monitor_task", "purge_shards", "shard_root", "share"]
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +233,27 @@ def _claim_merge(rt: Runtime, bucket: Any, root: str, owner: str, lease: timedel
         bucket, name, body, generation=got.generation, content_type="application/json"
     )
     return written is not None
+
+
+def purge_shards(
+    rt: Runtime, model: str, *, older_than: datetime, dry_run: bool = False
+) -> list[str]:
+    """Delete the shard folders (plan, partials, samples, merge claim) of ``model``'s sharded
+    monitor runs whose newest object was written before ``older_than``; the names deleted (or,
+    with ``dry_run``, that would be). A folder with anything newer is left whole: its run may
+    still be going on."""
+    prefix = f"{model}/monitoring/shards/"
+    folders: dict[str, list[Any]] = {}
+    for blob in rt.clients.storage.list_blobs(rt.settings.registry_bucket, prefix=prefix):
+        folder = blob.name[len(prefix) :].split("/", 1)[0]
+        folders.setdefault(folder, []).append(blob)
+    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
+    purged: list[str] = []
+    for blobs in folders.values():
+        newest = max((b.updated or b.time_created for b in blobs), default=None)
+        if newest is None or newest >= older_than:
+            continue
+        for blob in blobs:
+            if dry_run or gcs.delete_if(bucket, blob.name, int(blob.generation or 0)):
+                purged.append(blob.name)
+    return purged
