@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +372,20 @@ def test_the_entry_command_runs_the_request_and_exits_by_the_error_kind(
     # No request in the environment: the job is misconfigured, exit 2.
     assert run(WARDEN_JOB="retrain").returncode == 2
     assert run(WARDEN_JOB="train", WARDEN_RUN_REQUEST="{}").returncode == 2
+
+
+def test_warden_runs_shows_a_handed_on_request_with_its_execution() -> None:
+    from warden.cli.runs import _row_text, run_row
+
+    record = {
+        "model": SEG,
+        "kind": "monitor",
+        "key": "k",
+        "status": "dispatched",
+        "execution": "projects/p/locations/l/jobs/warden-monitor/executions/warden-monitor-ab12c",
+        "tasks": 4,
+        "started_at": "2026-12-07T10:00:00+00:00",
+    }
+    text = _row_text(run_row(record, datetime.now(UTC)))
+    assert "dispatched" in text
+    assert text.endswith("→ Cloud Run job execution warden-monitor-ab12c (4 tasks)")

@@ -157,6 +157,9 @@ def run_row(record: dict[str, Any], now: datetime) -> dict[str, Any]:
         "run_id": record.get("run_id"),
         "attempt": record.get("attempt"),
         "key": record.get("key"),
+        # Handed to a Cloud Run job (warden.jobs.dispatch): the execution, and its tasks.
+        "execution": record.get("execution"),
+        "tasks": record.get("tasks"),
         # Running past its lease: the instance died; the next delivery takes it over.
         "stalled": bool(status == "running" and lease is not None and lease < now),
     }
@@ -174,6 +177,10 @@ def _row_text(r: dict[str, Any]) -> str:
         detail = f"{r.get('error_type') or 'error'}: {error[:160]}"
     elif r["status"] == "done" and r.get("promoted") is not None:
         detail = "promoted" if r["promoted"] else "not promoted"
+    elif r["status"] == "dispatched":
+        tasks = r.get("tasks") or 1
+        execution = str(r.get("execution") or "").rsplit("/", 1)[-1]
+        detail = f"→ Cloud Run job execution {execution} ({tasks} task{'s' * (tasks > 1)})"
     elif r["status"] == "done" and r.get("drift") is not None:
         detail = ", ".join(
             [("drift" if r["drift"] else "no drift")] + (["degraded"] if r.get("degraded") else [])
