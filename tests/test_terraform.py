@@ -1179,7 +1179,8 @@ VERSION_WRITES = (
 MODEL_OBJECTS = re.compile(r"^[^/]+/(?:versions|aliases)/")
 
 
-def _warden_closure(main: Path) -> set[str]:
+@functools.cache  # four patterns × six functions walked the same closures (4.6 s of CPU)
+def _warden_closure(main: Path) -> frozenset[str]:
     """Warden modules a function can reach: imports at any depth, including lazy ones."""
     seen: set[str] = set()
     todo = [main]
@@ -1196,7 +1197,7 @@ def _warden_closure(main: Path) -> set[str]:
                 if name.startswith("warden") and path.exists() and name not in seen:
                     seen.add(name)
                     todo.append(path)
-    return seen
+    return frozenset(seen)
 
 
 def _functions_that(pattern: str) -> set[str]:
