@@ -187,44 +187,7 @@ def test_a_task_killed_mid_run_is_retried_and_the_run_yields_one_version(
     assert final["attempt"] == 2  # the retry took its own dead attempt's claim over at once
 
 
-def test_a_sharded_monitor_job_equals_the_function_monitor(
-    tmp_path, seed, standin, runtime_for
-) -> None:
-    seed(end=TRAINED, days=7, customer_rows=1500, seed=1, models=(SEG,))
-    config = _config(tmp_path, monitor={"runner": "job", "tasks": 3})
-    rt = runtime_for(config, monitor_job=_job(standin, "monitor", config))
-    assert retrain(_request("train"), rt).version == 1
-    seed(end=LATER, days=7, customer_rows=1500, seed=8, shift=1.0, models=(SEG,))
-
-    single = monitor(_request("single", LATER), rt)
-    outcome = dispatch(_request("sharded", LATER), rt, "monitor", monitor, actor="monitor_model")
-    assert outcome.status == "dispatched"
-    assert "3 tasks" in outcome.detail
-    execution = standin.wait(outcome.execution, timeout=120)
-    assert execution["succeededCount"] == 3
-
-    bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
-    results = sorted(
-        b.name
-        for b in rt.clients.storage.list_blobs(bucket.name, prefix=f"{SEG}/monitoring/")
-        if b.name.endswith("/drift.json")
-    )
-    assert len(results) == 2  # the single run's and the job's: one merged result
-    summaries = [json.loads(bucket.blob(name).download_as_bytes()) for name in results]
-    job = next(s for s in summaries if s["request"]["key"] == "sharded")
-    one = next(s for s in summaries if s["request"]["key"] == "single")
-    assert one["drift"]["dataset_drift"] is True
-    assert job["drift"]["drifted"] == one["drift"]["drifted"]
-    assert job["window"] == one["window"]
-    for name, feature in one["drift"]["features"].items():
-        for stat, value in feature["stats"].items():
-            other = job["drift"]["features"][name]["stats"][stat]
-            assert other == (value if value is None else pytest.approx(value, rel=1e-9))
-    assert job["performance"]["current"] == pytest.approx(one["performance"]["current"])
-    assert single.dataset_drift is True
-
-
-def test_a_monitor_task_killed_mid_run_is_retried_and_one_result_is_merged(
+def test_a_sharded_monitor_job_with_a_task_killed_mid_run_equals_the_function_monitor(
     tmp_path, seed, standin, runtime_for
 ) -> None:
     from warden.jobs.shards import shard_root
@@ -234,10 +197,14 @@ def test_a_monitor_task_killed_mid_run_is_retried_and_one_result_is_merged(
     rt = runtime_for(config, monitor_job=_job(standin, "monitor", config))
     assert retrain(_request("train"), rt).version == 1
     seed(end=LATER, days=7, customer_rows=1500, seed=8, shift=1.0, models=(SEG,))
-    request = _request("killed-monitor", LATER)
-    outcome = hand_off(request, rt, "monitor")
 
-    # Once the run's plan is pinned (a task is under way), kill task 0's attempt.
+    single = monitor(_request("single", LATER), rt)
+    request = _request("sharded", LATER)
+    outcome = dispatch(request, rt, "monitor", monitor, actor="monitor_model")
+    assert outcome.status == "dispatched"
+    assert "2 tasks" in outcome.detail
+
+    # Once the run's plan is pinned (a task is under way), kill task 0's attempt (its group).
     bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
     plan = f"{shard_root(SEG, request.key)}plan.json"
     _wait_for(lambda: bucket.get_blob(plan), what="the run's plan")
@@ -251,16 +218,27 @@ def test_a_monitor_task_killed_mid_run_is_retried_and_one_result_is_merged(
 
     execution = standin.wait(outcome.execution, timeout=120)
     assert execution["succeededCount"] == 2
-    assert execution.get("retriedCount") == 1
-    results = [
+    assert execution.get("retriedCount") == 1  # the killed task ran again
+    assert rt.ledger().marker(SEG, "monitor", request.key)["status"] == "done"
+    results = sorted(
         b.name
         for b in rt.clients.storage.list_blobs(bucket.name, prefix=f"{SEG}/monitoring/")
         if b.name.endswith("/drift.json")
-    ]
-    assert len(results) == 1
-    summary = json.loads(bucket.blob(results[0]).download_as_bytes())
-    assert summary["window"]["rows"] == 1500  # every row of the window, counted once
-    assert rt.ledger().marker(SEG, "monitor", request.key)["status"] == "done"
+    )
+    assert len(results) == 2  # the single run's and the job's: one merged result
+    summaries = [json.loads(bucket.blob(name).download_as_bytes()) for name in results]
+    job = next(s for s in summaries if s["request"]["key"] == "sharded")
+    one = next(s for s in summaries if s["request"]["key"] == "single")
+    assert one["drift"]["dataset_drift"] is True
+    assert job["window"]["rows"] == 1500  # every row of the window, counted once
+    assert job["drift"]["drifted"] == one["drift"]["drifted"]
+    assert job["window"] == one["window"]
+    for name, feature in one["drift"]["features"].items():
+        for stat, value in feature["stats"].items():
+            other = job["drift"]["features"][name]["stats"][stat]
+            assert other == (value if value is None else pytest.approx(value, rel=1e-9))
+    assert job["performance"]["current"] == pytest.approx(one["performance"]["current"])
+    assert single.dataset_drift is True
 
 
 def test_auto_sends_a_large_window_to_the_job_and_keeps_a_small_one_here(
