@@ -64,6 +64,7 @@ from typing import IO, Any
 
 from warden.config import load_config
 from warden.config.schedules import DEFAULT_LOCATION, EVENTS_TOPIC, TOPICS
+from warden.jobs.task import COMMAND as TASK_COMMAND
 from warden.settings import LocalClock
 from warden_local.gcs import StorageEmulator
 from warden_local.process import FunctionServer, ManagedProcess, free_port
@@ -551,7 +552,7 @@ class LocalStack:
             container = {
                 "name": "task",
                 "image": f"local/warden-{job}",  # required by the API; ignored locally
-                "command": [sys.executable, "-m", "warden.jobs.task"],
+                "command": [sys.executable, *TASK_COMMAND[1:]],  # the image's ENTRYPOINT
                 "env": [
                     {"name": k, "value": v} for k, v in sorted({**env, "WARDEN_JOB": job}.items())
                 ],
