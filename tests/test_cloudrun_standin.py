@@ -53,7 +53,8 @@ if mode == "hang" or (mode == "hang-first" and attempt == 0):
 if mode == "serial":
     with open(out / "order.log", "a") as f:
         f.write(f"start {index}\n")
-    time.sleep(0.05)  # room for another task to start, were parallelism not honoured
+    while not (out / f"go-{index}").exists():  # held until the test has looked around
+        time.sleep(0.01)
     with open(out / "order.log", "a") as f:
         f.write(f"end {index}\n")
 """
@@ -441,11 +442,28 @@ def test_a_task_past_its_timeout_is_killed_and_fails(
 
 
 def test_parallelism_one_runs_tasks_one_at_a_time(
-    jobs: run_v2.JobsClient, executions: run_v2.ExecutionsClient, script: Path, tmp_path: Path
+    standin: CloudRunStandIn,
+    jobs: run_v2.JobsClient,
+    executions: run_v2.ExecutionsClient,
+    script: Path,
+    tmp_path: Path,
 ) -> None:
     job_id = make_job(jobs, script, tmp_path, mode="serial", task_count=3, parallelism=1)
     operation = jobs.run_job(name=f"{PARENT}/jobs/{job_id}")
-    assert finished(executions, operation.metadata.name).succeeded_count == 3
+    name = operation.metadata.name
+    log = tmp_path / "order.log"
+    for started in range(1, 4):
+        # Each task holds until released: while one runs, it is the only task process there is
+        # (all three would have been started at once were parallelism not honoured).
+        lines = wait_for(
+            lambda n=started: (lambda got: got if len(got) == n else None)(
+                [x for x in (log.read_text().splitlines() if log.exists() else []) if "start" in x]
+            ),
+            what=f"task start {started}",
+        )
+        assert len(standin.task_processes(name)) == 1
+        (tmp_path / f"go-{lines[-1].split()[1]}").write_text("")
+    assert finished(executions, name).succeeded_count == 3
     lines = (tmp_path / "order.log").read_text().splitlines()
     assert len(lines) == 6
     for start, end in zip(lines[::2], lines[1::2], strict=True):
