@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from google.api_core.future import polling
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
+from stack_process import wait_for as poll_until
 from warden_local.cloudrun import EXECUTION_TYPE, CloudRunStandIn
 from warden_local.process import free_port
 from warden_local.stack import PythonService
@@ -134,14 +134,8 @@ RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 
 def wait_for(predicate: Callable[[], T | None], *, timeout: float = 10.0, what: str = "it") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
+    """The suite's condition wait (stack_process), polled fast: these tasks live milliseconds."""
+    return poll_until(predicate, timeout, what, interval=0.02)  # type: ignore[return-value]
 
 
 #: Fast polling for Operation.result(): the client's default first waits a whole second.

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stack_process import wait_for
 from warden.config import parse_config
 from warden.jobs.dispatch import DispatchOutcome, choose, dispatch, hand_off
 from warden.jobs.messages import RunRequest
@@ -149,16 +149,6 @@ def test_a_retrain_on_the_job_path_gives_the_version_the_function_path_gives(
     assert job_manifest == function_manifest
 
 
-def _wait_for(check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_task_killed_mid_run_is_retried_and_the_run_yields_one_version(
     tmp_path, seed, standin, runtime_for
 ) -> None:
@@ -169,8 +159,11 @@ def test_a_task_killed_mid_run_is_retried_and_the_run_yields_one_version(
     outcome = hand_off(request, rt, "retrain")
 
     # Once the attempt has claimed the request in the run ledger, kill it (its whole group).
-    marker = _wait_for(
-        lambda: rt.ledger().marker(SEG, "retrain", request.key), what="the attempt's claim"
+    marker = wait_for(
+        lambda: rt.ledger().marker(SEG, "retrain", request.key),
+        60,
+        "the attempt's claim",
+        interval=0.01,
     )
     first = standin.task_processes(outcome.execution)
     assert len(first) == 1
@@ -207,7 +200,7 @@ def test_a_sharded_monitor_job_with_a_task_killed_mid_run_equals_the_function_mo
     # Once the run's plan is pinned (a task is under way), kill task 0's attempt (its group).
     bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
     plan = f"{shard_root(SEG, request.key)}plan.json"
-    _wait_for(lambda: bucket.get_blob(plan), what="the run's plan")
+    wait_for(lambda: bucket.get_blob(plan), 60, "the run's plan", interval=0.01)
     running = [
         a
         for a in standin.local_execution(outcome.execution)["tasks"]
