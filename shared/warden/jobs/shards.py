@@ -38,7 +38,16 @@ from typing import Any
 
 from warden.errors import ConflictError, IntegrityError, PermanentError
 from warden.jobs.messages import RunRequest
-from warden.jobs.monitor import JOB, MonitorOutcome, Scan, conclude, ledgered, monitor, prepare
+from warden.jobs.monitor import (
+    JOB,
+    MonitorOutcome,
+    Prepared,
+    Scan,
+    conclude,
+    ledgered,
+    monitor,
+    prepare,
+)
 from warden.logs import fields
 from warden.runtime import Runtime
 from warden.settings import TaskContext
@@ -104,10 +113,12 @@ def _shard(
         return MonitorOutcome(cfg.name, "duplicate", detail=f"already {marker['status']}")
     bucket = rt.clients.storage.bucket(rt.settings.registry_bucket)
     root = shard_root(cfg.name, request.key)
-    plan = _plan(request, rt, bucket, root)
+    plan, mine = _plan(request, rt, bucket, root)
     if plan.get("skip"):  # nothing to monitor: recorded once, like a one-process run
         return monitor(request, rt, actor=ACTOR, owner=owner, lease=lease)
-    prep = prepare(request, rt, cfg, version=int(plan["version"]))
+    # The task that wrote the plan has its champion read already; the others read the one the
+    # plan pins.
+    prep = mine or prepare(request, rt, cfg, version=int(plan["version"]))
     if isinstance(prep, str):
         return monitor(request, rt, actor=ACTOR, owner=owner, lease=lease)
     n, i = task.count, task.index
@@ -183,13 +194,15 @@ def _shard(
     return ledgered(request, rt, cfg, merge, owner=owner, lease=lease)
 
 
-def _plan(request: RunRequest, rt: Runtime, bucket: Any, root: str) -> dict[str, Any]:
+def _plan(
+    request: RunRequest, rt: Runtime, bucket: Any, root: str
+) -> tuple[dict[str, Any], Prepared | None]:
     """The run's pinned version and listing (or why there is nothing to monitor): the first
-    task's, create-only, for all."""
+    task's, create-only, for all; and, to the task that wrote it, what it prepared."""
     name = f"{root}plan.json"
     got = gcs.read_json(bucket, name)
     if got is not None:
-        return dict(got.data)
+        return dict(got.data), None
     cfg = rt.config.model(request.model)
     prep = prepare(request, rt, cfg)
     if isinstance(prep, str):
@@ -201,8 +214,8 @@ def _plan(request: RunRequest, rt: Runtime, bucket: Any, root: str) -> dict[str,
         got = gcs.read_json(bucket, name)  # another task's: the one every task follows
         if got is None:
             raise ConflictError(f"{name}: created by another task, then gone")
-        return dict(got.data)
-    return plan
+        return dict(got.data), None
+    return plan, None if isinstance(prep, str) else prep
 
 
 def _claim_merge(rt: Runtime, bucket: Any, root: str, owner: str, lease: timedelta) -> bool:
