@@ -13,9 +13,11 @@ package ``warden.a``'s ``__init__``, so it is an edge to both.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Import", "ModuleGraph", "read_graph"]
 
@@ -42,15 +44,57 @@ def _type_checking(test: ast.expr) -> bool:
 
 
 def _walk(node: ast.AST) -> Iterator[ast.AST]:
-    """ast.walk, minus the bodies of ``if TYPE_CHECKING:``."""
-    for child in ast.iter_child_nodes(node):
+    """ast.walk in source order (depth first), minus the bodies of ``if TYPE_CHECKING:``.
+
+    A stack, not recursive generators: those cost a frame per level for every node (a third of
+    a bundle build's time went there)."""
+    todo = list(ast.iter_child_nodes(node))
+    todo.reverse()
+    while todo:
+        child = todo.pop()
         if isinstance(child, ast.If) and _type_checking(child.test):
-            for other in child.orelse:
-                yield other
-                yield from _walk(other)
+            todo.extend(reversed(child.orelse))
             continue
         yield child
-        yield from _walk(child)
+        children = list(ast.iter_child_nodes(child))
+        children.reverse()
+        todo.extend(children)
+
+
+#: What one source text imports, before it is resolved against a package: ("import", name,
+#: line), ("from", module, level, names, line) or ("call", literal, line), in source order.
+_Fact = tuple[Any, ...]
+
+
+def _facts(source: str, filename: str) -> tuple[_Fact, ...]:
+    """The import statements of ``source``; a syntax error names ``filename``."""
+    try:
+        return _facts_of(source)
+    except SyntaxError:
+        ast.parse(source, filename)  # the same error, with the file's name
+        raise
+
+
+@functools.lru_cache(maxsize=1024)
+def _facts_of(source: str) -> tuple[_Fact, ...]:
+    """Parsed once per text: the bundler, the layer test and the bundle tests read the same
+    files (or copies of them) many times over."""
+    out: list[_Fact] = []
+    for node in _walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.extend(("import", alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(alias.name for alias in node.names)
+            out.append(("from", node.module, node.level, names, node.lineno))
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called == "import_module" and node.args:
+                arg = node.args[0]
+                literal = arg.value if isinstance(arg, ast.Constant) else None
+                if isinstance(literal, str):
+                    out.append(("call", literal, node.lineno))
+    return tuple(out)
 
 
 @dataclass
@@ -123,7 +167,9 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _imports_of(module: str, tree: ast.AST, known: Mapping[str, Path], root: str) -> list[Import]:
+def _imports_of(
+    module: str, source: str, filename: str, known: Mapping[str, Path], root: str
+) -> list[Import]:
     is_package = known[module].name == "__init__.py"
     out: list[Import] = []
 
@@ -137,37 +183,35 @@ def _imports_of(module: str, tree: ast.AST, known: Mapping[str, Path], root: str
         if target == root and root in known and root != module:
             out.append(Import(module, root, names, line))
 
-    for node in _walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name == root or alias.name.startswith(root + "."):
-                    add(alias.name, (), node.lineno)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this module's package
+    for fact in _facts(source, filename):
+        kind = fact[0]
+        if kind == "import":
+            _, name, line = fact
+            if name == root or name.startswith(root + "."):
+                add(name, (), line)
+        elif kind == "from":
+            _, from_module, level, names, line = fact
+            if level:  # relative: resolve against this module's package
                 base = module.split(".") if is_package else module.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                base = base[: len(base) - (level - 1)]
+                target = ".".join([*base, *(from_module.split(".") if from_module else [])])
             else:
-                target = node.module or ""
+                target = from_module or ""
             if not (target == root or target.startswith(root + ".")):
                 continue
             plain = []
-            for alias in node.names:
-                sub = f"{target}.{alias.name}"
+            for name in names:
+                sub = f"{target}.{name}"
                 if sub in known:  # ``from warden.jobs import backup``: a module
-                    add(sub, (), node.lineno)
+                    add(sub, (), line)
                 else:
-                    plain.append(alias.name)
-            if plain or not node.names:
-                add(target, tuple(plain), node.lineno)
-        elif isinstance(node, ast.Call):
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if called == "import_module" and node.args:
-                arg = node.args[0]
-                literal = arg.value if isinstance(arg, ast.Constant) else None
-                if isinstance(literal, str) and (literal + ".").startswith(root + "."):
-                    add(literal, (), node.lineno)
+                    plain.append(name)
+            if plain or not names:
+                add(target, tuple(plain), line)
+        else:
+            _, literal, line = fact
+            if (literal + ".").startswith(root + "."):
+                add(literal, (), line)
     return out
 
 
@@ -181,13 +225,13 @@ def read_graph(package: Path) -> ModuleGraph:
     root = package.name
     imports: list[Import] = []
     for module, path in files.items():
-        imports += _imports_of(module, ast.parse(path.read_text(), str(path)), files, root)
+        imports += _imports_of(module, path.read_text(), str(path), files, root)
     return ModuleGraph(root, files, imports)
 
 
 def imports_of_file(path: Path, graph: ModuleGraph) -> set[str]:
     """The package modules a file outside the package (a function's main.py) imports."""
-    tree = ast.parse(path.read_text(), str(path))
     files = dict(graph.files)
     files["__main__"] = path
-    return {imp.target for imp in _imports_of("__main__", tree, files, graph.root)}
+    found = _imports_of("__main__", path.read_text(), str(path), files, graph.root)
+    return {imp.target for imp in found}
