@@ -67,7 +67,9 @@ def pubsub_emulator() -> Iterator[PubSubEmulator]:
 @pytest.fixture
 def topic_sink(pubsub_emulator, bucket_names):
     """``topic_sink(name)`` → (topic_id, publisher, pull): a fresh, uniquely named topic with a
-    pull subscription; ``pull(want, timeout)`` returns [(attributes, json payload)] so far."""
+    pull subscription; ``pull(want, timeout)`` returns [(attributes, json payload)] so far, and
+    ``pull.before_marker()`` what arrived before a marker published now (to show that nothing
+    else was published: a positive marker, not a wait for silence)."""
     import json
     import time
 
@@ -76,26 +78,44 @@ def topic_sink(pubsub_emulator, bucket_names):
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
 
+    class Pull:
+        def __init__(self, topic: str, sub: str) -> None:
+            self.topic, self.sub = topic, sub
+
+        def _batch(self) -> list[tuple[dict, bytes]]:
+            resp = subscriber.pull(subscription=self.sub, max_messages=50, timeout=5)
+            if resp.received_messages:
+                subscriber.acknowledge(
+                    subscription=self.sub, ack_ids=[m.ack_id for m in resp.received_messages]
+                )
+            return [(dict(m.message.attributes), m.message.data) for m in resp.received_messages]
+
+        def __call__(self, want: int = 1, timeout: float = 10.0) -> list[tuple[dict, dict]]:
+            got: list[tuple[dict, dict]] = []
+            deadline = time.monotonic() + timeout
+            while len(got) < want and time.monotonic() < deadline:
+                got += [(a, json.loads(d)) for a, d in self._batch()]
+            return got
+
+        def before_marker(self, timeout: float = 30.0) -> list[tuple[dict, dict]]:
+            """Publish a marker, pull until it arrives; the messages pulled before it."""
+            marker = uuid.uuid4().hex
+            publisher.publish(self.topic, b"{}", warden_test_marker=marker).result(timeout=30)
+            got: list[tuple[dict, dict]] = []
+            deadline = time.monotonic() + timeout
+            while True:
+                for attrs, data in self._batch():
+                    if attrs.get("warden_test_marker") == marker:
+                        return got
+                    got.append((attrs, json.loads(data)))
+                assert time.monotonic() < deadline, "the marker message never arrived"
+
     def make(name: str):
         topic_id = f"{name}-{bucket_names['data']}"
         topic = publisher.create_topic(name=publisher.topic_path("warden-test", topic_id)).name
         sub = subscriber.subscription_path("warden-test", topic_id)
         subscriber.create_subscription(name=sub, topic=topic)
-
-        def pull(want: int = 1, timeout: float = 10.0) -> list[tuple[dict, dict]]:
-            got: list[tuple[dict, dict]] = []
-            deadline = time.monotonic() + timeout
-            while len(got) < want and time.monotonic() < deadline:
-                resp = subscriber.pull(subscription=sub, max_messages=50, timeout=5)
-                for m in resp.received_messages:
-                    got.append((dict(m.message.attributes), json.loads(m.message.data)))
-                if resp.received_messages:
-                    subscriber.acknowledge(
-                        subscription=sub, ack_ids=[m.ack_id for m in resp.received_messages]
-                    )
-            return got
-
-        return topic_id, publisher, pull
+        return topic_id, publisher, Pull(topic, sub)
 
     yield make
     subscriber.close()

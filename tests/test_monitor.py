@@ -95,8 +95,8 @@ def test_same_distribution_raises_nothing_and_stores_a_report(rt, seed, monitori
     shares = monitoring.points("custom.googleapis.com/warden/drift/share", model=SEG)
     assert shares[-1][2] == pytest.approx(outcome.drift_share)
     assert len(monitoring.points("custom.googleapis.com/warden/drift/score", model=SEG)) >= 6
-    assert rt.events_pull(want=1, timeout=3) == []
-    assert rt.retrains_pull(want=1, timeout=1) == []
+    assert rt.events_pull.before_marker() == []
+    assert rt.retrains_pull.before_marker() == []
 
 
 def test_drift_publishes_an_event_and_one_retrain_per_cooldown(rt, seed) -> None:
@@ -115,7 +115,7 @@ def test_drift_publishes_an_event_and_one_retrain_per_cooldown(rt, seed) -> None
     second = _monitor(rt, SEG, "drift-2")
     assert second.dataset_drift is True
     assert second.retrain_requested is False
-    assert rt.retrains_pull(want=1, timeout=3) == []
+    assert rt.retrains_pull.before_marker() == []
     # The redelivery of the first request is a no-op.
     assert _monitor(rt, SEG, "drift-1").status == "duplicate"
 

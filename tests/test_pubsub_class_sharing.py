@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from warden_local.pubsub import PubSubEmulator, class_archive
 
 
@@ -23,25 +25,38 @@ def _round_trip(emulator: PubSubEmulator) -> None:
     channel.close()
 
 
-def test_the_first_run_writes_the_archive_and_later_runs_start_from_it(tmp_path: Path) -> None:
-    archive = class_archive(tmp_path)
-    first = PubSubEmulator(cache=tmp_path)
-    with first:
-        assert first.class_sharing == "writing"
-        assert not archive.exists()  # written as the JVM exits, then moved into place
-    assert archive.stat().st_size > 1_000_000
-    second = PubSubEmulator(cache=tmp_path)
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, bool]]:
+    """An emulator started with no archive in its cache, run and stopped; what it showed while
+    it ran (its class sharing, whether the archive existed yet). Module-wide: writing costs a
+    JVM two seconds of CPU, and the next test needs a written archive to damage."""
+    cache = tmp_path_factory.mktemp("cds")
+    emulator = PubSubEmulator(cache=cache)
+    with emulator:
+        seen = (emulator.class_sharing, class_archive(cache).exists())
+    return cache, seen
+
+
+def test_the_first_run_writes_the_archive_and_later_runs_start_from_it(
+    first_run: tuple[Path, tuple[str, bool]],
+) -> None:
+    cache, (sharing, existed) = first_run
+    assert sharing == "writing"
+    assert not existed  # written as the JVM exits, then moved into place
+    assert class_archive(cache).stat().st_size > 1_000_000
+    second = PubSubEmulator(cache=cache)
     with second:
         assert second.class_sharing == "used"
         _round_trip(second)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(cache.glob("*.tmp"))
 
 
-def test_a_damaged_archive_is_dropped_and_the_emulator_starts_anyway(tmp_path: Path) -> None:
+def test_a_damaged_archive_is_dropped_and_the_emulator_starts_anyway(
+    first_run: tuple[Path, tuple[str, bool]], tmp_path: Path
+) -> None:
     archive = class_archive(tmp_path)
-    with PubSubEmulator(cache=tmp_path):
-        pass
-    whole = archive.read_bytes()
+    whole = class_archive(first_run[0]).read_bytes()  # an archive an emulator wrote
+    archive.parent.mkdir(parents=True, exist_ok=True)
     archive.write_bytes(whole[: len(whole) // 20])  # truncated: the JVM would die mapping it
     emulator = PubSubEmulator(cache=tmp_path)
     with emulator:
