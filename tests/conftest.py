@@ -194,20 +194,34 @@ def make_runtime(storage_client, bucket_names) -> Iterator[Callable[..., runtime
 #: short files filling in behind them. Measured on the 2-core machine: xdist's own order (files
 #: by number of tests) ran these one-test files last, one after another on one worker: 320 s;
 #: this order, 221 s, of which 40 s a file queued behind the fuzz test; with that fixed too, see
-#: docs/development.md.
+#: docs/development.md. Ordered by each file's wall time in a loaded run (2026-12-07; every file
+#: over 14 s): with only the longest dozen listed, a 21 s file started in the last minute and ran
+#: alone for its last 10 s.
 SLOW_FIRST = (
-    "test_route_alerts_fuzz.py",
-    "test_local_stack.py",
     "test_demo.py",
-    "test_bundle.py",
+    "test_local_stack.py",
+    "test_route_alerts_fuzz.py",
     "test_push_delivery.py",
-    "test_fault_injection.py",
-    "test_terraform.py",
-    "test_local_staleness.py",
     "test_local_drift_loop.py",
-    "test_local_workflow.py",
-    "test_router_concurrency.py",
+    "test_monitor.py",
+    "test_fault_injection.py",
+    "test_local_staleness.py",
     "test_onboarding_e2e.py",
+    "test_terraform.py",
+    "test_job_runner.py",
+    "test_local_workflow.py",
+    "test_health_function.py",
+    "test_example_app.py",
+    "test_route_alerts.py",
+    "test_router_concurrency.py",
+    "test_alert_state.py",
+    "test_cli.py",
+    "test_register.py",
+    "test_retrain_function.py",
+    "test_monitor_predictions.py",
+    "test_bundle.py",
+    "test_holdout.py",
+    "test_pubsub_class_sharing.py",
     "test_router_scale.py",
 )
 

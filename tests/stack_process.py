@@ -117,6 +117,20 @@ class RunningStack:
         registry: Registry = self._registry
         return registry.version_numbers(model)
 
+    def scheduler_jobs(self) -> dict[str, dict[str, Any]]:
+        """The Scheduler stand-in's jobs by short name, as its REST API lists them (one HTTP
+        request, in-process: waits poll this, not `warden jobs list`, a CLI process each)."""
+        import urllib.request
+
+        env = self.state["env"]
+        url = (
+            f"{env['WARDEN_SCHEDULER_ENDPOINT']}/v1/projects/{env['WARDEN_PROJECT']}"
+            f"/locations/{env['WARDEN_LOCATION']}/jobs"
+        )
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (loopback)
+            listed = json.loads(resp.read())
+        return {job["name"].rsplit("/", 1)[1]: job for job in listed.get("jobs", [])}
+
     @property
     def clock(self) -> LocalClock | None:
         """The virtual clock every process of the stack reads (None: real time)."""

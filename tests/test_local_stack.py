@@ -140,22 +140,23 @@ def test_a_paused_job_does_not_tick(stack) -> None:
         j["job"]: j["last_attempt"] for j in json.loads(warden(stack, "jobs", "list").stdout)
     }
 
-    def listed() -> dict[str, dict]:
-        return {j["job"]: j for j in json.loads(warden(stack, "jobs", "list").stdout)}
+    attempts = stack["running"].scheduler_jobs  # the REST API the CLI reads, polled in-process
 
     # The unpaused job's next attempt proves a daily slot passed on the virtual clock. Both jobs
     # share the slot, so the Scheduler fired (or skipped) them in the same pass, and it records
     # an attempt as soon as it has published: no sleep needed to see that the paused one did not.
     # (A version count is no marker here: a retrain of the slot before the pause may still land.)
-    after = _wait(
+    first = attempts()
+    _wait(
         lambda: (
-            (jobs := listed())[f"{RISK}-retrain"]["last_attempt"] != attempted[f"{RISK}-retrain"]
-            and jobs
+            attempts()[f"{RISK}-retrain"].get("lastAttemptTime")
+            != first[f"{RISK}-retrain"].get("lastAttemptTime")
         ),
         90,
         "the unpaused job's tick",
-        interval=1.0,  # each poll is a CLI process
     )
+    after = {j["job"]: j for j in json.loads(warden(stack, "jobs", "list").stdout)}
+    assert after[f"{RISK}-retrain"]["last_attempt"] != attempted[f"{RISK}-retrain"]
     assert after[f"{SEG}-retrain"]["last_attempt"] == attempted[f"{SEG}-retrain"]
     assert after[f"{SEG}-retrain"]["state"] == "PAUSED"
     # ...and the unpaused job's tick did its work.
