@@ -218,7 +218,9 @@ def test_real_functions_framework_servers_end_to_end(seeded, gcs_emulator) -> No
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(base["health"], timeout=2)
+                # Connect within 2 s (refused until the server listens), then let it answer
+                # at its pace: its first answer reads the registry, seconds on a loaded machine.
+                requests.get(base["health"], timeout=(2, 60))
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline, "health server did not start"
