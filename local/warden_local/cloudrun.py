@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -85,11 +84,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from warden_local.rest import ApiError, JsonApiHandler
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -280,31 +280,6 @@ def _strings(value: Any, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ApiError.invalid(f"{what}: expected a list of strings")
     return list(value)
-
-
-class ApiError(Exception):
-    """An error the REST API reports as ``{"error": {"code", "message", "status"}}``."""
-
-    def __init__(self, http: HTTPStatus, status: str, message: str) -> None:
-        super().__init__(message)
-        self.http = http
-        self.status = status
-        self.message = message
-
-    @classmethod
-    def invalid(cls, message: str) -> ApiError:
-        return cls(HTTPStatus.BAD_REQUEST, "INVALID_ARGUMENT", message)
-
-    @classmethod
-    def not_found(cls, message: str) -> ApiError:
-        return cls(HTTPStatus.NOT_FOUND, "NOT_FOUND", message)
-
-    @classmethod
-    def unimplemented(cls, message: str) -> ApiError:
-        return cls(HTTPStatus.NOT_IMPLEMENTED, "UNIMPLEMENTED", message)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": int(self.http), "message": self.message, "status": self.status}}
 
 
 # -- state -----------------------------------------------------------------------------------------
@@ -1145,54 +1120,17 @@ class _Server(ThreadingHTTPServer):
     standin: CloudRunStandIn
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonApiHandler):
     server: _Server
     server_version = "warden-local-cloudrun"
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    def encode(self, body: dict[str, Any], *, int_enums: bool) -> Any:
+        return _encode_enums(body, as_int=int_enums)
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        int_enums = any("enum-encoding=int" in v for v in query.get("$alt", []))
-        try:
-            body = self._body()
-            out = self._route(method, unquote(url.path), query, body)
-        except ApiError as err:
-            self._send(err.http, err.body())
-            return
-        except Exception as exc:
-            log.exception("%s %s failed", method, self.path)
-            error = ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "INTERNAL", str(exc))
-            self._send(error.http, error.body())
-            return
-        self._send(HTTPStatus.OK, _encode_enums(out, as_int=int_enums))
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if not length:
-            return {}
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise ApiError.invalid(f"Invalid JSON payload received. {exc}") from None
-        if not isinstance(body, dict):
-            raise ApiError.invalid("Invalid JSON payload received: expected an object.")
-        return body
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], raw: bytes
+    ) -> dict[str, Any]:
+        return self._route(method, path, query, self.json_object(raw))
 
     def _route(
         self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]
@@ -1254,14 +1192,6 @@ class _Handler(BaseHTTPRequestHandler):
                 f"projects/{match['project']}/locations/{match['location']} is not served here; "
                 f"this stand-in serves {standin.parent}."
             )
-
-    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 def _page(items: list[dict[str, Any]], key: str, query: dict[str, list[str]]) -> dict[str, Any]:

@@ -57,10 +57,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -68,6 +67,7 @@ from croniter import croniter
 from warden.config.schedules import DEFAULT_LOCATION, JobSpec
 from warden.settings import LocalClock
 from warden_local.process import free_port
+from warden_local.rest import ApiError, JsonApiHandler
 
 log = logging.getLogger("warden_local.scheduler")
 
@@ -174,19 +174,6 @@ def latest_due_slot(cron: str, timezone: str, first_due: datetime, now: datetime
 
 
 # -- jobs ---------------------------------------------------------------------------------------
-class ApiError(Exception):
-    """An error the REST API reports as ``{"error": {"code", "message", "status"}}``."""
-
-    def __init__(self, http: HTTPStatus, status: str, message: str) -> None:
-        super().__init__(message)
-        self.http = http
-        self.status = status
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": int(self.http), "message": self.message, "status": self.status}}
-
-
 @dataclass
 class _Job:
     spec: JobSpec
@@ -529,48 +516,17 @@ class _Server(ThreadingHTTPServer):
     standin: SchedulerStandIn
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonApiHandler):
     server: _Server
     server_version = "warden-local-scheduler"
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    def encode(self, body: dict[str, Any], *, int_enums: bool) -> Any:
+        return _encode_enums(body) if int_enums else body
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)  # the request bodies carry nothing we use
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        int_enums = any("enum-encoding=int" in v for v in query.get("$alt", []))
-        try:
-            body = self._route(method, unquote(url.path), query)
-        except ApiError as err:
-            self._send(err.http, err.body())
-            return
-        except Exception as exc:
-            log.exception("%s %s failed", method, self.path)
-            self._send(
-                HTTPStatus.INTERNAL_SERVER_ERROR,
-                ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "INTERNAL", str(exc)).body(),
-            )
-            return
-        self._send(HTTPStatus.OK, _encode_enums(body) if int_enums else body)
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], raw: bytes
+    ) -> dict[str, Any]:
+        return self._route(method, path, query)  # the request bodies carry nothing we use
 
     def _route(self, method: str, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
         standin = self.server.standin
@@ -647,14 +603,6 @@ class _Handler(BaseHTTPRequestHandler):
             "locationId": standin.location,
         }
         return loc if location is not None else {"locations": [loc]}
-
-    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 def _encode_enums(body: dict[str, Any]) -> dict[str, Any]:
