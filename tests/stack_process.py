@@ -117,19 +117,18 @@ class RunningStack:
         registry: Registry = self._registry
         return registry.version_numbers(model)
 
-    def scheduler_jobs(self) -> dict[str, dict[str, Any]]:
-        """The Scheduler stand-in's jobs by short name, as its REST API lists them (one HTTP
-        request, in-process: waits poll this, not `warden jobs list`, a CLI process each)."""
+    def scheduler_job(self, job_id: str) -> dict[str, Any]:
+        """A Scheduler job as the stand-in's REST API shows it (virtual times): one HTTP request
+        in-process, so a wait polls this, not `warden jobs list` (a CLI process each)."""
         import urllib.request
 
-        env = self.state["env"]
         url = (
-            f"{env['WARDEN_SCHEDULER_ENDPOINT']}/v1/projects/{env['WARDEN_PROJECT']}"
-            f"/locations/{env['WARDEN_LOCATION']}/jobs"
+            f"{self.state['env']['WARDEN_SCHEDULER_ENDPOINT']}/v1/projects/"
+            f"{self.state['project']}/locations/{self.state['location']}/jobs/{job_id}"
         )
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (loopback)
-            listed = json.loads(resp.read())
-        return {job["name"].rsplit("/", 1)[1]: job for job in listed.get("jobs", [])}
+            job: dict[str, Any] = json.loads(resp.read())
+        return job
 
     @property
     def clock(self) -> LocalClock | None:

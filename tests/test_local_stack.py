@@ -140,18 +140,16 @@ def test_a_paused_job_does_not_tick(stack) -> None:
         j["job"]: j["last_attempt"] for j in json.loads(warden(stack, "jobs", "list").stdout)
     }
 
-    attempts = stack["running"].scheduler_jobs  # the REST API the CLI reads, polled in-process
-
     # The unpaused job's next attempt proves a daily slot passed on the virtual clock. Both jobs
     # share the slot, so the Scheduler fired (or skipped) them in the same pass, and it records
     # an attempt as soon as it has published: no sleep needed to see that the paused one did not.
     # (A version count is no marker here: a retrain of the slot before the pause may still land.)
-    first = attempts()
+    def last_attempt() -> str | None:  # the REST API the CLI reads, polled in-process
+        return stack["running"].scheduler_job(f"{RISK}-retrain").get("lastAttemptTime")
+
+    first = last_attempt()
     _wait(
-        lambda: (
-            attempts()[f"{RISK}-retrain"].get("lastAttemptTime")
-            != first[f"{RISK}-retrain"].get("lastAttemptTime")
-        ),
+        lambda: last_attempt() != first,
         90,
         "the unpaused job's tick",
     )

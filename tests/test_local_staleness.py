@@ -77,14 +77,7 @@ def _health(stack: RunningStack, query: str = "") -> requests.Response:
 
 def _job(stack: RunningStack) -> dict:
     """The housekeeping job as the Cloud Scheduler REST API shows it (virtual times)."""
-    state = stack.state
-    url = (
-        f"{state['env']['WARDEN_SCHEDULER_ENDPOINT']}/v1/projects/{state['project']}"
-        f"/locations/{state['location']}/jobs/{JOB}"
-    )
-    resp = requests.get(url, timeout=30)
-    resp.raise_for_status()
-    return resp.json()
+    return stack.scheduler_job(JOB)
 
 
 def test_a_paused_job_turns_health_degraded_past_its_staleness_limit(stack) -> None:

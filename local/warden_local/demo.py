@@ -408,8 +408,7 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
     )
     # Let every group's group_wait pass (most started during the monitor and serving steps),
     # then a Scheduler flush tick.
-    while (left := _group_wait_left(rt)) > 0:
-        time.sleep(min(left, 5.0) + 0.1)
+    wait_until(lambda: _group_waits_over(rt), timeout=60, interval=0.5, what="group_wait")
     rt.clients.scheduler.run_job(name=ALERT_FLUSH.name(stack.project, stack.location))
     received = stack.run_dir / "received.jsonl"
 
@@ -443,13 +442,13 @@ def _alerts_and_show(rt: Any, stack: Any, config: Any) -> None:
         )
 
 
-def _group_wait_left(rt: Any) -> float:
-    """Seconds until the last alert group still in its group_wait is due (0: none is): read
-    from the router's state, as `warden alerts` does. The router's timers are on real time."""
+def _group_waits_over(rt: Any) -> bool:
+    """No alert group is still in its group_wait: read from the router's state, as `warden
+    alerts` does. The router's timers are on real time."""
     now = time.time()
     views = rt.alert_state().groups_view(config=rt.alerting, now=now)
-    due = [v.next_at for v in views if v.next_reason == "group_wait" and v.next_at is not None]
-    return max(0.0, max(due, default=now) - now)
+    waiting = [v.next_at for v in views if v.next_reason == "group_wait"]
+    return all(at is None or at <= now for at in waiting)
 
 
 #: The model the demo serves through examples/serving_app, monitored on what it served.
